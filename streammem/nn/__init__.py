@@ -1,0 +1,31 @@
+"""Pure torch modules: memories, backbones and the models built from them (no streaming logic)."""
+
+from __future__ import annotations
+
+from streammem.nn.backbones import Backbone, build_backbone
+from streammem.nn.memory import MemAEMemory, MemoryReadout, MemorizerMemory, TwinMemory
+from streammem.nn.models import (
+    AENet,
+    AutoEncoderNet,
+    MemAENet,
+    MemorizerNet,
+    ModelOutput,
+    ReconstructionModel,
+    RFTMNet,
+)
+
+__all__ = [
+    "AENet",
+    "AutoEncoderNet",
+    "Backbone",
+    "MemAEMemory",
+    "MemAENet",
+    "MemoryReadout",
+    "MemorizerMemory",
+    "MemorizerNet",
+    "ModelOutput",
+    "RFTMNet",
+    "ReconstructionModel",
+    "TwinMemory",
+    "build_backbone",
+]

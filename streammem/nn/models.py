@@ -1,0 +1,214 @@
+"""Reconstruction models built from a backbone and (optionally) a memory.
+
+Each model is a pure ``nn.Module``: ``forward(x)`` returns a :class:`ModelOutput` with the
+reconstruction and the model's own auxiliary losses (already weighted); ``anomaly_score(x)`` is the
+per-sample reconstruction error. How a model is optimised lives in :mod:`streammem.training`;
+``make_trainer`` picks the strategy, so a model trained by several optimisers (an adversarial
+one) plugs in without touching the estimators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streammem.nn.backbones import Backbone, build_backbone
+from streammem.nn.memory import MemAEMemory, MemorizerMemory, TwinMemory
+
+if TYPE_CHECKING:
+    from streammem.training import Trainer
+
+__all__ = [
+    "AENet",
+    "AutoEncoderNet",
+    "MemAENet",
+    "MemorizerNet",
+    "ModelOutput",
+    "RFTMNet",
+    "ReconstructionModel",
+]
+
+
+@dataclass
+class ModelOutput:
+    """A forward pass: reconstruction (input's shape), weighted auxiliary losses, memory weights."""
+
+    reconstruction: torch.Tensor
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    memory_weights: torch.Tensor | None = None
+
+
+class ReconstructionModel(nn.Module):
+    """Base class: a model whose anomaly score is a per-sample reconstruction error."""
+
+    input_shape: tuple[int, ...]
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reconstruction_loss(self, x: torch.Tensor, output: ModelOutput) -> torch.Tensor:
+        """Mean squared error over all elements (the authors' ``nn.MSELoss``)."""
+        return F.mse_loss(output.reconstruction, x)
+
+    @torch.no_grad()
+    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample mean squared reconstruction error, shape (B,). Higher = more anomalous."""
+        output = self(x)
+        return (output.reconstruction - x).pow(2).flatten(1).mean(dim=1)
+
+    def make_trainer(self, learning_rate: float, weight_decay: float = 0.0) -> Trainer:
+        """The optimisation strategy for this model (one Adam on the summed losses)."""
+        from streammem.training import ReconstructionTrainer
+
+        return ReconstructionTrainer(self, learning_rate, weight_decay)
+
+
+class AutoEncoderNet(ReconstructionModel):
+    """Encoder → (memory) → decoder.
+
+    Parameters
+    ----------
+    backbone
+        Encoder, decoder and latent shape (see :mod:`streammem.nn.backbones`).
+    input_shape
+        Shape of one input without the batch dim; MLP backbones see it flattened.
+    memory
+        A memory module returning :class:`~streammem.nn.memory.MemoryReadout`, or ``None``.
+    per_position
+        For a conv latent (C, H, W): ``True`` queries the memory once per position with C-dim
+        vectors, ``False`` with the whole flattened latent.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from streammem.nn.backbones import mlp_backbone
+    >>> net = AutoEncoderNet(mlp_backbone(6, (8,), 4), (6,))
+    >>> net.anomaly_score(torch.randn(3, 6)).shape
+    torch.Size([3])
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        input_shape: Sequence[int],
+        memory: nn.Module | None = None,
+        per_position: bool = False,
+    ) -> None:
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.encoder = backbone.encoder
+        self.decoder = backbone.decoder
+        self.latent_shape = backbone.latent_shape
+        self.memory = memory
+        self.per_position = per_position
+        self._flat_input = isinstance(backbone.encoder[0], nn.Linear)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1) if self._flat_input else x)
+
+    def decode(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).reshape(like.shape)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        z = self.encode(x)
+        if self.memory is None:
+            return ModelOutput(self.decode(z, x))
+        query = z if (self.per_position or z.dim() == 2) else z.flatten(1)
+        readout = self.memory(query)
+        z_hat = readout.output.reshape(z.shape)
+        return ModelOutput(self.decode(z_hat, x), readout.losses, readout.weights)
+
+
+def _latent_width(backbone: Backbone, per_position: bool) -> int:
+    if per_position:
+        return backbone.latent_shape[0]
+    width = 1
+    for dim in backbone.latent_shape:
+        width *= dim
+    return width
+
+
+def _backbone(input_shape: Sequence[int], backbone: str, **kwargs) -> Backbone:
+    return build_backbone(backbone, tuple(input_shape), **kwargs)
+
+
+class MemAENet(AutoEncoderNet):
+    """MemAE: memory with hard shrinkage and an entropy loss between encoder and decoder.
+
+    ``shrink_threshold=0`` gives MemAE-nonSpar. See :class:`~streammem.nn.memory.MemAEMemory`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = MemAENet((1, 28, 28), backbone="conv28", num_slots=100)
+    >>> out = net(torch.rand(2, 1, 28, 28))
+    >>> out.reconstruction.shape, sorted(out.losses)
+    (torch.Size([2, 1, 28, 28]), ['entropy'])
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        backbone: str = "mlp",
+        num_slots: int = 100,
+        shrink_threshold: float | None = None,
+        similarity: str = "cosine",
+        entropy_weight: float = 0.0002,
+        per_position: bool = False,
+        **backbone_kwargs,
+    ) -> None:
+        bb = _backbone(input_shape, backbone, **backbone_kwargs)
+        memory = MemAEMemory(
+            num_slots, _latent_width(bb, per_position), shrink_threshold, similarity,
+            entropy_weight,
+        )
+        super().__init__(bb, input_shape, memory, per_position)
+
+
+class MemorizerNet(AutoEncoderNet):
+    """Memorizer: multi-round shared-mapping memory on the bottleneck (no extra loss)."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        backbone: str = "mlp",
+        num_slots: int = 10,
+        rounds: int = 8,
+        **backbone_kwargs,
+    ) -> None:
+        bb = _backbone(input_shape, backbone, **backbone_kwargs)
+        memory = MemorizerMemory(num_slots, _latent_width(bb, False), rounds)
+        super().__init__(bb, input_shape, memory)
+
+
+class RFTMNet(AutoEncoderNet):
+    """Our reconstruction of RFTM: twin memories with random forgetting (see TwinMemory)."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        backbone: str = "mlp",
+        num_slots: int = 10,
+        rounds: int = 1,
+        forget: float = 0.25,
+        decomposition: str = "split",
+        reintegration: str = "concat",
+        **backbone_kwargs,
+    ) -> None:
+        bb = _backbone(input_shape, backbone, **backbone_kwargs)
+        memory = TwinMemory(
+            num_slots, _latent_width(bb, False), rounds, forget, decomposition, reintegration
+        )
+        super().__init__(bb, input_shape, memory)
+
+
+class AENet(AutoEncoderNet):
+    """The memory-less autoencoder on the same backbone (the over-generalising baseline)."""
+
+    def __init__(self, input_shape: Sequence[int], backbone: str = "mlp", **backbone_kwargs) -> None:
+        super().__init__(_backbone(input_shape, backbone, **backbone_kwargs), input_shape)
