@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streammem.nn.backbones import Backbone, build_backbone
-from streammem.nn.memory import MemAEMemory, MemoryReadout, MemorizerMemory, TwinMemory
+from streammem.nn.memory import MemAEMemory, MemorizerMemory, MemoryReadout, TwinMemory
 from streammem.nn.models import (
     AENet,
     AutoEncoderNet,
@@ -20,9 +20,9 @@ __all__ = [
     "Backbone",
     "MemAEMemory",
     "MemAENet",
-    "MemoryReadout",
     "MemorizerMemory",
     "MemorizerNet",
+    "MemoryReadout",
     "ModelOutput",
     "RFTMNet",
     "ReconstructionModel",

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,12 +69,12 @@ def mlp_backbone(
         raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}")
     widths = [n_features, *hidden_sizes, latent_size]
     encoder: list[nn.Module] = []
-    for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+    for n_in, n_out in itertools.pairwise(widths):
         encoder += _fc_block(n_in, n_out, activation)
     back = widths[::-1]
     back[0] = decoder_input_size or latent_size
     decoder: list[nn.Module] = []
-    for n_in, n_out in zip(back[:-2], back[1:-1], strict=True):
+    for n_in, n_out in itertools.pairwise(back[:-1]):
         decoder += _fc_block(n_in, n_out, activation)
     if output_activation == "block":
         decoder += _fc_block(back[-2], back[-1], activation)
@@ -150,7 +151,11 @@ def build_backbone(
         for dim in input_shape:
             n_features *= dim
         return mlp_backbone(
-            n_features, hidden_sizes, latent_size, activation, output_activation,
+            n_features,
+            hidden_sizes,
+            latent_size,
+            activation,
+            output_activation,
             decoder_input_size,
         )
     expected = {"conv28": (28, 28), "conv32": (32, 32)}

@@ -21,8 +21,8 @@ from torch import nn
 
 __all__ = [
     "MemAEMemory",
-    "MemoryReadout",
     "MemorizerMemory",
+    "MemoryReadout",
     "TwinMemory",
     "addressing_entropy",
     "hard_shrink",
@@ -264,9 +264,13 @@ class TwinMemory(nn.Module):
         if dim % 2:
             raise ValueError(f"TwinMemory needs an even bottleneck width, got {dim}")
         if decomposition not in ("split", "projection"):
-            raise ValueError(f"decomposition must be 'split' or 'projection', got {decomposition!r}")
+            raise ValueError(
+                f"decomposition must be 'split' or 'projection', got {decomposition!r}"
+            )
         if reintegration not in _REINTEGRATIONS:
-            raise ValueError(f"reintegration must be one of {_REINTEGRATIONS}, got {reintegration!r}")
+            raise ValueError(
+                f"reintegration must be one of {_REINTEGRATIONS}, got {reintegration!r}"
+            )
         if not 0.0 <= forget < 1.0:
             raise ValueError(f"forget must be in [0, 1), got {forget}")
         half = dim // 2

@@ -164,7 +164,10 @@ class MemAENet(AutoEncoderNet):
     ) -> None:
         bb = _backbone(input_shape, backbone, **backbone_kwargs)
         memory = MemAEMemory(
-            num_slots, _latent_width(bb, per_position), shrink_threshold, similarity,
+            num_slots,
+            _latent_width(bb, per_position),
+            shrink_threshold,
+            similarity,
             entropy_weight,
         )
         super().__init__(bb, input_shape, memory, per_position)
@@ -210,5 +213,7 @@ class RFTMNet(AutoEncoderNet):
 class AENet(AutoEncoderNet):
     """The memory-less autoencoder on the same backbone (the over-generalising baseline)."""
 
-    def __init__(self, input_shape: Sequence[int], backbone: str = "mlp", **backbone_kwargs) -> None:
+    def __init__(
+        self, input_shape: Sequence[int], backbone: str = "mlp", **backbone_kwargs
+    ) -> None:
         super().__init__(_backbone(input_shape, backbone, **backbone_kwargs), input_shape)

@@ -1,0 +1,67 @@
+"""AE as a streaming River anomaly detector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from streammem.detectors.base import MemoryDetector
+from streammem.features import FeatureEncoder
+from streammem.nn.models import AENet
+
+__all__ = ["AE"]
+
+
+class AE(MemoryDetector):
+    """Plain autoencoder (no memory): the baseline that over-generalises.
+
+    Parameters
+    ----------
+    batch_size, learning_rate, steps_per_batch, device, seed, backbone, input_shape, \
+    hidden_sizes, latent_size, encoder
+        Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
+
+    Examples
+    --------
+    >>> import random
+    >>> import streammem
+    >>> rng = random.Random(0)
+    >>> det = streammem.AE(batch_size=32, seed=1)
+    >>> det.score_one({"a": 0.0, "b": 0.0, "c": 0.0})  # finite before any learning
+    0.0
+    >>> for _ in range(3000):
+    ...     a, b = rng.gauss(0, 1), rng.gauss(0, 1)
+    ...     det.learn_one({"a": a, "b": b, "c": a + b})
+    >>> normal = det.score_one({"a": 0.5, "b": -0.2, "c": 0.3})
+    >>> broken = det.score_one({"a": 0.5, "b": -0.2, "c": -4.0})
+    >>> broken > 3 * normal
+    True
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        steps_per_batch: int = 1,
+        device: str = "auto",
+        seed: int = 42,
+        backbone: str = "mlp",
+        input_shape: Sequence[int] | None = None,
+        hidden_sizes: Sequence[int] = (64, 32),
+        latent_size: int = 16,
+        encoder: FeatureEncoder | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size,
+            learning_rate,
+            steps_per_batch,
+            device,
+            seed,
+            backbone,
+            input_shape,
+            hidden_sizes,
+            latent_size,
+            encoder,
+        )
+
+    def _build_net(self, input_shape: tuple[int, ...]) -> AENet:
+        return AENet(input_shape, self.backbone, **self._backbone_kwargs())

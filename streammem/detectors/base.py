@@ -1,0 +1,306 @@
+"""The streaming estimator shared by every model: River's AnomalyDetector over a torch model.
+
+Data path: a record is vectorised by a :class:`~streammem.features.FeatureEncoder`, buffered by
+``learn_one`` / ``learn_many``; each full buffer of ``batch_size`` updates the encoder's scaling
+statistics and drives ``steps_per_batch`` gradient steps on the device. ``score_one`` /
+``score_many`` never change state: ``score_one`` runs a NumPy snapshot of the model (torch stays off
+the per-event path), ``score_many`` runs torch on the whole batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from river import base as river_base
+
+from streammem.features import FeatureEncoder
+from streammem.inference import numpy_reconstructor
+from streammem.nn.models import ReconstructionModel
+from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
+from streammem.training import Trainer
+
+__all__ = ["MemoryDetector", "detector_from_state", "load"]
+
+_DEFAULT_IMAGE_SHAPES = {"conv28": (1, 28, 28), "conv32": (3, 32, 32)}
+_SCORE_CHUNK = 4096
+_NO_SCORER = object()
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class MemoryDetector(river_base.AnomalyDetector):
+    """Base class; subclasses add their model's parameters and implement ``_build_net``."""
+
+    _registry: ClassVar[dict[str, type[MemoryDetector]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        MemoryDetector._registry[cls.__name__] = cls
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        steps_per_batch: int = 1,
+        device: str = "auto",
+        seed: int = 42,
+        backbone: str = "mlp",
+        input_shape: Sequence[int] | None = None,
+        hidden_sizes: Sequence[int] = (64, 32),
+        latent_size: int = 16,
+        encoder: FeatureEncoder | None = None,
+    ) -> None:
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.steps_per_batch = steps_per_batch
+        self.device = device
+        self.seed = seed
+        self.backbone = backbone
+        self.input_shape = input_shape
+        self.hidden_sizes = hidden_sizes
+        self.latent_size = latent_size
+        self.encoder = encoder
+
+    # ------------------------------------------------------------------ to implement
+    def _build_net(self, input_shape: tuple[int, ...]) -> ReconstructionModel:
+        raise NotImplementedError
+
+    def _backbone_kwargs(self) -> dict[str, Any]:
+        if self.backbone != "mlp":
+            return {}
+        return {"hidden_sizes": tuple(self.hidden_sizes), "latent_size": self.latent_size}
+
+    # ------------------------------------------------------------------ set-up
+    def _check_params(self) -> None:
+        if self.batch_size < 2:
+            raise ValueError(
+                f"batch_size must be >= 2 (batch norm needs it), got {self.batch_size}"
+            )
+        if self.steps_per_batch < 1:
+            raise ValueError(f"steps_per_batch must be >= 1, got {self.steps_per_batch}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    def _new_encoder(self) -> FeatureEncoder:
+        if self.encoder is not None:
+            return self.encoder.clone()
+        return FeatureEncoder(scaling="standard" if self.backbone == "mlp" else None)
+
+    @property
+    def _encoder(self) -> FeatureEncoder:
+        """The fitted encoder, or a throw-away one for pure calls before any learning."""
+        encoder = self.__dict__.get("encoder_")
+        return encoder if encoder is not None else self._new_encoder()
+
+    def _model_input_shape(self, width: int) -> tuple[int, ...]:
+        shape = self.input_shape or _DEFAULT_IMAGE_SHAPES.get(self.backbone) or (width,)
+        if math.prod(shape) != width:
+            raise ValueError(
+                f"input_shape {tuple(shape)} holds {math.prod(shape)} values but records encode "
+                f"to {width}"
+            )
+        return tuple(shape)
+
+    def _init_model(self, width: int) -> None:
+        self._check_params()
+        self.device_ = resolve_device(self.device)
+        self.input_shape_ = self._model_input_shape(width)
+        with self._seeded(0):
+            self.model_ = self._build_net(self.input_shape_).to(self.device_).eval()
+        self.trainer_: Trainer = self.model_.make_trainer(self.learning_rate)
+        self.n_updates_ = 0
+        self.last_losses_: dict[str, float] | None = None
+
+    @contextlib.contextmanager
+    def _seeded(self, offset: int) -> Iterator[None]:
+        """Deterministic torch randomness without touching the global generator."""
+        devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed + offset)
+            yield
+
+    # ------------------------------------------------------------------ learning
+    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+        encoder = self.__dict__.setdefault("encoder_", self._new_encoder())
+        self._buffer.append(encoder.vectorize_one(x, learn=True))
+        if len(self._buffer) >= self.batch_size:
+            self._fit_batch(np.vstack(self._buffer))
+            self._buffer.clear()
+
+    def learn_many(self, X: Any) -> None:
+        """Learn from a batch; leftover rows stay buffered for the next call."""
+        encoder = self.__dict__.setdefault("encoder_", self._new_encoder())
+        raw = encoder.vectorize_many(X, learn=True)
+        if self._buffer:
+            raw = np.vstack([np.vstack(self._buffer), raw])
+            self._buffer.clear()
+        n_full = len(raw) - len(raw) % self.batch_size
+        for start in range(0, n_full, self.batch_size):
+            self._fit_batch(raw[start : start + self.batch_size])
+        self._buffer.extend(raw[n_full:])
+
+    @property
+    def _buffer(self) -> list[np.ndarray]:
+        return self.__dict__.setdefault("buffer_", [])
+
+    def _fit_batch(self, raw: np.ndarray) -> None:
+        self.encoder_.update_scaler(raw)
+        batch = self.encoder_.scale(raw)
+        if "model_" not in self.__dict__:
+            self._init_model(batch.shape[1])
+        tensor = self._to_tensor(batch)
+        with self._seeded(1 + self.n_updates_):
+            for _ in range(self.steps_per_batch):
+                self.last_losses_ = self.trainer_.step(tensor)
+        self.n_updates_ += self.steps_per_batch
+        self._last_batch = tensor
+        self._scorer = _NO_SCORER
+
+    def _to_tensor(self, batch: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        return tensor.reshape(-1, *self.input_shape_).to(self.device_)
+
+    # ------------------------------------------------------------------ scoring
+    def check_one(self, x: Mapping[Hashable, Any]) -> None:
+        """Raise ``ValueError`` naming the field if ``x`` cannot be encoded; changes nothing."""
+        self._encoder.check_one(x)
+
+    def score_one(self, x: Mapping[Hashable, Any]) -> float:
+        vector = self._encoder.encode_one(x)
+        if "model_" not in self.__dict__:
+            return 0.0
+        reconstruct = self._numpy_scorer()
+        if reconstruct is None:
+            return float(self._torch_scores(vector[None, :])[0])
+        residual = reconstruct(vector[None, :]) - vector
+        return float(np.mean(residual * residual))
+
+    def score_many(self, X: Any) -> np.ndarray:
+        encoder = self._encoder
+        raw = encoder.vectorize_many(X) if encoder.is_fitted else encoder.clone().vectorize_many(X)
+        if "model_" not in self.__dict__:
+            return np.zeros(len(raw))
+        return self._torch_scores(encoder.scale(raw))
+
+    def _torch_scores(self, batch: np.ndarray) -> np.ndarray:
+        scores = []
+        with torch.inference_mode():
+            for start in range(0, len(batch), _SCORE_CHUNK):
+                chunk = self._to_tensor(batch[start : start + _SCORE_CHUNK])
+                scores.append(self.model_.anomaly_score(chunk).double().cpu().numpy())
+        return np.concatenate(scores) if scores else np.zeros(0)
+
+    def _numpy_scorer(self):
+        scorer = self.__dict__.get("_scorer", _NO_SCORER)
+        if scorer is _NO_SCORER:
+            scorer = numpy_reconstructor(self.model_)
+            self._scorer = scorer
+        return scorer
+
+    # ------------------------------------------------------------------ monitoring
+    def memory_usage(self) -> float | None:
+        """Fraction of memory slots holding at least a tenth of a uniform share of the
+        addressing weight on the last training batch; ``None`` without memory or data."""
+        batch = self.__dict__.get("_last_batch")
+        if batch is None:
+            return None
+        with torch.inference_mode():
+            weights = self.model_(batch).memory_weights
+        if weights is None:
+            return None
+        share = weights.double().mean(dim=0)
+        share = share / share.sum()
+        return float((share >= 0.1 / share.numel()).double().mean())
+
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_scorer", "_last_batch")}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, as tensors and plain values (``weights_only``-safe)."""
+        state: dict[str, Any] = {
+            "class": type(self).__name__,
+            "params": _encode_params(self._get_params()),
+            "encoder": self.encoder_.state_dict() if "encoder_" in self.__dict__ else None,
+            "buffer": torch.from_numpy(np.vstack(self._buffer)) if self._buffer else None,
+        }
+        if "model_" in self.__dict__:
+            state["model"] = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+            state["trainer"] = self.trainer_.state_dict()
+            state["n_updates"] = self.n_updates_
+            state["last_losses"] = self.last_losses_
+        return state
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        if state.get("encoder") is not None:
+            self.encoder_ = self._new_encoder()
+            self.encoder_.load_state_dict(state["encoder"])
+        if state.get("buffer") is not None:
+            self.buffer_ = list(state["buffer"].double().numpy())
+        if "model" in state:
+            self._init_model(self.encoder_.width_)
+            self.model_.load_state_dict(state["model"])
+            self.model_.eval()
+            self.trainer_.load_state_dict(state["trainer"])
+            self.n_updates_ = int(state["n_updates"])
+            self.last_losses_ = state["last_losses"]
+
+    def save(self, path: str) -> None:
+        """Write a versioned checkpoint that :func:`streammem.load` restores exactly."""
+        save_checkpoint({"kind": "detector", "detector": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str) -> MemoryDetector:
+        return load(path)
+
+
+def _encode_params(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type):
+            value = {"estimator": value[0].__name__, "params": _encode_params(value[1])}
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+def _decode_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, dict) and value.get("estimator") == "FeatureEncoder":
+            value = FeatureEncoder(**_decode_params(value["params"]))
+        elif isinstance(value, list) and name in ("hidden_sizes", "input_shape"):
+            value = tuple(value)
+        out[name] = value
+    return out
+
+
+def detector_from_state(state: Mapping[str, Any]) -> MemoryDetector:
+    """Rebuild a detector from :meth:`MemoryDetector.state_dict`."""
+    name = state.get("class")
+    cls = MemoryDetector._registry.get(name)
+    if cls is None:
+        known = sorted(MemoryDetector._registry)
+        raise CheckpointError(f"unknown detector class {name!r}; known: {known}")
+    detector = cls(**_decode_params(state["params"]))
+    detector._load_state(state)
+    return detector
+
+
+def load(path: str) -> MemoryDetector:
+    """Load a detector saved with ``save(path)`` (safe: ``torch.load(weights_only=True)``)."""
+    payload = load_checkpoint(path)
+    if payload.get("kind") != "detector":
+        raise CheckpointError(f"{path} holds a {payload.get('kind')!r} checkpoint, not a detector")
+    return detector_from_state(payload["detector"])

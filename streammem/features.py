@@ -1,0 +1,453 @@
+"""FeatureEncoder: records (dicts or tables) to fixed-width float32 vectors.
+
+The width is fixed by the first record, so the model behind it never changes shape:
+
+* numeric fields (int, float, bool) are scaled online (running mean / variance, or min / max);
+* string fields are one-hot encoded over a declared vocabulary, or over one learned from the
+  first ``vocabulary_warmup`` learned records (at most ``max_categories`` values), then frozen
+  so that later traffic (an attack, say) does not get a slot of its own;
+* every categorical field keeps one extra **unknown** bucket for values outside its vocabulary.
+
+Bad input policy (every error is a ``ValueError`` naming the field):
+
+========================  ===========================================================
+missing field / ``None``  ``missing="error"`` (default) raises; ``"impute"`` uses the
+                          running mean (numeric) or the unknown bucket (categorical)
+NaN / ±inf                ``nonfinite="error"`` (default) raises; ``"impute"`` as above
+extra field               ``extra="ignore"`` (default) drops it; ``"error"`` raises
+wrong type                always raises (a string in a numeric field, a number in a
+                          categorical one)
+========================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from river import base
+
+__all__ = ["FeatureEncoder", "to_frame_or_array"]
+
+_SCALINGS = ("standard", "minmax", None)
+_MISSING = ("error", "impute")
+_EXTRA = ("ignore", "error")
+_STD_FLOOR = 1e-6
+
+
+def _policy(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    kind = type(value)
+    if kind is float or kind is int or kind is bool:
+        return True
+    return isinstance(value, numbers.Real)
+
+
+def to_frame_or_array(X: Any) -> pd.DataFrame | np.ndarray | list:
+    """Normalise a batch: pyarrow → pandas, ndarray kept, list of dicts kept, else TypeError."""
+    if isinstance(X, (pa.Table, pa.RecordBatch)):
+        return X.to_pandas()
+    if isinstance(X, (pd.DataFrame, np.ndarray, list)):
+        return X
+    raise TypeError(
+        "expected a pandas DataFrame, a pyarrow Table / RecordBatch, a numpy array or a list of "
+        f"dicts, got {type(X).__name__}"
+    )
+
+
+class FeatureEncoder(base.Transformer):
+    """Encode records into fixed-width float32 vectors with online scaling and one-hot categories.
+
+    Parameters
+    ----------
+    numeric
+        Names of the numeric fields. ``None``: inferred from the first record (every int, float
+        or bool value).
+    categorical
+        Categorical fields, each with its vocabulary (a list) or ``None`` to learn it.
+        ``None``: every string-valued field of the first record, vocabulary learned.
+    scaling
+        ``"standard"`` (running mean / std), ``"minmax"`` (running min / max) or ``None``.
+    max_categories
+        Slots reserved for a learned vocabulary (declared vocabularies take their own size).
+    vocabulary_warmup
+        Number of learned records during which new categories are added to learned vocabularies.
+    missing
+        ``"error"`` or ``"impute"``: what to do with a missing field or a ``None`` value.
+    nonfinite
+        ``"error"`` or ``"impute"``: what to do with NaN or infinite numbers.
+    extra
+        ``"ignore"`` or ``"error"``: what to do with fields outside the schema.
+
+    Examples
+    --------
+    >>> enc = FeatureEncoder(categorical={"proto": ["tcp", "udp"]})
+    >>> enc.learn_one({"bytes": 100.0, "proto": "tcp"})
+    >>> enc.learn_one({"bytes": 300.0, "proto": "udp"})
+    >>> enc.columns_
+    ['bytes', 'proto=tcp', 'proto=udp', 'proto=<unknown>']
+    >>> enc.encode_one({"bytes": 200.0, "proto": "icmp"}).tolist()
+    [0.0, 0.0, 0.0, 1.0]
+    >>> enc.encode_one({"bytes": "lots", "proto": "tcp"})
+    Traceback (most recent call last):
+    ...
+    ValueError: field 'bytes': expected a number, got str 'lots'
+    """
+
+    def __init__(
+        self,
+        numeric: Sequence[Hashable] | None = None,
+        categorical: Mapping[Hashable, Sequence[str] | None] | None = None,
+        scaling: str | None = "standard",
+        max_categories: int = 32,
+        vocabulary_warmup: int = 1000,
+        missing: str = "error",
+        nonfinite: str = "error",
+        extra: str = "ignore",
+    ) -> None:
+        self.numeric = numeric
+        self.categorical = categorical
+        self.scaling = scaling
+        self.max_categories = max_categories
+        self.vocabulary_warmup = vocabulary_warmup
+        self.missing = missing
+        self.nonfinite = nonfinite
+        self.extra = extra
+
+    # ------------------------------------------------------------------ schema
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the schema (and so the width) is fixed."""
+        return hasattr(self, "numeric_")
+
+    @property
+    def width_(self) -> int:
+        return len(self.columns_)
+
+    def _check_params(self) -> None:
+        _policy("scaling", self.scaling, _SCALINGS)
+        _policy("missing", self.missing, _MISSING)
+        _policy("nonfinite", self.nonfinite, _MISSING)
+        _policy("extra", self.extra, _EXTRA)
+        if self.max_categories < 1:
+            raise ValueError(f"max_categories must be >= 1, got {self.max_categories}")
+
+    def fit_schema(self, example: Mapping[Hashable, Any]) -> None:
+        """Fix the schema from declared fields, else from one example record."""
+        self._check_params()
+        declared_cat = dict(self.categorical) if self.categorical is not None else None
+        if self.numeric is not None:
+            numeric = list(self.numeric)
+        else:
+            skip = set(declared_cat or ())
+            numeric = [k for k, v in example.items() if k not in skip and _is_number(v)]
+        if declared_cat is None:
+            declared_cat = {k: None for k, v in example.items() if isinstance(v, str)}
+        if not numeric and not declared_cat:
+            raise ValueError(f"no numeric or string field in record with keys {list(example)}")
+        self.numeric_ = numeric
+        self.vocabulary_ = {k: list(v) if v is not None else [] for k, v in declared_cat.items()}
+        self.learned_fields_ = [k for k, v in declared_cat.items() if v is None]
+        self.capacity_ = {
+            k: (len(v) if v is not None else self.max_categories) for k, v in declared_cat.items()
+        }
+        self.n_learned_ = 0
+        self._init_layout()
+        n = len(numeric)
+        self.count_ = 0
+        self.mean_ = np.zeros(n)
+        self.m2_ = np.zeros(n)
+        self.min_ = np.full(n, np.inf)
+        self.max_ = np.full(n, -np.inf)
+
+    def _init_layout(self) -> None:
+        """Index maps used by the per-record path; derived state, rebuilt after loading."""
+        self._numeric_index = {name: i for i, name in enumerate(self.numeric_)}
+        self._fields = set(self.numeric_) | set(self.vocabulary_)
+        offset = len(self.numeric_)
+        self._cat_layout: dict[Hashable, tuple[int, dict[str, int], int]] = {}
+        columns = [str(c) for c in self.numeric_]
+        for field, vocab in self.vocabulary_.items():
+            capacity = self.capacity_[field]
+            slots = {cat: offset + i for i, cat in enumerate(vocab)}
+            unknown = offset + capacity
+            self._cat_layout[field] = (offset, slots, unknown)
+            spare = [f"{field}=<slot{i}>" for i in range(len(vocab), capacity)]
+            names = [f"{field}={c}" for c in vocab] + spare
+            columns += [*names, f"{field}=<unknown>"]
+            offset = unknown + 1
+        self.columns_ = columns
+
+    # ------------------------------------------------------------------ one record
+    def _numeric_value(self, field: Hashable, value: Any) -> float:
+        if value is None:
+            if self.missing == "error":
+                raise ValueError(f"field {field!r}: value is missing (None)")
+            return math.nan
+        if isinstance(value, str) or not _is_number(value):
+            raise ValueError(
+                f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
+            )
+        value = float(value)
+        if not math.isfinite(value) and self.nonfinite == "error":
+            raise ValueError(f"field {field!r}: non-finite value {value}")
+        return value
+
+    def _category_slot(self, field: Hashable, value: Any, learn: bool) -> int:
+        offset, slots, unknown = self._cat_layout[field]
+        if value is None:
+            if self.missing == "error":
+                raise ValueError(f"field {field!r}: value is missing (None)")
+            return unknown
+        if not isinstance(value, str):
+            raise ValueError(
+                f"field {field!r}: expected a string category, got {type(value).__name__} {value!r}"
+            )
+        slot = slots.get(value)
+        if slot is not None:
+            return slot
+        if learn and self._may_learn(field):
+            slot = offset + len(slots)
+            slots[value] = slot
+            self.vocabulary_[field].append(value)
+            self.columns_[slot] = f"{field}={value}"
+            return slot
+        return unknown
+
+    def _may_learn(self, field: Hashable) -> bool:
+        return (
+            field in self.learned_fields_
+            and self.n_learned_ < self.vocabulary_warmup
+            and len(self.vocabulary_[field]) < self.capacity_[field]
+        )
+
+    def _check_keys(self, x: Mapping[Hashable, Any]) -> None:
+        if self.extra == "error" and len(x) != len(self._fields):
+            extras = [k for k in x if k not in self._fields]
+            if extras:
+                known = sorted(map(str, self._fields))
+                raise ValueError(f"unexpected field(s) {extras}; the schema has {known}")
+        if self.missing == "error" and len(x) < len(self._fields):
+            absent = [k for k in self._fields if k not in x]
+            raise ValueError(f"missing field(s) {absent}")
+
+    def vectorize_one(self, x: Mapping[Hashable, Any], learn: bool = False) -> np.ndarray:
+        """Raw (unscaled) vector; ``learn`` lets learned vocabularies grow during warm-up."""
+        if not isinstance(x, Mapping):
+            raise ValueError(f"a record must be a dict, got {type(x).__name__}")
+        if not self.is_fitted:
+            self.fit_schema(x)
+        self._check_keys(x)
+        vec = np.zeros(len(self.columns_))
+        get = x.get
+        for field, i in self._numeric_index.items():
+            vec[i] = self._numeric_value(field, get(field))
+        for field in self._cat_layout:
+            vec[self._category_slot(field, get(field), learn)] = 1.0
+        if learn:
+            self.n_learned_ += 1
+        return vec
+
+    def check_one(self, x: Mapping[Hashable, Any]) -> None:
+        """Raise ``ValueError`` naming the field if ``x`` cannot be encoded; changes nothing."""
+        (self if self.is_fitted else self.clone()).vectorize_one(x)
+
+    # ------------------------------------------------------------------ scaling
+    def update_scaler(self, raw: np.ndarray) -> None:
+        """Update the running statistics with a batch of raw vectors (Chan et al.'s merge)."""
+        n = len(self.numeric_)
+        if n == 0 or raw.shape[0] == 0:
+            self.count_ += raw.shape[0]
+            return
+        values = raw[:, :n]
+        finite = np.isfinite(values)
+        batch_n = finite.sum(axis=0)
+        safe = np.where(finite, values, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            batch_mean = np.where(batch_n > 0, safe.sum(axis=0) / np.maximum(batch_n, 1), 0.0)
+            batch_m2 = (np.where(finite, values - batch_mean, 0.0) ** 2).sum(axis=0)
+        old_n = self.count_
+        total = old_n + batch_n
+        delta = batch_mean - self.mean_
+        weight = np.where(total > 0, batch_n / np.maximum(total, 1), 0.0)
+        self.mean_ = self.mean_ + delta * weight
+        self.m2_ = self.m2_ + batch_m2 + delta**2 * old_n * weight
+        self.min_ = np.minimum(self.min_, np.where(finite, values, np.inf).min(axis=0))
+        self.max_ = np.maximum(self.max_, np.where(finite, values, -np.inf).max(axis=0))
+        self.count_ = old_n + raw.shape[0]
+
+    def scale(self, raw: np.ndarray) -> np.ndarray:
+        """Scale raw vectors (1-D or 2-D) with the current statistics; imputes NaN; float32."""
+        out = np.array(raw, dtype=np.float64, copy=True)
+        n = len(self.numeric_)
+        if n:
+            num = out[..., :n]
+            missing = ~np.isfinite(num)
+            if missing.any():
+                num[missing] = np.broadcast_to(self.mean_, num.shape)[missing]
+            if self.scaling == "standard" and self.count_ > 1:
+                std = np.sqrt(self.m2_ / self.count_)
+                num[...] = (num - self.mean_) / np.maximum(std, _STD_FLOOR)
+            elif self.scaling == "minmax" and self.count_ > 0:
+                span = np.maximum(self.max_ - self.min_, _STD_FLOOR)
+                num[...] = np.clip((num - self.min_) / span, -1.0, 2.0)
+        return out.astype(np.float32)
+
+    # ------------------------------------------------------------------ River API
+    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+        self.update_scaler(self.vectorize_one(x, learn=True)[None, :])
+
+    def encode_one(self, x: Mapping[Hashable, Any]) -> np.ndarray:
+        """Scaled float32 vector for one record (pure)."""
+        encoder = self if self.is_fitted else self.clone()
+        return encoder.scale(encoder.vectorize_one(x))
+
+    def transform_one(self, x: Mapping[Hashable, Any]) -> dict[str, float]:
+        encoder = self if self.is_fitted else self.clone()
+        values = encoder.encode_one(x)
+        return dict(zip(encoder.columns_, values.tolist(), strict=True))
+
+    # ------------------------------------------------------------------ batches
+    def vectorize_many(self, X: Any, learn: bool = False) -> np.ndarray:
+        """Raw matrix for a batch (list of dicts, DataFrame, pyarrow table or 2-D array)."""
+        X = to_frame_or_array(X)
+        if isinstance(X, list):
+            rows = [self.vectorize_one(x, learn) for x in X]
+            return np.vstack(rows) if rows else np.zeros((0, self.width_ if self.is_fitted else 0))
+        if isinstance(X, np.ndarray):
+            return self._vectorize_array(X)
+        return self._vectorize_frame(X, learn)
+
+    def _vectorize_array(self, X: np.ndarray) -> np.ndarray:
+        if X.ndim < 2:
+            raise ValueError(f"expected a 2-D array (n_samples, n_features), got shape {X.shape}")
+        X = X.reshape(X.shape[0], -1)
+        if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
+            raise ValueError(f"array input must be numeric, got dtype {X.dtype}")
+        if not self.is_fitted:
+            self.fit_schema({i: 0.0 for i in range(X.shape[1])})
+        if self.vocabulary_ or X.shape[1] != len(self.numeric_):
+            raise ValueError(
+                f"array input has {X.shape[1]} columns, the schema expects {len(self.numeric_)} "
+                f"numeric fields{' and categorical ones' if self.vocabulary_ else ''}; pass a "
+                "DataFrame or dicts instead"
+            )
+        out = X.astype(np.float64)
+        self._check_finite(out, list(range(out.shape[1])))
+        return out
+
+    def _check_finite(self, values: np.ndarray, names: Sequence[Hashable]) -> None:
+        bad = ~np.isfinite(values)
+        if self.nonfinite == "error" and bad.any():
+            col = int(np.argwhere(bad)[0][1])
+            raise ValueError(f"field {names[col]!r}: non-finite value {values[bad][0]}")
+
+    def _frame_column(self, frame: pd.DataFrame, field: Hashable) -> pd.Series | None:
+        if field in frame.columns:
+            return frame[field]
+        if self.missing == "error":
+            raise ValueError(f"missing field(s) [{field!r}]")
+        return None
+
+    def _vectorize_frame(self, frame: pd.DataFrame, learn: bool) -> np.ndarray:
+        if not self.is_fitted:
+            if frame.empty:
+                raise ValueError("cannot infer a schema from an empty table")
+            self.fit_schema(frame.iloc[0].to_dict())
+        if self.extra == "error":
+            extras = [c for c in frame.columns if c not in self._fields]
+            if extras:
+                raise ValueError(f"unexpected field(s) {extras}")
+        out = np.zeros((len(frame), len(self.columns_)))
+        for field, i in self._numeric_index.items():
+            column = self._frame_column(frame, field)
+            out[:, i] = np.nan if column is None else self._numeric_column(field, column)
+        self._check_finite(out[:, : len(self.numeric_)], self.numeric_)
+        for field in self._cat_layout:
+            self._one_hot_column(out, field, self._frame_column(frame, field), learn)
+        if learn:
+            self.n_learned_ += len(frame)
+        return out
+
+    def _numeric_column(self, field: Hashable, column: pd.Series) -> np.ndarray:
+        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            sample = column.dropna()
+            shown = repr(sample.iloc[0]) if len(sample) else "?"
+            raise ValueError(
+                f"field {field!r}: expected numbers, got dtype {column.dtype} ({shown})"
+            )
+        if self.missing == "error" and column.isna().any():
+            raise ValueError(f"field {field!r}: value is missing (None/NaN)")
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def _one_hot_column(
+        self, out: np.ndarray, field: Hashable, column: pd.Series | None, learn: bool
+    ) -> None:
+        _offset, slots, unknown = self._cat_layout[field]
+        if column is None:
+            out[:, unknown] = 1.0
+            return
+        if column.isna().any() and self.missing == "error":
+            raise ValueError(f"field {field!r}: value is missing (None)")
+        values = column.astype("string") if column.dtype == object else column
+        non_str = column.dropna().map(type).ne(str)
+        if non_str.any():
+            bad = column.dropna()[non_str].iloc[0]
+            raise ValueError(
+                f"field {field!r}: expected a string category, got {type(bad).__name__} {bad!r}"
+            )
+        if learn:
+            for value in pd.unique(values.dropna()):
+                self._category_slot(field, str(value), learn=True)
+        codes = values.map(slots).to_numpy(dtype=np.float64, na_value=np.nan)
+        codes = np.where(np.isnan(codes), unknown, codes).astype(np.int64)
+        out[np.arange(len(out)), codes] = 1.0
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Fitted state as plain Python values (safe for ``torch.load(weights_only=True)``)."""
+        if not self.is_fitted:
+            return {"fitted": False}
+        return {
+            "fitted": True,
+            "numeric": list(self.numeric_),
+            "vocabulary": {k: list(v) for k, v in self.vocabulary_.items()},
+            "learned_fields": list(self.learned_fields_),
+            "capacity": dict(self.capacity_),
+            "n_learned": self.n_learned_,
+            "count": self.count_,
+            "mean": self.mean_.tolist(),
+            "m2": self.m2_.tolist(),
+            "min": self.min_.tolist(),
+            "max": self.max_.tolist(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if not state.get("fitted"):
+            return
+        self.numeric_ = list(state["numeric"])
+        self.vocabulary_ = {k: list(v) for k, v in state["vocabulary"].items()}
+        self.learned_fields_ = list(state["learned_fields"])
+        self.capacity_ = dict(state["capacity"])
+        self.n_learned_ = int(state["n_learned"])
+        self.count_ = int(state["count"])
+        for name in ("mean", "m2", "min", "max"):
+            setattr(self, f"{name}_", np.asarray(state[name], dtype=np.float64))
+        self._init_layout()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.is_fitted:
+            self._init_layout()
