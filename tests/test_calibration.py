@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from streammem.calibration import (
+    ConformalCalibrator,
+    QuantileThreshold,
+    calibrator_from_state,
+)
+
+
+def test_conformal_false_alarm_rate_matches_alpha_on_exchangeable_scores():
+    rng = np.random.default_rng(0)
+    calibrator = ConformalCalibrator(alpha=0.05, window_size=2000, min_reference=100)
+    calibrator.learn_many(rng.normal(size=2000))
+    fresh = rng.normal(size=20_000)
+    rate = calibrator.alerts(fresh, calibrator.p_values(fresh)).mean()
+    assert 0.04 < rate < 0.06
+
+
+def test_threshold_agrees_with_alerts_at_the_boundary():
+    calibrator = ConformalCalibrator(alpha=0.05, window_size=500, min_reference=10)
+    calibrator.learn_many(np.random.default_rng(1).exponential(size=500))
+    threshold = calibrator.threshold()
+    scores = np.array([threshold, np.nextafter(threshold, np.inf)])
+    assert calibrator.alerts(scores, calibrator.p_values(scores)).tolist() == [False, True]
+
+
+def test_nothing_flagged_while_warming_up():
+    calibrator = ConformalCalibrator(alpha=0.1, window_size=100, min_reference=50)
+    calibrator.learn_many([0.0] * 49)
+    p = calibrator.p_values(np.array([1e9]))
+    assert p.tolist() == [1.0]
+    assert calibrator.threshold() == float("inf")
+
+
+def test_window_forgets_old_scores():
+    calibrator = QuantileThreshold(q=0.5, window_size=10, min_reference=10)
+    calibrator.learn_many([100.0] * 10)
+    calibrator.learn_many([1.0] * 10)
+    assert calibrator.threshold() == 1.0
+
+
+def test_non_finite_scores_are_not_learned_and_nan_is_flagged():
+    calibrator = ConformalCalibrator(alpha=0.05, window_size=100, min_reference=20)
+    calibrator.learn_many([*np.linspace(0, 1, 50), np.nan, np.inf])
+    assert len(calibrator.reference_) == 50
+    p = calibrator.p_values(np.array([np.nan]))
+    assert calibrator.alerts(np.array([np.nan]), p).tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    "calibrator",
+    [
+        ConformalCalibrator(alpha=0.02, window_size=300, min_reference=60),
+        QuantileThreshold(q=0.97, window_size=300, min_reference=60),
+    ],
+)
+def test_state_round_trips_through_weights_only_torch_load(calibrator):
+    calibrator.learn_many(np.random.default_rng(2).gamma(2.0, size=400))
+    buffer = io.BytesIO()
+    torch.save(calibrator.state_dict(), buffer)
+    buffer.seek(0)
+    restored = calibrator_from_state(torch.load(buffer, weights_only=True))
+    scores = np.linspace(0, 10, 50)
+    np.testing.assert_array_equal(restored.p_values(scores), calibrator.p_values(scores))
+    assert restored.threshold() == calibrator.threshold()
+
+
+def test_bad_parameters_and_states_are_rejected_with_clear_errors():
+    with pytest.raises(ValueError, match="alpha"):
+        ConformalCalibrator(alpha=1.5)
+    with pytest.raises(ValueError, match="min_reference"):
+        QuantileThreshold(window_size=10, min_reference=20)
+    with pytest.raises(ValueError, match="unknown calibrator kind"):
+        calibrator_from_state({"kind": "os.system", "params": {}, "reference": []})
+    with pytest.raises(ValueError, match="not 'QuantileThreshold'"):
+        QuantileThreshold().load_state_dict(ConformalCalibrator().state_dict())
