@@ -1,0 +1,49 @@
+"""Sources and sinks that move records in and out of the scoring path.
+
+Nothing here knows about models: a source yields :class:`RecordBatch` objects (decoded records,
+where each came from, and what failed to decode), a sink accepts scored results and dead letters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+__all__ = ["DeadLetter", "RecordBatch", "Sink"]
+
+
+@dataclasses.dataclass
+class DeadLetter:
+    """A record that could not be decoded or validated, kept with its original bytes.
+
+    ``reason`` is one of a small fixed set (it becomes a metric label); ``detail`` is the full
+    human-readable error.
+    """
+
+    origin: dict[str, Any]
+    reason: str
+    detail: str
+    payload: bytes
+    key: bytes | None = None
+
+
+@dataclasses.dataclass
+class RecordBatch:
+    """Decoded records, the origin of each (copied into its result), and the failures."""
+
+    records: list[dict[str, Any]]
+    origins: list[dict[str, Any]]
+    dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.dead_letters)
+
+
+class Sink(Protocol):
+    """Where results and dead letters go. ``write`` gets one dict per scored record."""
+
+    def write(self, results: list[dict[str, Any]]) -> None: ...
+
+    def dead_letter(self, letters: list[DeadLetter]) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,147 @@
+"""Prometheus instruments for the scoring service (``streammem_`` prefix).
+
+Each :class:`ServiceMetrics` owns its own registry, so several pipelines (or tests) in one
+process never clash on metric names. Labels stay low-cardinality: dead-letter reasons come from
+a fixed set, loss names from the model, partitions from the topic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["DEAD_LETTER_REASONS", "SCORE_BUCKETS", "ServiceMetrics"]
+
+#: Every reason a record can be sent to the dead-letter topic (the label's whole value set).
+DEAD_LETTER_REASONS = ("malformed_json", "not_an_object", "oversize", "invalid_record")
+
+#: Reconstruction errors of standardised features span several decades around 1.
+SCORE_BUCKETS = (
+    *(round(0.001 * 2**i, 6) for i in range(20)),
+    float("inf"),
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServiceMetrics:
+    """The service's instruments, registered in a private registry.
+
+    Examples
+    --------
+    >>> from prometheus_client import generate_latest
+    >>> metrics = ServiceMetrics()
+    >>> metrics.record_batch(scores=[0.1, 5.0], alerts=1, seconds=0.02, threshold=3.0)
+    >>> metrics.record_dead_letter("malformed_json")
+    >>> text = generate_latest(metrics.registry).decode()
+    >>> "streammem_events_total 2.0" in text, "streammem_alerts_total 1.0" in text
+    (True, True)
+    >>> 'streammem_dead_letters_total{reason="malformed_json"} 1.0' in text
+    True
+
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._last_checkpoint: float | None = None
+        self._build_instruments()
+
+    def _build_instruments(self) -> None:
+        reg = self.registry
+        self.events = Counter("streammem_events", "Records scored.", registry=reg)
+        self.alerts = Counter("streammem_alerts", "Records flagged as anomalies.", registry=reg)
+        self.dead_letters = Counter(
+            "streammem_dead_letters",
+            "Records that failed to decode or validate, by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)  # export zeros so rates work from the start
+        self.scores = Histogram(
+            "streammem_score", "Raw anomaly scores.", buckets=SCORE_BUCKETS, registry=reg
+        )
+        self.threshold = Gauge(
+            "streammem_threshold", "Score above which records are flagged now.", registry=reg
+        )
+        self.batch_seconds = Histogram(
+            "streammem_batch_seconds",
+            "Time to validate, score, calibrate, sink and learn one batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.model_updates = Counter(
+            "streammem_model_updates", "Gradient steps taken by the models.", registry=reg
+        )
+        self.training_loss = Gauge(
+            "streammem_training_loss", "Last training loss, by loss term.", ["loss"], registry=reg
+        )
+        self.memory_usage = Gauge(
+            "streammem_memory_slot_usage",
+            "Fraction of memory slots carrying addressing weight on recent data.",
+            registry=reg,
+        )
+        self.checkpoint_age = Gauge(
+            "streammem_checkpoint_age_seconds",
+            "Seconds since the last successful checkpoint (-1 before the first).",
+            registry=reg,
+        )
+        self.checkpoint_age.set_function(self._checkpoint_age)
+        self.checkpoint_fallbacks = Counter(
+            "streammem_checkpoint_fallbacks",
+            "Unreadable checkpoints skipped in favour of an older one.",
+            registry=reg,
+        )
+        self.consumer_lag = Gauge(
+            "streammem_consumer_lag",
+            "Records between the consumer position and the partition's high watermark.",
+            ["topic", "partition"],
+            registry=reg,
+        )
+        self.broker_retries = Counter(
+            "streammem_broker_retries",
+            "Attempts to reach the broker that failed and were retried.",
+            registry=reg,
+        )
+
+    def record_batch(
+        self, scores: list[float], alerts: int, seconds: float, threshold: float
+    ) -> None:
+        """Count a processed batch and observe its scores and latency."""
+        self.events.inc(len(scores))
+        self.alerts.inc(alerts)
+        for score in scores:
+            self.scores.observe(score)
+        self.batch_seconds.observe(seconds)
+        self.threshold.set(threshold)
+
+    def record_dead_letter(self, reason: str) -> None:
+        if reason not in DEAD_LETTER_REASONS:
+            raise ValueError(f"unknown dead-letter reason {reason!r}; use {DEAD_LETTER_REASONS}")
+        self.dead_letters.labels(reason).inc()
+
+    def record_training(
+        self, new_updates: int, losses: Mapping[str, float] | None, memory_usage: float | None
+    ) -> None:
+        """Observe the model after a learning step."""
+        if new_updates > 0:
+            self.model_updates.inc(new_updates)
+        for name, value in (losses or {}).items():
+            self.training_loss.labels(name).set(value)
+        if memory_usage is not None:
+            self.memory_usage.set(memory_usage)
+
+    def record_checkpoint(self) -> None:
+        self._last_checkpoint = time.monotonic()
+
+    def _checkpoint_age(self) -> float:
+        if self._last_checkpoint is None:
+            return -1.0
+        return time.monotonic() - self._last_checkpoint
+
+    def serve(self, port: int, address: str = "127.0.0.1"):
+        """Expose the registry over HTTP; returns the server (call ``shutdown()`` to stop it)."""
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return server

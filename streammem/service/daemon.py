@@ -1,0 +1,298 @@
+"""The Kafka daemon: the scoring pipeline between an input topic and an output topic.
+
+Each poll: decode -> pipeline (per partition) -> produce -> flush -> checkpoint (when due) ->
+commit. Offsets are committed only once the results they cover are flushed, and a checkpoint is
+written before the commit that follows it, so a crash at any point replays, never skips.
+
+Model state is kept per partition (``kafka.model_per_partition``) so a rebalance moves a model
+with its partition: state is checkpointed when a partition is revoked and loaded when assigned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from connectors.kafka import JsonDecoder, KafkaSink, make_consumer, make_producer
+from streammem.metrics import ServiceMetrics
+from streammem.persistence import CheckpointError
+from streammem.service.build import new_pipeline, pipeline_from_state
+from streammem.service.checkpoint import CheckpointStore
+from streammem.service.config import Config
+from streammem.service.pipeline import BatchSummary, ScoringPipeline
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MAX_BACKOFF_S = 30.0
+
+
+@dataclasses.dataclass
+class _Partition:
+    """A partition's model and the offsets it has reached."""
+
+    pipeline: ScoringPipeline
+    position: int | None = None  # next offset to process; None until a message is seen
+    checkpointed: int | None = None
+
+
+class Daemon(ConsumerRebalanceListener):
+    """Serve one configuration until SIGTERM / SIGINT (or :meth:`stop`).
+
+    Parameters
+    ----------
+    config
+        A validated configuration with ``kafka`` settings.
+    metrics
+        Instruments to update; a fresh private registry by default.
+
+    """
+
+    def __init__(self, config: Config, metrics: ServiceMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or ServiceMetrics()
+        self.store = self._checkpoint_store()
+        kafka = config.kafka
+        self.decoder = JsonDecoder(
+            kafka.fields, kafka.key_field, kafka.timestamp_field, kafka.max_message_bytes
+        )
+        self.partitions: dict[TopicPartition, _Partition] = {}
+        self.total = BatchSummary()
+        self._stopping = False
+        self._last_checkpoint = time.monotonic()
+        self._consumer: KafkaConsumer | None = None
+        self._sink: KafkaSink | None = None
+
+    def _checkpoint_store(self) -> CheckpointStore | None:
+        folder = self.config.checkpoint.dir
+        if folder is None:
+            return None
+        return CheckpointStore(
+            folder, self.config.checkpoint.keep, self.metrics.checkpoint_fallbacks.inc
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to finish its batch, checkpoint, commit and return."""
+        self._stopping = True
+
+    def run(self) -> int:
+        """Consume until stopped; returns the process exit status (0 on a clean stop)."""
+        previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        server = self._serve_metrics()
+        try:
+            self._connect()
+            if self._consumer is not None:
+                self._loop()
+                self._shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if server is not None:
+                server.shutdown()
+        return 0
+
+    def _serve_metrics(self) -> Any:
+        port = self.config.metrics.port
+        if port is None:
+            return None
+        return self.metrics.serve(port, self.config.metrics.address)
+
+    def _connect(self) -> None:
+        kafka = self.config.kafka
+        consumer = self._retry(
+            lambda: make_consumer(
+                kafka.bootstrap_servers, kafka.group_id, max_poll_records=kafka.max_poll_records
+            )
+        )
+        producer = self._retry(lambda: make_producer(kafka.bootstrap_servers))
+        if consumer is None or producer is None:
+            return  # stopped while the broker was unreachable
+        self._consumer = consumer
+        self._sink = KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
+        consumer.subscribe([kafka.input_topic], listener=self)
+        log.info("consuming %s as group %s", kafka.input_topic, kafka.group_id)
+
+    def _retry(self, attempt: Callable[[], T]) -> T | None:
+        """Call ``attempt`` until it succeeds, backing off exponentially; None if stopped."""
+        delay = 0.5
+        while not self._stopping:
+            try:
+                return attempt()
+            except KafkaError as err:
+                self.metrics.broker_retries.inc()
+                log.warning("broker unreachable (%s); retrying in %.1f s", err, delay)
+                self._sleep(delay)
+                delay = min(2 * delay, _MAX_BACKOFF_S)
+        return None
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()))
+
+    # ------------------------------------------------------------------ main loop
+    def _loop(self) -> None:
+        kafka = self.config.kafka
+        while not self._stopping:
+            polled = self._consumer.poll(
+                timeout_ms=kafka.poll_timeout_ms, max_records=kafka.max_poll_records
+            )
+            if polled:
+                self._handle(polled)
+            elif self._checkpoint_due():
+                self._checkpoint(list(self.partitions))
+            self._update_lag()
+
+    def _handle(self, polled: dict[TopicPartition, list]) -> None:
+        starts = {tp: messages[0].offset for tp, messages in polled.items()}
+        try:
+            for tp, messages in polled.items():
+                self._process(tp, messages)
+            self._sink.flush()
+        except KafkaError as err:
+            # Results may be missing from the output: replay the whole poll after a pause.
+            log.warning("producing results failed (%s); replaying from %s", err, starts)
+            self.metrics.broker_retries.inc()
+            for tp, offset in starts.items():
+                self._consumer.seek(tp, offset)
+                self._state(tp).position = offset
+            self._sleep(1.0)
+            return
+        if self._checkpoint_due():
+            self._checkpoint(list(self.partitions))
+        self._commit(list(polled))
+
+    def _process(self, tp: TopicPartition, messages: list) -> None:
+        batch = self.decoder.decode(messages)
+        state = self._state(tp)
+        self.total += state.pipeline.process(batch, self._sink)
+        state.position = messages[-1].offset + 1
+
+    def _state(self, tp: TopicPartition) -> _Partition:
+        if tp not in self.partitions:
+            self.partitions[tp] = self._load(tp)
+        return self.partitions[tp]
+
+    def _update_lag(self) -> None:
+        for tp, state in self.partitions.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None and state.position is not None:
+                lag = max(highwater - state.position, 0)
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    # ------------------------------------------------------------------ offsets, checkpoints
+    def _commit(self, tps: list[TopicPartition]) -> None:
+        offsets = {
+            tp: OffsetAndMetadata(self.partitions[tp].position, "", -1)
+            for tp in tps
+            if tp in self.partitions and self.partitions[tp].position is not None
+        }
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as err:
+            # A rebalance took the partition away: its new owner replays these offsets.
+            log.warning("commit failed (%s); the offsets will be replayed", err)
+
+    def _checkpoint_due(self) -> bool:
+        interval = self.config.checkpoint.interval_s
+        return self.store is not None and time.monotonic() - self._last_checkpoint >= interval
+
+    def _checkpoint(self, tps: list[TopicPartition]) -> None:
+        """Save the model of each partition that moved since its last checkpoint. Called only
+        after the results up to ``position`` are flushed, and before they are committed."""
+        self._last_checkpoint = time.monotonic()
+        if self.store is None:
+            return
+        for tp in tps:
+            state = self.partitions.get(tp)
+            if state is None or state.position is None or state.position == state.checkpointed:
+                continue
+            checkpoint = {
+                **state.pipeline.state_dict(),
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": state.position,
+            }
+            self.store.save(self._model_name(tp), checkpoint)
+            state.checkpointed = state.position
+        self.metrics.record_checkpoint()
+
+    def _model_name(self, tp: TopicPartition) -> str:
+        if self.config.kafka.model_per_partition:
+            return f"{tp.topic}-{tp.partition}"
+        return tp.topic
+
+    def _load(self, tp: TopicPartition) -> _Partition:
+        state = self.store.load_latest(self._model_name(tp)) if self.store else None
+        if state is not None:
+            try:
+                pipeline = pipeline_from_state(state, self.config, self.metrics)
+                log.info("resumed %s from its checkpoint at offset %s", tp, state["offset"])
+                return _Partition(pipeline, checkpointed=int(state["offset"]))
+            except (CheckpointError, KeyError, ValueError, TypeError) as err:
+                log.error("checkpoint of %s does not fit this config (%s); starting fresh", tp, err)
+                self.metrics.checkpoint_fallbacks.inc()
+        return _Partition(new_pipeline(self.config, self.metrics))
+
+    # ------------------------------------------------------------------ rebalancing
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        owned = [tp for tp in revoked if tp in self.partitions]
+        if not owned:
+            return
+        try:
+            self._sink.flush()
+        except KafkaError as err:
+            log.warning("flush on revoke failed (%s); not committing", err)
+            for tp in owned:
+                del self.partitions[tp]
+            return
+        self._checkpoint(owned)
+        self._commit(owned)
+        for tp in owned:
+            del self.partitions[tp]
+        log.info("revoked %s", owned)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            state = self._state(tp)
+            committed = self._consumer.committed(tp)
+            # Results up to a checkpoint's offset were flushed before it was written, so
+            # starting there skips nothing even when the commit after it never happened.
+            if state.checkpointed is not None and (
+                committed is None or committed < state.checkpointed
+            ):
+                self._consumer.seek(tp, state.checkpointed)
+                state.position = state.checkpointed
+        log.info("assigned %s", assigned)
+
+    def _shutdown(self) -> None:
+        log.info("stopping: flushing, checkpointing and committing")
+        try:
+            self._sink.flush()
+            owned = list(self.partitions)
+            self._checkpoint(owned)
+            self._commit(owned)
+        except KafkaError as err:
+            log.error("could not flush before exit (%s); uncommitted offsets will replay", err)
+        self._consumer.close(autocommit=False)
+        self._sink.close()
+        log.info(
+            "stopped after %d events, %d alerts, %d dead letters",
+            self.total.events,
+            self.total.alerts,
+            self.total.dead_letters,
+        )
