@@ -1,0 +1,154 @@
+"""Reproduce the papers' tables: ``python -m bench.reproduce [--paper ...] [--quick]``.
+
+Runs every selected cell (cached and resumable, see :mod:`bench.runner`), then rewrites the
+reports under ``--out`` from everything cached: one CSV of cells and one Markdown table per
+(paper, data set), ``summary.csv`` and the pictures (see :mod:`bench.report`).
+
+Examples
+--------
+The CI smoke test (tiny subsets, one epoch, results under ``bench/cache/quick/``)::
+
+    python -m bench.reproduce --quick
+
+MNIST one-class AE and MemAE, all ten classes, on one pinned core::
+
+    taskset -c 1 python -m bench.reproduce --paper memae --dataset mnist --models AE,MemAE
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bench.papers import PaperTable, tables_for
+from bench.runner import Cell, run_cell
+from bench.zoo import model_specs
+
+__all__ = ["iter_cells", "main", "parse_args", "parse_ints"]
+
+BENCH_DIR = Path(__file__).resolve().parent
+COLUMNS = ("offline", "streaming")
+
+
+def parse_ints(text: str | None) -> list[int] | None:
+    """``"0-2,5"`` → ``[0, 1, 2, 5]``; ``None`` stays ``None`` (use the table's default)."""
+    if text is None:
+        return None
+    values: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        values += range(int(low), int(high or low) + 1)
+    return values
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line flags (see ``--help``)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.reproduce", description=__doc__)
+    parser.add_argument("--paper", help="memae, memgan, memorizer (comma-separated; default all)")
+    parser.add_argument("--dataset", help="mnist, fashion, kmnist, cifar10, kddcup (default all)")
+    parser.add_argument("--models", help="model names as in the tables, e.g. AE,MemAE")
+    parser.add_argument("--classes", help="class indices, e.g. 0-9 or 0,3 (KDD: run indices)")
+    parser.add_argument("--seeds", help="training seeds, e.g. 0 or 0-2 (default 0)")
+    parser.add_argument("--columns", default="offline,streaming", help="offline and/or streaming")
+    parser.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("STREAMMEM_THREADS", "1")),
+        help="torch CPU threads (env STREAMMEM_THREADS, default 1)",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny subsets, one epoch (CI smoke)")
+    parser.add_argument(
+        "--data-root", help="folder holding mnist/, cifar-10/, ... (or env STREAMMEM_DATA)"
+    )
+    parser.add_argument("--download", action="store_true", help="fetch missing files from upstream")
+    parser.add_argument("--cache-dir", type=Path, help="cell cache (default bench/cache/cells)")
+    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
+    parser.add_argument("--no-report", action="store_true", help="train only, write no report")
+    args = parser.parse_args(argv)
+    sub = Path("quick") if args.quick else Path()
+    args.cache_dir = args.cache_dir or BENCH_DIR / "cache" / sub / "cells"
+    args.out = args.out or (
+        BENCH_DIR / "cache" / "quick" / "results" if args.quick else BENCH_DIR / "results"
+    )
+    return args
+
+
+def _quick_table(table: PaperTable) -> PaperTable:
+    return PaperTable(
+        table.paper,
+        table.dataset,
+        table.protocol,
+        table.models,
+        table.metrics,
+        table.tasks[:2],
+        table.seeds[:1],
+    )
+
+
+def iter_cells(args: argparse.Namespace) -> Iterator[tuple[PaperTable, Cell]]:
+    """Every (table, cell) the flags select, tables in order, offline before streaming."""
+    models, columns = _names(args.models), _names(args.columns) or list(COLUMNS)
+    classes, seeds = parse_ints(args.classes), parse_ints(args.seeds)
+    seen: set[str] = set()
+    for table in tables_for(_names(args.paper), _names(args.dataset)):
+        table = _quick_table(table) if args.quick else table
+        specs = [s for s in model_specs(table.protocol, table.dataset) if s.name in table.models]
+        for spec in specs:
+            if models and spec.name not in models:
+                continue
+            for column in columns:
+                if column == "streaming" and spec.estimator is None:
+                    continue
+                for task in classes if classes is not None else table.tasks:
+                    for seed in seeds if seeds is not None else table.seeds:
+                        cell = Cell(
+                            table.dataset, table.protocol, spec, column, task, seed, args.quick
+                        )
+                        if cell.key() not in seen:
+                            seen.add(cell.key())
+                            yield table, cell
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected cells, then write the reports; returns the exit status."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    cells = list(iter_cells(args))
+    bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)
+    counts: dict[str, int] = {}
+    for table, cell in bar:
+        bar.set_description(
+            f"{table.dataset} {cell.spec.name} {cell.column} c{cell.task} s{cell.seed}"
+        )
+        result = run_cell(cell, args.cache_dir, args.data_root, args.download, args.device, bar)
+        counts[result.status] = counts.get(result.status, 0) + 1
+        if result.status != "ok":
+            bar.write(
+                f"{table.name} {cell.spec.name} task {cell.task}: {result.status}: {result.note}"
+            )
+    wall = time.perf_counter() - started
+    command = "python -m bench.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if not args.no_report:
+        from bench.report import write_reports
+
+        write_reports(args, command.strip(), wall, counts)
+    print(f"{len(cells)} cells in {wall:.0f} s: {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

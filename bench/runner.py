@@ -1,0 +1,295 @@
+"""Run one bench cell: load the task's data, train a model (offline or streaming), score it.
+
+A *cell* is (data set, protocol, model, column, task, seed); ``task`` is the class (one-class,
+ROCO) or the run index (KDD). Results are cached by the hash of the cell's full configuration in
+``bench/cache/`` (JSON metrics + an ``.npz`` with the test scores and decoded memory slots), so an
+interrupted run resumes where it stopped and a changed hyper-parameter retrains.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.datasets import DataMissing, Split, get_dataset
+from bench.protocols import (
+    TaskSplit,
+    kdd_split,
+    one_class_split,
+    ranking_metrics,
+    roco_split,
+    threshold_metrics,
+)
+from bench.zoo import ModelSpec, TrainConfig, build_model, train_config
+
+__all__ = [
+    "CACHE_VERSION",
+    "Cell",
+    "CellResult",
+    "TaskData",
+    "decode_slots",
+    "fit",
+    "load_task",
+    "run_cell",
+    "score",
+]
+
+CACHE_VERSION = 1
+QUICK_SIZES = {"train": 256, "val": 64, "test": 512, "epochs": 1}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work; ``root``/``download`` only locate data and are not part of its key."""
+
+    dataset: str
+    protocol: str
+    spec: ModelSpec
+    column: str
+    task: int
+    seed: int
+    quick: bool = False
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the result (the cache key)."""
+        train = train_config(self.protocol, self.spec)
+        if self.quick:
+            train = TrainConfig(train.learning_rate, train.batch_size, QUICK_SIZES["epochs"])
+        return {
+            "version": CACHE_VERSION,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "model": asdict(self.spec) | {"train": asdict(train)},
+            "column": self.column,
+            "task": self.task,
+            "seed": self.seed,
+            "quick": QUICK_SIZES if self.quick else None,
+        }
+
+    def key(self) -> str:
+        text = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+@dataclass
+class CellResult:
+    """Metrics (fractions), wall seconds, epochs run and a status (``ok`` / ``data missing``)."""
+
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    epochs: int = 0
+    note: str = ""
+
+
+@dataclass
+class TaskData:
+    """Scaled float32 inputs of one task and its test labels (1 = anomaly)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+
+
+@lru_cache(maxsize=4)
+def _load(dataset: str, root: str | None, download: bool) -> tuple[Split, Split]:
+    data = get_dataset(dataset, root, download)
+    if dataset == "kddcup":
+        full = data.load(True)
+        return full, full
+    return data.load(True), data.load(False)
+
+
+def _split(protocol: str, train: Split, test: Split, task: int) -> TaskSplit:
+    if protocol == "one_class":
+        return one_class_split(train.y, test.y, task)
+    if protocol == "roco":
+        return roco_split(train.y, test.y, task)
+    return kdd_split(train.y, seed=task)
+
+
+def _subsample(rows: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(rows, size, replace=False)) if len(rows) > size else rows
+
+
+def _scale(scaling: str, x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``unit``: x/255; ``signed``: [-1, 1]; ``minmax``: per column over ``reference``."""
+    x = x.astype(np.float32)
+    if scaling == "unit":
+        return x / 255.0
+    if scaling == "signed":
+        return x / 127.5 - 1.0
+    low, high = reference.min(axis=0), reference.max(axis=0)
+    return (x - low) / np.where(high > low, high - low, 1.0).astype(np.float32)
+
+
+def load_task(cell: Cell, root: str | None = None, download: bool = False) -> TaskData:
+    """The cell's train / validation / test arrays, scaled as its model expects."""
+    train, test = _load(cell.dataset, root, download)
+    split = _split(cell.protocol, train, test, cell.task)
+    rows = {"train": split.train, "val": split.val}
+    positions = np.arange(len(split.test))
+    if cell.quick:
+        rng = np.random.default_rng(0)
+        rows = {k: _subsample(v, QUICK_SIZES[k], rng) for k, v in rows.items()}
+        positions = _subsample(positions, QUICK_SIZES["test"], rng)
+    rows["test"] = split.test[positions]
+    labels = split.test_labels[positions]
+    # minmax (KDD) follows DAGMM's preprocessing: min and max over every row of the data set.
+    reference = train.x
+    return TaskData(
+        _scale(cell.spec.scaling, train.x[rows["train"]], reference),
+        _scale(cell.spec.scaling, train.x[rows["val"]], reference),
+        _scale(cell.spec.scaling, test.x[rows["test"]], reference),
+        labels,
+    )
+
+
+@torch.no_grad()
+def score(
+    model: nn.Module, x: np.ndarray, batch_size: int = 1024, device: str = "cpu"
+) -> np.ndarray:
+    """Per-sample anomaly scores of ``x`` with ``model.anomaly_score`` (eval mode)."""
+    model.eval()
+    parts = [
+        model.anomaly_score(torch.from_numpy(x[i : i + batch_size]).to(device)).cpu().numpy()
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(parts).astype(np.float64)
+
+
+def fit(
+    model: nn.Module,
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    device: str = "cpu",
+    progress: Any = None,
+) -> int:
+    """Train for ``config.max_epochs`` epochs (early stopping on the validation score when
+    ``config.patience`` is set and validation rows exist); returns the epochs run."""
+    trainer = model.make_trainer(config.learning_rate)
+    rng = np.random.default_rng(seed)
+    best, best_state, waited = np.inf, None, 0
+    for epoch in range(1, config.max_epochs + 1):
+        order = rng.permutation(len(x_train))
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            if len(batch) > 1:  # BatchNorm needs two rows
+                trainer.step(torch.from_numpy(x_train[batch]).to(device))
+        if progress is not None:
+            progress.set_postfix(epoch=epoch)
+        if config.patience is None or len(x_val) == 0:
+            continue
+        val = float(score(model, x_val, device=device).mean())
+        if val < best:
+            best, best_state, waited = val, copy.deepcopy(model.state_dict()), 0
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return epoch
+
+
+@torch.no_grad()
+def decode_slots(model: nn.Module) -> np.ndarray | None:
+    """What each memory slot decodes to (slots, *input_shape), or ``None`` without a memory."""
+    model.eval()
+    if hasattr(model, "decode_memory"):
+        return model.decode_memory().cpu().numpy()
+    memory = getattr(model, "memory", None)
+    if memory is None:
+        return None
+    if hasattr(memory, "reads"):
+        slots = memory.reads[-1].slots
+    elif hasattr(memory, "slots") and not getattr(model, "per_position", False):
+        slots = memory.slots
+    else:
+        return None
+    decoded = model.decoder(slots.reshape(-1, *model.latent_shape))
+    return decoded.reshape(len(slots), *model.input_shape).cpu().numpy()
+
+
+def _metrics(protocol: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    if protocol == "kdd":
+        return threshold_metrics(labels, scores) | ranking_metrics(labels, scores)
+    return ranking_metrics(labels, scores)
+
+
+def _offline(cell: Cell, data: TaskData, device: str, progress: Any) -> tuple[np.ndarray, int, Any]:
+    model = build_model(cell.spec, data.train.shape[1:]).to(device)
+    config = train_config(cell.protocol, cell.spec)
+    if cell.quick:
+        config = TrainConfig(config.learning_rate, config.batch_size, QUICK_SIZES["epochs"])
+    epochs = fit(model, data.train, data.val, config, cell.seed, device, progress)
+    return score(model, data.test, device=device), epochs, decode_slots(model)
+
+
+def _streaming(cell: Cell, data: TaskData, device: str) -> tuple[np.ndarray, int, Any]:
+    from bench.streaming import stream_scores
+
+    return stream_scores(cell, data, device), 1, None
+
+
+def _cache_paths(cache_dir: Path, cell: Cell) -> tuple[Path, Path]:
+    stem = cache_dir / f"{cell.dataset}-{cell.protocol}-{cell.key()}"
+    return stem.with_suffix(".json"), stem.with_suffix(".npz")
+
+
+def run_cell(
+    cell: Cell,
+    cache_dir: Path,
+    root: str | None = None,
+    download: bool = False,
+    device: str = "cpu",
+    progress: Any = None,
+) -> CellResult:
+    """Train and evaluate ``cell`` unless its result is cached; cache what it computed."""
+    meta_path, arrays_path = _cache_paths(cache_dir, cell)
+    if meta_path.is_file():
+        return CellResult(**json.loads(meta_path.read_text())["result"])
+    try:
+        data = load_task(cell, root, download)
+    except DataMissing as missing:
+        return CellResult("data missing", note=str(missing))
+    torch.manual_seed(cell.seed)
+    start = time.perf_counter()
+    if cell.column == "streaming":
+        scores, epochs, slots = _streaming(cell, data, device)
+    else:
+        scores, epochs, slots = _offline(cell, data, device, progress)
+    result = CellResult(
+        "ok", _metrics(cell.protocol, data.test_labels, scores), time.perf_counter() - start, epochs
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    arrays = {"scores": scores.astype(np.float32), "labels": data.test_labels.astype(np.int8)}
+    if slots is not None:
+        arrays["slots"] = slots.astype(np.float32)
+    np.savez_compressed(arrays_path, **arrays)
+    meta_path.write_text(
+        json.dumps({"config": cell.config(), "result": asdict(result)}, default=str, indent=1)
+    )
+    return result
+
+
+def cached_arrays(cache_dir: Path, cell: Cell) -> dict[str, np.ndarray] | None:
+    """The cached test scores / labels / decoded slots of ``cell``, if it has run."""
+    _, arrays_path = _cache_paths(cache_dir, cell)
+    if not arrays_path.is_file():
+        return None
+    with np.load(arrays_path) as arrays:
+        return {k: arrays[k] for k in arrays.files}

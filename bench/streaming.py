@@ -1,0 +1,73 @@
+"""The streaming column: one pass of ``learn_many`` with the public estimator, then ``score_many``.
+
+The estimator gets the cell's model hyper-parameters, batch size, learning rate and seed, and an
+identity :class:`~streammem.FeatureEncoder` (``scaling=None``) because the bench has already scaled
+the data exactly as in the offline column. Hyper-parameters the estimator does not expose (e.g. the
+MLP's output activation) keep the estimator's defaults; :func:`estimator_params` says which.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.zoo import train_config
+
+if TYPE_CHECKING:
+    from bench.runner import Cell, TaskData
+
+__all__ = ["CHUNK", "build_estimator", "estimator_params", "stream_scores"]
+
+CHUNK = 1024  # rows handed to learn_many per call (the estimator re-batches them)
+_MLP_DEFAULTS = {"hidden_sizes": (512, 256), "latent_size": 128}  # the offline mlp backbone's
+
+
+def _estimator_class(name: str) -> type:
+    import streammem
+
+    if hasattr(streammem, name):
+        return getattr(streammem, name)
+    from streammem.detectors.base import MemoryDetector
+
+    return MemoryDetector._registry[name]
+
+
+def estimator_params(cell: Cell) -> tuple[dict[str, Any], list[str]]:
+    """Constructor kwargs for the cell's estimator and the model kwargs it cannot take."""
+    cls = _estimator_class(cell.spec.estimator or "")
+    accepted = set(inspect.signature(cls).parameters)
+    model_kwargs = dict(cell.spec.kwargs)
+    if model_kwargs.get("backbone", "mlp") == "mlp":
+        model_kwargs = _MLP_DEFAULTS | model_kwargs
+    dropped = sorted(k for k in model_kwargs if k not in accepted)
+    kwargs = {k: v for k, v in model_kwargs.items() if k in accepted}
+    return kwargs, dropped
+
+
+def build_estimator(cell: Cell, input_shape: tuple[int, ...], device: str) -> Any:
+    """The public estimator configured like the offline cell."""
+    from streammem import FeatureEncoder
+
+    kwargs, _ = estimator_params(cell)
+    config = train_config(cell.protocol, cell.spec)
+    return _estimator_class(cell.spec.estimator or "")(
+        **kwargs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        seed=cell.seed,
+        device=device,
+        num_threads=None,
+        input_shape=input_shape,
+        encoder=FeatureEncoder(scaling=None),
+    )
+
+
+def stream_scores(cell: Cell, data: TaskData, device: str = "cpu") -> np.ndarray:
+    """Learn the shuffled training stream once (``learn_many``), score the test set."""
+    estimator = build_estimator(cell, data.train.shape[1:], device)
+    order = np.random.default_rng(cell.seed).permutation(len(data.train))
+    for start in range(0, len(order), CHUNK):
+        estimator.learn_many(data.train[order[start : start + CHUNK]])
+    return np.asarray(estimator.score_many(data.test), dtype=np.float64)
