@@ -380,11 +380,15 @@ class FeatureEncoder(base.Transformer):
 
     def _numeric_column(self, field: Hashable, column: pd.Series) -> np.ndarray:
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
-            sample = column.dropna()
-            shown = repr(sample.iloc[0]) if len(sample) else "?"
-            raise ValueError(
-                f"field {field!r}: expected numbers, got dtype {column.dtype} ({shown})"
-            )
+            # object columns (tables built from JSON) may hold numbers mixed with None
+            converted = pd.to_numeric(column, errors="coerce")
+            wrong = converted.isna() & column.notna()
+            if wrong.any():
+                bad = column[wrong].iloc[0]
+                raise ValueError(
+                    f"field {field!r}: expected a number, got {type(bad).__name__} {bad!r}"
+                )
+            column = converted
         if self.missing == "error" and column.isna().any():
             raise ValueError(f"field {field!r}: value is missing (None/NaN)")
         return column.to_numpy(dtype=np.float64, na_value=np.nan)

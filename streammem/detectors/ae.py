@@ -16,8 +16,8 @@ class AE(MemoryDetector):
 
     Parameters
     ----------
-    batch_size, learning_rate, steps_per_batch, device, seed, backbone, input_shape, \
-    hidden_sizes, latent_size, encoder
+    batch_size, learning_rate, steps_per_batch, device, seed, num_threads, backbone, \
+    input_shape, hidden_sizes, latent_size, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -44,6 +44,7 @@ class AE(MemoryDetector):
         steps_per_batch: int = 1,
         device: str = "auto",
         seed: int = 42,
+        num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
@@ -51,16 +52,17 @@ class AE(MemoryDetector):
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
-            batch_size,
-            learning_rate,
-            steps_per_batch,
-            device,
-            seed,
-            backbone,
-            input_shape,
-            hidden_sizes,
-            latent_size,
-            encoder,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            steps_per_batch=steps_per_batch,
+            device=device,
+            seed=seed,
+            num_threads=num_threads,
+            backbone=backbone,
+            input_shape=input_shape,
+            hidden_sizes=hidden_sizes,
+            latent_size=latent_size,
+            encoder=encoder,
         )
 
     def _build_net(self, input_shape: tuple[int, ...]) -> AENet:

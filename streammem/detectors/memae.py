@@ -30,8 +30,8 @@ class MemAE(MemoryDetector):
     per_position
         With a conv backbone, query the memory per feature-map position instead of with the
         whole latent.
-    batch_size, learning_rate, steps_per_batch, device, seed, backbone, input_shape, \
-    hidden_sizes, latent_size, encoder
+    batch_size, learning_rate, steps_per_batch, device, seed, num_threads, backbone, \
+    input_shape, hidden_sizes, latent_size, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -63,6 +63,7 @@ class MemAE(MemoryDetector):
         steps_per_batch: int = 1,
         device: str = "auto",
         seed: int = 42,
+        num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
@@ -70,16 +71,17 @@ class MemAE(MemoryDetector):
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
-            batch_size,
-            learning_rate,
-            steps_per_batch,
-            device,
-            seed,
-            backbone,
-            input_shape,
-            hidden_sizes,
-            latent_size,
-            encoder,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            steps_per_batch=steps_per_batch,
+            device=device,
+            seed=seed,
+            num_threads=num_threads,
+            backbone=backbone,
+            input_shape=input_shape,
+            hidden_sizes=hidden_sizes,
+            latent_size=latent_size,
+            encoder=encoder,
         )
         self.num_slots = num_slots
         self.shrink_threshold = shrink_threshold

@@ -30,8 +30,8 @@ class RFTM(MemoryDetector):
         ``"split"`` or ``"projection"``.
     reintegration
         ``"concat"``, ``"sum"``, ``"gate"`` or ``"cascade"``.
-    batch_size, learning_rate, steps_per_batch, device, seed, backbone, input_shape, \
-    hidden_sizes, latent_size, encoder
+    batch_size, learning_rate, steps_per_batch, device, seed, num_threads, backbone, \
+    input_shape, hidden_sizes, latent_size, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -63,6 +63,7 @@ class RFTM(MemoryDetector):
         steps_per_batch: int = 1,
         device: str = "auto",
         seed: int = 42,
+        num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
@@ -70,16 +71,17 @@ class RFTM(MemoryDetector):
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
-            batch_size,
-            learning_rate,
-            steps_per_batch,
-            device,
-            seed,
-            backbone,
-            input_shape,
-            hidden_sizes,
-            latent_size,
-            encoder,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            steps_per_batch=steps_per_batch,
+            device=device,
+            seed=seed,
+            num_threads=num_threads,
+            backbone=backbone,
+            input_shape=input_shape,
+            hidden_sizes=hidden_sizes,
+            latent_size=latent_size,
+            encoder=encoder,
         )
         self.num_slots = num_slots
         self.rounds = rounds

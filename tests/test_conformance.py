@@ -1,0 +1,217 @@
+"""Generic estimator conformance, run over every detector that streammem exports.
+
+River's own ``check_estimator`` downloads data sets, so this is our offline equivalent:
+construction, parameters, cold start, pure scoring, one-vs-many equality, input formats, dtypes,
+pickling, cloning, save / load.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+
+import streammem
+from streammem.detectors.base import MemoryDetector
+
+DETECTORS = sorted(
+    (
+        obj
+        for name in streammem.__all__
+        if inspect.isclass(obj := getattr(streammem, name))
+        and issubclass(obj, MemoryDetector)
+        and obj is not MemoryDetector
+    ),
+    key=lambda cls: cls.__name__,
+)
+# Small, fast settings shared by every detector (all are constructor parameters).
+FAST = {"batch_size": 16, "hidden_sizes": (16,), "latent_size": 8, "device": "cpu"}
+
+
+def make(cls: type[MemoryDetector]) -> MemoryDetector:
+    return cls(**FAST)
+
+
+def records(n: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.normal(size=2)
+        out.append({"a": a, "b": b, "c": a - 2 * b, "proto": str(rng.choice(["tcp", "udp"]))})
+    return out
+
+
+def numeric_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(2, n))
+    return pd.DataFrame({"a": a, "b": b, "c": a - 2 * b})
+
+
+def test_every_detector_is_covered():
+    assert {cls.__name__ for cls in DETECTORS} >= {"AE", "MemAE", "Memorizer", "RFTM"}
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+class TestConformance:
+    def test_default_construction_and_params(self, cls):
+        det = cls()
+        params = det._get_params()
+        signature = inspect.signature(cls.__init__).parameters
+        assert set(params) == set(signature) - {"self"}
+        for name, param in signature.items():
+            if name != "self":
+                assert getattr(det, name) == param.default, name
+        assert not any(k.endswith("_") for k in vars(det)), "fitted state set in __init__"
+
+    def test_no_validation_in_init(self, cls):
+        det = cls(batch_size=0)
+        with pytest.raises(ValueError, match="batch_size"):
+            det.learn_many(numeric_frame(8))
+
+    def test_cold_start_is_finite_and_pure(self, cls):
+        det = make(cls)
+        assert det.score_one({"a": 1.0, "b": 2.0, "c": 3.0}) == 0.0
+        assert det.score_many(numeric_frame(5)).tolist() == [0.0] * 5
+        assert vars(det) == vars(make(cls)), "scoring before learning changed state"
+
+    def test_scoring_is_pure(self, cls):
+        det = make(cls)
+        det.learn_many(records(64))
+        before = pickle.dumps(det.state_dict())
+        probe = records(10, seed=1)
+        first = [det.score_one(x) for x in probe]
+        many = det.score_many(probe)
+        assert pickle.dumps(det.state_dict()) == before
+        assert [det.score_one(x) for x in probe] == first
+        np.testing.assert_array_equal(det.score_many(probe), many)
+
+    def test_score_many_equals_score_one(self, cls):
+        det = make(cls)
+        det.learn_many(records(80))
+        probe = records(20, seed=2)
+        one = np.array([det.score_one(x) for x in probe])
+        np.testing.assert_allclose(det.score_many(probe), one, rtol=1e-4, atol=1e-7)
+
+    def test_learn_many_equals_learn_one(self, cls):
+        data = records(50)
+        one, many = make(cls), make(cls)
+        for x in data:
+            one.learn_one(x)
+        many.learn_many(pd.DataFrame(data))
+        assert one.n_updates_ == many.n_updates_ == 3
+        probe = records(8, seed=3)
+        np.testing.assert_allclose(one.score_many(probe), many.score_many(probe), rtol=1e-5)
+
+    def test_input_formats_agree(self, cls):
+        det = make(cls)
+        det.learn_many(numeric_frame(48))
+        frame = numeric_frame(12, seed=4)
+        expected = det.score_many(frame)
+        table = pa.Table.from_pandas(frame)
+        for batch in (table, table.to_batches()[0], frame.to_numpy(), frame.to_dict("records")):
+            np.testing.assert_allclose(det.score_many(batch), expected, rtol=1e-5)
+
+    def test_dtypes(self, cls):
+        det = make(cls)
+        det.learn_many(records(32))
+        score = det.score_one(records(1, seed=5)[0])
+        assert type(score) is float and math.isfinite(score)
+        scores = det.score_many(records(4, seed=5))
+        assert scores.dtype == np.float64 and scores.shape == (4,)
+        assert np.isfinite(scores).all()
+
+    def test_pickle_and_deepcopy_round_trip(self, cls):
+        det = make(cls)
+        det.learn_many(records(40))  # 2 full batches + 8 buffered rows
+        probe = records(6, seed=6)
+        for restored in (pickle.loads(pickle.dumps(det)), copy.deepcopy(det)):
+            np.testing.assert_array_equal(restored.score_many(probe), det.score_many(probe))
+            assert [restored.score_one(x) for x in probe] == [det.score_one(x) for x in probe]
+            # the buffered rows survive: one more learn step stays in lock-step
+            restored.learn_many(records(8, seed=7))
+        det.learn_many(records(8, seed=7))
+        np.testing.assert_allclose(restored.score_many(probe), det.score_many(probe), rtol=1e-6)
+
+    def test_save_load_restores_identical_scores(self, cls, tmp_path):
+        det = make(cls)
+        det.learn_many(records(40))
+        path = tmp_path / "det.ckpt"
+        det.save(path)
+        loaded = streammem.load(path)
+        assert type(loaded) is cls and loaded._get_params() == det._get_params()
+        probe = records(6, seed=8)
+        np.testing.assert_array_equal(loaded.score_many(probe), det.score_many(probe))
+        loaded.learn_many(records(8, seed=9))
+        det.learn_many(records(8, seed=9))
+        np.testing.assert_allclose(loaded.score_many(probe), det.score_many(probe), rtol=1e-6)
+
+    def test_clone_is_unfitted_with_same_params(self, cls):
+        det = make(cls)
+        det.learn_many(records(32))
+        clone = det.clone()
+        assert clone._get_params() == det._get_params()
+        assert clone.score_one(records(1)[0]) == 0.0
+
+    def test_same_seed_same_model(self, cls):
+        a, b = make(cls), make(cls)
+        for det in (a, b):
+            det.learn_many(records(48))
+        probe = records(5, seed=10)
+        np.testing.assert_array_equal(a.score_many(probe), b.score_many(probe))
+
+    def test_bad_records_raise_naming_the_field(self, cls):
+        det = make(cls)
+        det.learn_many(records(32))
+        good = records(1)[0]
+        cases = {
+            "a": {**good, "a": "oops"},
+            "b": {**good, "b": float("nan")},
+            "proto": {**good, "proto": 3},
+        }
+        for field, bad in cases.items():
+            with pytest.raises(ValueError, match=repr(field)):
+                det.score_one(bad)
+            with pytest.raises(ValueError, match=repr(field)):
+                det.check_one(bad)
+            with pytest.raises(ValueError, match=repr(field)):
+                det.learn_one(bad)
+
+    def test_memory_usage_is_a_fraction_or_none(self, cls):
+        det = make(cls)
+        assert det.memory_usage() is None
+        det.learn_many(records(32))
+        usage = det.memory_usage()
+        if cls.__name__ == "AE":
+            assert usage is None
+        else:
+            assert 0.0 < usage <= 1.0
+
+    def test_steps_per_batch_counts_updates(self, cls):
+        det = cls(**{**FAST, "steps_per_batch": 3})
+        det.learn_many(records(32))
+        assert det.n_updates_ == 6
+        assert set(det.last_losses_) >= {"loss", "reconstruction"}
+
+
+def test_image_detector_takes_nchw_arrays():
+    torch.manual_seed(0)
+    det = streammem.MemAE(backbone="conv28", batch_size=8, num_slots=20, device="cpu")
+    images = np.random.default_rng(0).random((24, 1, 28, 28), dtype=np.float32)
+    det.learn_many(images)
+    assert det.n_updates_ == 3 and det.input_shape_ == (1, 28, 28)
+    many = det.score_many(images[:3])
+    one = [det.score_one(dict(enumerate(img.ravel().tolist()))) for img in images[:3]]
+    np.testing.assert_allclose(many, one, rtol=1e-5)
+
+
+def test_conv_backbone_rejects_wrong_width():
+    det = streammem.MemAE(backbone="conv32", batch_size=4, device="cpu")
+    with pytest.raises(ValueError, match="input_shape"):
+        det.learn_many(np.zeros((4, 784), dtype=np.float32))

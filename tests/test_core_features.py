@@ -1,0 +1,175 @@
+"""FeatureEncoder: schema, categories, scaling and the bad-input policy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from streammem.features import FeatureEncoder
+
+KDD_LIKE = {"duration": 0.0, "src_bytes": 181.0, "protocol_type": "tcp", "service": "http"}
+
+
+def test_schema_inferred_from_first_record_numeric_then_categorical():
+    enc = FeatureEncoder(max_categories=3)
+    enc.learn_one(KDD_LIKE)
+    assert enc.numeric_ == ["duration", "src_bytes"]
+    assert list(enc.vocabulary_) == ["protocol_type", "service"]
+    assert enc.width_ == 2 + 2 * (3 + 1)
+
+
+def test_learned_vocabulary_fills_slots_then_unknown_bucket():
+    enc = FeatureEncoder(max_categories=2, scaling=None)
+    for proto in ["tcp", "udp", "icmp"]:
+        enc.learn_one({**KDD_LIKE, "protocol_type": proto})
+    assert enc.vocabulary_["protocol_type"] == ["tcp", "udp"]
+    icmp = enc.encode_one({**KDD_LIKE, "protocol_type": "icmp"})
+    assert icmp[enc.columns_.index("protocol_type=<unknown>")] == 1.0
+    assert icmp[enc.columns_.index("protocol_type=tcp")] == 0.0
+
+
+def test_vocabulary_frozen_after_warmup():
+    enc = FeatureEncoder(vocabulary_warmup=2, scaling=None)
+    for proto in ["tcp", "udp", "icmp"]:
+        enc.learn_one({**KDD_LIKE, "protocol_type": proto})
+    assert enc.vocabulary_["protocol_type"] == ["tcp", "udp"]
+
+
+def test_declared_vocabulary_is_not_extended():
+    enc = FeatureEncoder(categorical={"protocol_type": ["tcp"], "service": None})
+    enc.learn_one({**KDD_LIKE, "protocol_type": "udp"})
+    assert enc.vocabulary_["protocol_type"] == ["tcp"]
+    assert enc.capacity_["protocol_type"] == 1
+
+
+def test_scoring_never_learns_categories():
+    enc = FeatureEncoder()
+    enc.learn_one(KDD_LIKE)
+    enc.encode_one({**KDD_LIKE, "service": "ftp"})
+    enc.vectorize_many(pd.DataFrame([{**KDD_LIKE, "service": "smtp"}]))
+    assert enc.vocabulary_["service"] == ["http"]
+
+
+def test_standard_scaling_matches_numpy():
+    rng = np.random.default_rng(0)
+    values = rng.normal(5, 3, size=(500, 2))
+    enc = FeatureEncoder()
+    frame = pd.DataFrame(values, columns=["u", "v"])
+    for start in range(0, 500, 64):  # batched updates must equal the whole-data statistics
+        enc.update_scaler(enc.vectorize_many(frame.iloc[start : start + 64]))
+    np.testing.assert_allclose(enc.mean_, values.mean(0))
+    scaled = enc.scale(values)
+    np.testing.assert_allclose(scaled.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(scaled.std(0), 1, atol=1e-4)
+    assert scaled.dtype == np.float32
+
+
+def test_minmax_scaling():
+    enc = FeatureEncoder(scaling="minmax")
+    for v in (0.0, 10.0, 5.0):
+        enc.learn_one({"v": v})
+    assert enc.encode_one({"v": 5.0}).tolist() == [0.5]
+
+
+@pytest.mark.parametrize(
+    ("record", "match"),
+    [
+        ({**KDD_LIKE, "src_bytes": "181"}, "'src_bytes': expected a number, got str"),
+        ({**KDD_LIKE, "src_bytes": math.nan}, "'src_bytes': non-finite"),
+        ({**KDD_LIKE, "src_bytes": math.inf}, "'src_bytes': non-finite"),
+        ({**KDD_LIKE, "src_bytes": None}, "'src_bytes': value is missing"),
+        ({**KDD_LIKE, "service": 80}, "'service': expected a string category, got int"),
+        (
+            {k: v for k, v in KDD_LIKE.items() if k != "duration"},
+            r"missing field\(s\) \['duration'\]",
+        ),
+        ([1, 2, 3], "must be a dict"),
+    ],
+)
+def test_bad_records_raise_value_error_naming_the_field(record, match):
+    enc = FeatureEncoder()
+    enc.learn_one(KDD_LIKE)
+    with pytest.raises(ValueError, match=match):
+        enc.encode_one(record)
+
+
+def test_extra_fields_ignored_by_default_and_rejected_on_request():
+    lenient = FeatureEncoder()
+    lenient.learn_one(KDD_LIKE)
+    extra = {**KDD_LIKE, "note": "hello", "n": 1}
+    np.testing.assert_array_equal(lenient.encode_one(extra), lenient.encode_one(KDD_LIKE))
+    strict = FeatureEncoder(extra="error")
+    strict.learn_one(KDD_LIKE)
+    with pytest.raises(ValueError, match="unexpected field"):
+        strict.encode_one(extra)
+
+
+def test_impute_policy_uses_running_mean_and_unknown_bucket():
+    enc = FeatureEncoder(missing="impute", nonfinite="impute")
+    for b in (100.0, 300.0):
+        enc.learn_one({**KDD_LIKE, "src_bytes": b})
+    imputed = enc.encode_one({**KDD_LIKE, "src_bytes": math.nan})
+    assert imputed[enc.columns_.index("src_bytes")] == 0.0  # the mean, standardised
+    no_service = enc.encode_one({k: v for k, v in KDD_LIKE.items() if k != "service"})
+    assert no_service[enc.columns_.index("service=<unknown>")] == 1.0
+
+
+def test_table_paths_equal_the_record_path():
+    rows = [
+        {**KDD_LIKE, "src_bytes": float(i), "protocol_type": p}
+        for i, p in enumerate(["tcp", "udp", "tcp", "icmp"])
+    ]
+    by_record = FeatureEncoder()
+    for row in rows:
+        by_record.learn_one(row)
+    by_frame = FeatureEncoder()
+    raw = by_frame.vectorize_many(pd.DataFrame(rows), learn=True)
+    by_frame.update_scaler(raw)
+    assert by_frame.vocabulary_ == by_record.vocabulary_
+    expected = np.vstack([by_record.encode_one(r) for r in rows])
+    for batch in (pd.DataFrame(rows), pa.Table.from_pylist(rows), rows):
+        np.testing.assert_allclose(by_frame.scale(by_frame.vectorize_many(batch)), expected)
+
+
+def test_table_bad_columns_name_the_field():
+    enc = FeatureEncoder()
+    enc.learn_one(KDD_LIKE)
+    with pytest.raises(ValueError, match="'src_bytes': expected a number, got str"):
+        enc.vectorize_many(pd.DataFrame([{**KDD_LIKE, "src_bytes": "x"}]))
+    with pytest.raises(ValueError, match="'duration': non-finite"):
+        enc.vectorize_many(pd.DataFrame([{**KDD_LIKE, "duration": np.inf}]))
+    with pytest.raises(ValueError, match="'service': expected a string category"):
+        enc.vectorize_many(pd.DataFrame([{**KDD_LIKE, "service": 3}], dtype=object))
+    with pytest.raises(TypeError, match="DataFrame"):
+        enc.vectorize_many("not a table")
+
+
+def test_arrays_need_an_all_numeric_schema_of_the_same_width():
+    enc = FeatureEncoder()
+    enc.vectorize_many(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="4 columns"):
+        enc.vectorize_many(np.zeros((2, 4)))
+    mixed = FeatureEncoder()
+    mixed.learn_one(KDD_LIKE)
+    with pytest.raises(ValueError, match="categorical"):
+        mixed.vectorize_many(np.zeros((2, 2)))
+
+
+def test_state_dict_round_trip():
+    enc = FeatureEncoder()
+    for i in range(5):
+        enc.learn_one({**KDD_LIKE, "src_bytes": float(i), "service": f"s{i}"})
+    restored = FeatureEncoder()
+    restored.load_state_dict(enc.state_dict())
+    probe = {**KDD_LIKE, "service": "s3"}
+    np.testing.assert_array_equal(restored.encode_one(probe), enc.encode_one(probe))
+    assert restored.columns_ == enc.columns_
+
+
+def test_invalid_policy_names_allowed_values():
+    with pytest.raises(ValueError, match=r"missing must be one of \('error', 'impute'\)"):
+        FeatureEncoder(missing="drop").learn_one(KDD_LIKE)

@@ -1,0 +1,55 @@
+"""The detectors inside River: pipelines, filters and progressive validation."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from river import anomaly, evaluate, metrics, preprocessing
+
+import streammem
+
+
+def stream(n: int, seed: int = 0):
+    rng = random.Random(seed)
+    for i in range(n):
+        a, b = rng.gauss(0, 1), rng.gauss(0, 1)
+        is_anomaly = i % 50 == 49
+        c = a + b + (rng.choice([-6, 6]) if is_anomaly else rng.gauss(0, 0.05))
+        yield {"a": a, "b": b, "c": c}, is_anomaly
+
+
+def test_in_a_pipeline_with_a_river_scaler():
+    model = preprocessing.StandardScaler() | streammem.MemAE(batch_size=32, device="cpu")
+    scores = []
+    for x, _ in stream(1500):
+        scores.append(model.score_one(x))
+        model.learn_one(x)
+    assert all(math.isfinite(s) for s in scores)
+    assert model["MemAE"].n_updates_ == 1500 // 32
+
+
+def test_quantile_filter_flags_the_anomalies():
+    # River's running quantile also holds the early, untrained scores, hence q=0.95 for 2%.
+    det = anomaly.QuantileFilter(streammem.MemAE(batch_size=32, device="cpu"), q=0.95)
+    flagged = []
+    for i, (x, is_anomaly) in enumerate(stream(3000)):
+        score = det.score_one(x)
+        if i > 1500:
+            flagged.append((det.classify(score), is_anomaly))
+        det.learn_one(x)
+    hits = sum(1 for f, a in flagged if f and a)
+    anomalies = sum(1 for _, a in flagged if a)
+    alerts = sum(1 for f, _ in flagged if f)
+    assert hits >= 0.9 * anomalies
+    assert hits >= 0.5 * alerts
+
+
+def test_progressive_val_score():
+    # The metric includes the cold start (score 0.0 until the first batch is learned).
+    result = evaluate.progressive_val_score(
+        dataset=stream(3000),
+        model=streammem.Memorizer(batch_size=32, device="cpu"),
+        metric=metrics.ROCAUC(),
+    )
+    assert result.get() > 0.8
