@@ -14,7 +14,8 @@ _PROTOCOLS = {
     "(seed 2022) validate; early stopping on the mean validation score; full test split.",
     "kdd": "KDDCUP (DAGMM): one-hot protocol_type/service/flag, min-max over all rows (as DAGMM's "
     "preprocessed file); task k = run k: random 50/50 split with seed k, train on the "
-    "non-'normal.' rows of the first half, flag the top 20% of test scores.",
+    "non-'normal.' rows of the first half (10% of them validate: best epoch kept), flag the top "
+    "20% of test scores.",
 }
 
 

@@ -5,7 +5,7 @@
 * **ROCO** (Memorizer, RFTM): class ``c`` is removed from training and is the anomaly class; the
   other nine (labels discarded) are normal; 10% of the training rows (split seed 2022) validate.
 * **KDDCUP** (DAGMM, used by MemAE): random 50/50 split, train on the non-anomalous rows of the
-  first half, flag the top 20% of the test scores.
+  first half (10% of them validate), flag the top 20% of the test scores.
 
 Labels returned for a test set are 1 for an anomaly (the positive class), 0 for normal.
 """
@@ -78,14 +78,22 @@ def roco_split(
     )
 
 
-def kdd_split(labels: np.ndarray, seed: int) -> TaskSplit:
-    """DAGMM split: a seeded random half trains (its non-anomalous rows only), the rest tests."""
-    order = np.random.default_rng(seed).permutation(len(labels))
+def kdd_split(labels: np.ndarray, seed: int, val_fraction: float = 0.1) -> TaskSplit:
+    """DAGMM split: a seeded random half trains (its non-anomalous rows only), the rest tests.
+
+    ``val_fraction`` of those training rows (drawn with the same seed) validate: early stopping
+    and model selection see only the training class, never the test labels.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
     half = len(labels) // 2
     first, second = order[:half], order[half:]
-    train = np.sort(first[labels[first] == 0])
+    normal = rng.permutation(first[labels[first] == 0])
+    n_val = round(val_fraction * len(normal))
     test = np.sort(second)
-    return TaskSplit(train, np.array([], np.int64), test, labels[test].astype(np.int64))
+    return TaskSplit(
+        np.sort(normal[n_val:]), np.sort(normal[:n_val]), test, labels[test].astype(np.int64)
+    )
 
 
 def best_f1(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -39,8 +39,10 @@ def test_roco_removes_the_anomaly_class_and_holds_out_a_seeded_tenth():
 def test_kdd_split_trains_on_non_anomalies_of_one_half():
     labels = (np.arange(1000) % 5 == 0).astype(int)
     split = kdd_split(labels, seed=4)
-    assert labels[split.train].sum() == 0
+    assert labels[split.train].sum() == 0 and labels[split.val].sum() == 0
     assert len(np.intersect1d(split.train, split.test)) == 0
+    assert len(np.intersect1d(split.train, split.val)) == 0
+    assert len(split.val) == round(0.1 * (len(split.train) + len(split.val)))
     assert len(split.test) == 500
     assert not np.array_equal(split.test, kdd_split(labels, seed=5).test)
 
