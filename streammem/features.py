@@ -247,10 +247,19 @@ class FeatureEncoder(base.Transformer):
         if not self.is_fitted:
             self.fit_schema(x)
         self._check_keys(x)
-        vec = np.zeros(len(self.columns_))
         get = x.get
-        for field, i in self._numeric_index.items():
-            vec[i] = self._numeric_value(field, get(field))
+        numeric_value = self._numeric_value
+        values = []
+        for field in self.numeric_:
+            value = get(field)
+            # fast path: a finite float (inf - inf and nan - nan are nan)
+            values.append(
+                value
+                if type(value) is float and value - value == 0.0
+                else numeric_value(field, value)
+            )
+        vec = np.zeros(len(self.columns_))
+        vec[: len(values)] = values
         for field in self._cat_layout:
             vec[self._category_slot(field, get(field), learn)] = 1.0
         if learn:
@@ -285,22 +294,37 @@ class FeatureEncoder(base.Transformer):
         self.max_ = np.maximum(self.max_, np.where(finite, values, -np.inf).max(axis=0))
         self.count_ = old_n + raw.shape[0]
 
+    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``scaled = raw * mul + add`` for the numeric columns, cached until the stats change."""
+        cached = self.__dict__.get("_affine_cache")
+        if cached is not None and cached[0] == self.count_:
+            return cached[1], cached[2]
+        n = len(self.numeric_)
+        mul, add = np.ones(n), np.zeros(n)
+        if self.scaling == "standard" and self.count_ > 1:
+            mul = 1.0 / np.maximum(np.sqrt(self.m2_ / self.count_), _STD_FLOOR)
+            add = -self.mean_ * mul
+        elif self.scaling == "minmax" and self.count_ > 0:
+            mul = 1.0 / np.maximum(self.max_ - self.min_, _STD_FLOOR)
+            add = -self.min_ * mul
+        self._affine_cache = (self.count_, mul, add)
+        return mul, add
+
     def scale(self, raw: np.ndarray) -> np.ndarray:
         """Scale raw vectors (1-D or 2-D) with the current statistics; imputes NaN; float32."""
-        out = np.array(raw, dtype=np.float64, copy=True)
+        out = np.array(raw, dtype=np.float32)
         n = len(self.numeric_)
         if n:
-            num = out[..., :n]
-            missing = ~np.isfinite(num)
+            num = raw[..., :n]
+            missing = np.isnan(num)
             if missing.any():
-                num[missing] = np.broadcast_to(self.mean_, num.shape)[missing]
-            if self.scaling == "standard" and self.count_ > 1:
-                std = np.sqrt(self.m2_ / self.count_)
-                num[...] = (num - self.mean_) / np.maximum(std, _STD_FLOOR)
-            elif self.scaling == "minmax" and self.count_ > 0:
-                span = np.maximum(self.max_ - self.min_, _STD_FLOOR)
-                num[...] = np.clip((num - self.min_) / span, -1.0, 2.0)
-        return out.astype(np.float32)
+                num = np.where(missing, self.mean_, num)
+            mul, add = self._affine()
+            scaled = num * mul + add
+            if self.scaling == "minmax":
+                scaled = np.clip(scaled, -1.0, 2.0)
+            out[..., :n] = scaled
+        return out
 
     # ------------------------------------------------------------------ River API
     def learn_one(self, x: Mapping[Hashable, Any]) -> None:
@@ -368,15 +392,43 @@ class FeatureEncoder(base.Transformer):
             if extras:
                 raise ValueError(f"unexpected field(s) {extras}")
         out = np.zeros((len(frame), len(self.columns_)))
-        for field, i in self._numeric_index.items():
-            column = self._frame_column(frame, field)
-            out[:, i] = np.nan if column is None else self._numeric_column(field, column)
-        self._check_finite(out[:, : len(self.numeric_)], self.numeric_)
+        n_numeric = len(self.numeric_)
+        if n_numeric:
+            out[:, :n_numeric] = self._numeric_block(frame)
         for field in self._cat_layout:
             self._one_hot_column(out, field, self._frame_column(frame, field), learn)
         if learn:
             self.n_learned_ += len(frame)
         return out
+
+    def _frame_column(self, frame: pd.DataFrame, field: Hashable) -> pd.Series | None:
+        if field in frame.columns:
+            return frame[field]
+        if self.missing == "error":
+            raise ValueError(f"missing field(s) [{field!r}]")
+        return None
+
+    def _numeric_block(self, frame: pd.DataFrame) -> np.ndarray:
+        dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))
+        if all(f in dtypes and pd.api.types.is_numeric_dtype(dtypes[f]) for f in self.numeric_):
+            positions = frame.columns.get_indexer(self.numeric_)
+            block = frame.iloc[:, positions].to_numpy(dtype=np.float64, na_value=np.nan)
+        else:  # missing columns or non-numeric dtypes: column by column, naming the culprit
+            columns = []
+            for field in self.numeric_:
+                column = self._frame_column(frame, field)
+                absent = column is None
+                columns.append(
+                    np.full(len(frame), np.nan) if absent else self._numeric_column(field, column)
+                )
+            block = np.column_stack(columns)
+        nan = np.isnan(block)
+        if nan.any() and self.missing == "error":
+            raise ValueError(
+                f"field {self.numeric_[int(np.argwhere(nan)[0][1])]!r}: value is missing (None/NaN)"
+            )
+        self._check_finite(np.where(nan, 0.0, block), self.numeric_)
+        return block
 
     def _numeric_column(self, field: Hashable, column: pd.Series) -> np.ndarray:
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
@@ -389,32 +441,35 @@ class FeatureEncoder(base.Transformer):
                     f"field {field!r}: expected a number, got {type(bad).__name__} {bad!r}"
                 )
             column = converted
-        if self.missing == "error" and column.isna().any():
-            raise ValueError(f"field {field!r}: value is missing (None/NaN)")
         return column.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def _one_hot_column(
         self, out: np.ndarray, field: Hashable, column: pd.Series | None, learn: bool
     ) -> None:
-        _offset, slots, unknown = self._cat_layout[field]
+        _, slots, unknown = self._cat_layout[field]
         if column is None:
             out[:, unknown] = 1.0
             return
-        if column.isna().any() and self.missing == "error":
+        values = column.to_numpy(dtype=object)
+        present = pd.notna(values)
+        if not present.all() and self.missing == "error":
             raise ValueError(f"field {field!r}: value is missing (None)")
-        values = column.astype("string") if column.dtype == object else column
-        non_str = column.dropna().map(type).ne(str)
-        if non_str.any():
-            bad = column.dropna()[non_str].iloc[0]
+        if not pd.api.types.is_string_dtype(column) or (
+            column.dtype == object and pd.api.types.infer_dtype(values, skipna=True) != "string"
+        ):
+            bad = next(v for v in values[present] if not isinstance(v, str))
             raise ValueError(
                 f"field {field!r}: expected a string category, got {type(bad).__name__} {bad!r}"
             )
-        if learn:
-            for value in pd.unique(values.dropna()):
-                self._category_slot(field, str(value), learn=True)
-        codes = values.map(slots).to_numpy(dtype=np.float64, na_value=np.nan)
-        codes = np.where(np.isnan(codes), unknown, codes).astype(np.int64)
-        out[np.arange(len(out)), codes] = 1.0
+        if learn and self._may_learn(field):
+            for value in pd.unique(values[present]):
+                self._category_slot(field, value, learn=True)
+        # a dict lookup per value beats pandas' hash index on batches of a few hundred rows
+        lookup = slots.get
+        targets = np.fromiter(
+            (lookup(v, unknown) for v in values), dtype=np.int64, count=len(values)
+        )
+        out[np.arange(len(out)), targets] = 1.0
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -446,6 +501,7 @@ class FeatureEncoder(base.Transformer):
         self.count_ = int(state["count"])
         for name in ("mean", "m2", "min", "max"):
             setattr(self, f"{name}_", np.asarray(state[name], dtype=np.float64))
+        self.__dict__.pop("_affine_cache", None)
         self._init_layout()
 
     def __getstate__(self) -> dict[str, Any]:

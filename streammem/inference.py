@@ -117,6 +117,8 @@ def _(module: nn.Linear) -> Fn:
 @_export.register
 def _(module: nn.LeakyReLU) -> Fn:
     slope = np.float32(module.negative_slope)
+    if 0 <= slope <= 1:  # max(x, a·x) equals leaky ReLU for slopes in [0, 1]
+        return lambda x: np.maximum(x, x * slope)
     return lambda x: np.where(x >= 0, x, x * slope)
 
 

@@ -166,6 +166,13 @@ class TestConformance:
         probe = records(5, seed=10)
         np.testing.assert_array_equal(a.score_many(probe), b.score_many(probe))
 
+    def test_global_torch_rng_is_left_alone(self, cls):
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        make(cls).learn_many(records(48))
+        torch.testing.assert_close(torch.rand(3), expected)
+
     def test_bad_records_raise_naming_the_field(self, cls):
         det = make(cls)
         det.learn_many(records(32))

@@ -39,7 +39,7 @@ class AE(MemoryDetector):
 
     def __init__(
         self,
-        batch_size: int = 64,
+        batch_size: int = 256,
         learning_rate: float = 1e-3,
         steps_per_batch: int = 1,
         device: str = "auto",

@@ -58,7 +58,7 @@ class MemAE(MemoryDetector):
         similarity: str = "cosine",
         entropy_weight: float = 0.0002,
         per_position: bool = False,
-        batch_size: int = 64,
+        batch_size: int = 256,
         learning_rate: float = 1e-3,
         steps_per_batch: int = 1,
         device: str = "auto",

@@ -45,7 +45,7 @@ class Memorizer(MemoryDetector):
         self,
         num_slots: int = 10,
         rounds: int = 8,
-        batch_size: int = 64,
+        batch_size: int = 256,
         learning_rate: float = 1e-3,
         steps_per_batch: int = 1,
         device: str = "auto",

@@ -58,7 +58,7 @@ class RFTM(MemoryDetector):
         forget: float = 0.25,
         decomposition: str = "split",
         reintegration: str = "concat",
-        batch_size: int = 64,
+        batch_size: int = 256,
         learning_rate: float = 1e-3,
         steps_per_batch: int = 1,
         device: str = "auto",
