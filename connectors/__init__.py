@@ -29,11 +29,17 @@ class DeadLetter:
 
 @dataclasses.dataclass
 class RecordBatch:
-    """Decoded records, the origin of each (copied into its result), and the failures."""
+    """Decoded records, the origin of each (copied into its result), and the failures.
+
+    ``payloads`` holds each record's original bytes where a source has them (Kafka), so a
+    record that decodes but fails validation is dead-lettered exactly as it arrived.
+    """
 
     records: list[dict[str, Any]]
     origins: list[dict[str, Any]]
     dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+    payloads: list[bytes] | None = None
+    keys: list[bytes | None] | None = None
 
     def __len__(self) -> int:
         return len(self.records) + len(self.dead_letters)

@@ -66,7 +66,7 @@ class JsonDecoder:
         self._reserved = {key_field, timestamp_field} - {None}
 
     def decode(self, messages: Iterable[ConsumerRecord]) -> RecordBatch:
-        batch = RecordBatch([], [])
+        batch = RecordBatch([], [], payloads=[], keys=[])
         for message in messages:
             origin = {"topic": message.topic, "partition": message.partition}
             origin["offset"] = message.offset
@@ -82,6 +82,8 @@ class JsonDecoder:
             origin["timestamp"] = event.get(self.timestamp_field, message.timestamp)
             batch.records.append(record)
             batch.origins.append(origin)
+            batch.payloads.append(message.value)
+            batch.keys.append(message.key)
         return batch
 
     def _parse(self, value: bytes | None) -> dict[str, Any]:

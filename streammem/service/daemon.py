@@ -175,8 +175,15 @@ class Daemon(ConsumerRebalanceListener):
         self._commit(list(polled))
 
     def _process(self, tp: TopicPartition, messages: list) -> None:
-        batch = self.decoder.decode(messages)
         state = self._state(tp)
+        if state.checkpointed is not None and state.position is None:
+            # Results below the checkpoint's offset were flushed before it was written; a
+            # crash before the commit that followed it replays them: skip, do not relearn.
+            messages = [m for m in messages if m.offset >= state.checkpointed]
+            if not messages:
+                state.position = state.checkpointed
+                return
+        batch = self.decoder.decode(messages)
         self.total += state.pipeline.process(batch, self._sink)
         state.position = messages[-1].offset + 1
 
@@ -249,35 +256,22 @@ class Daemon(ConsumerRebalanceListener):
         return _Partition(new_pipeline(self.config, self.metrics))
 
     # ------------------------------------------------------------------ rebalancing
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+    # kafka-python runs these inside poll() on its IO thread, where blocking consumer calls
+    # (commit, committed) are not allowed. None is needed: every poll is flushed and
+    # committed before the next poll, so only the models have to be saved or loaded here.
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         owned = [tp for tp in revoked if tp in self.partitions]
-        if not owned:
-            return
-        try:
-            self._sink.flush()
-        except KafkaError as err:
-            log.warning("flush on revoke failed (%s); not committing", err)
-            for tp in owned:
-                del self.partitions[tp]
-            return
         self._checkpoint(owned)
-        self._commit(owned)
         for tp in owned:
             del self.partitions[tp]
-        log.info("revoked %s", owned)
+            self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        if owned:
+            log.info("revoked %s", sorted(owned))
 
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
-            state = self._state(tp)
-            committed = self._consumer.committed(tp)
-            # Results up to a checkpoint's offset were flushed before it was written, so
-            # starting there skips nothing even when the commit after it never happened.
-            if state.checkpointed is not None and (
-                committed is None or committed < state.checkpointed
-            ):
-                self._consumer.seek(tp, state.checkpointed)
-                state.position = state.checkpointed
-        log.info("assigned %s", assigned)
+            self._state(tp)
+        log.info("assigned %s", sorted(assigned))
 
     def _shutdown(self) -> None:
         log.info("stopping: flushing, checkpointing and committing")

@@ -10,6 +10,7 @@ teach the model's memory that it is normal.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any
 
@@ -90,12 +91,11 @@ class ScoringPipeline:
     def _validate(self, batch: RecordBatch) -> tuple[list[dict], list[dict], list[DeadLetter]]:
         checker = self._schema_checker(batch.records)
         records, origins, letters = [], [], list(batch.dead_letters)
-        for record, origin in zip(batch.records, batch.origins, strict=True):
+        for i, (record, origin) in enumerate(zip(batch.records, batch.origins, strict=True)):
             try:
                 checker.check_one(record)
             except ValueError as err:
-                payload = repr(record).encode()
-                letters.append(DeadLetter(origin, "invalid_record", str(err), payload))
+                letters.append(_invalid(batch, i, str(err)))
                 continue
             records.append(record)
             origins.append(origin)
@@ -159,6 +159,14 @@ class ScoringPipeline:
             "detector": self.detector.state_dict(),
             "calibrator": self.calibrator.state_dict(),
         }
+
+
+def _invalid(batch: RecordBatch, i: int, detail: str) -> DeadLetter:
+    if batch.payloads is not None:
+        payload, key = batch.payloads[i], batch.keys[i] if batch.keys else None
+    else:
+        payload, key = json.dumps(batch.records[i], default=repr).encode(), None
+    return DeadLetter(batch.origins[i], "invalid_record", detail, payload, key)
 
 
 def _results(

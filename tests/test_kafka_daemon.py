@@ -1,0 +1,287 @@
+"""The daemon against a real Tansu broker, run as a separate process like an operator would.
+
+Joining a consumer group takes ~23 s on Tansu, so each test covers several checks per join.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka_broker import Broker, free_port, start_broker
+from prometheus_client.parser import text_string_to_metric_families
+
+from streammem.persistence import load_checkpoint
+
+pytestmark = pytest.mark.kafka
+
+WAIT_S = 180.0  # generous guard against a hung daemon, not a performance bound
+
+
+# ---------------------------------------------------------------------------- helpers
+def event(i: int) -> dict:
+    return {"temp": 20.0 + (i % 7) * 0.5, "load": float(i % 11), "proto": ["tcp", "udp"][i % 2]}
+
+
+def produce(broker: Broker, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    for key, value in messages:
+        producer.send(topic, value=value, key=key)
+    producer.flush()
+    producer.close()
+
+
+def valid_events(start: int, stop: int) -> list[tuple[bytes, bytes]]:
+    return [(str(i).encode(), json.dumps(event(i)).encode()) for i in range(start, stop)]
+
+
+class TopicReader:
+    """Reads every partition of a topic without joining a group (assign, not subscribe)."""
+
+    def __init__(self, broker: Broker, topic: str, partitions: int) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+        )
+        self.consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        self.messages: list = []
+
+    def drain(self) -> list:
+        while polled := self.consumer.poll(timeout_ms=300):
+            for records in polled.values():
+                self.messages.extend(records)
+        return self.messages
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"daemon exited with {process.returncode} while waiting for {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def daemon_config(broker: Broker, tmp_path: Path, topic: str, group: str, **kafka) -> dict:
+    return {
+        "model": {"name": "MemAE", "params": {"batch_size": 32}},
+        "calibration": {"window_size": 200, "min_reference": 50},
+        "source": {"kind": "kafka"},
+        "sink": {"kind": "kafka"},
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap,
+            "input_topic": topic,
+            "output_topic": f"{topic}-scores",
+            "dead_letter_topic": f"{topic}-dead",
+            "group_id": group,
+            "max_poll_records": 100,
+            "max_message_bytes": 2000,
+            **kafka,
+        },
+        "metrics": {"port": free_port()},
+        "checkpoint": {"dir": str(tmp_path / "checkpoints"), "interval_s": 0},
+    }
+
+
+def start_daemon(config: dict, tmp_path: Path, name: str) -> subprocess.Popen:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = (tmp_path / f"{name}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streammem.cli", "serve", "--config", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Samples of the daemon's /metrics endpoint, keyed by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def covered_offsets(scores: list, dead: list) -> Counter:
+    """How many times each (partition, offset) of the input appears in the outputs."""
+    seen = Counter()
+    for message in scores:
+        result = json.loads(message.value)
+        seen[(result["partition"], result["offset"])] += 1
+    for message in dead:
+        origin = json.loads(dict(message.headers)["streammem-origin"])
+        seen[(origin["partition"], origin["offset"])] += 1
+    return seen
+
+
+def input_offsets(broker: Broker, topic: str, partitions: int) -> set[tuple[int, int]]:
+    reader = TopicReader(broker, topic, partitions)
+    offsets = {(m.partition, m.offset) for m in reader.drain()}
+    reader.close()
+    return offsets
+
+
+def stop_gracefully(process: subprocess.Popen) -> int:
+    os.kill(process.pid, signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
+# ---------------------------------------------------------------------------- tests
+POISON = {
+    "malformed_json": [b'{"temp": 1.0, "load":', b"\xff\xfe not utf-8"],
+    "not_an_object": [b"[1, 2, 3]"],
+    "oversize": [json.dumps({**event(0), "pad": "x" * 3000}).encode()],
+    "invalid_record": [
+        json.dumps({"temp": "hot", "load": 1.0, "proto": "tcp"}).encode(),
+        b'{"temp": NaN, "load": 1.0, "proto": "tcp"}',
+        json.dumps({"temp": 20.0, "proto": "tcp"}).encode(),  # missing field
+    ],
+}
+ACCEPTED_ODDITIES = [  # unusual but valid: scored, never dead-lettered
+    json.dumps({**event(1), "proto": "sctp"}).encode(),  # unknown category
+    json.dumps({**event(2), "extra": 5}).encode(),  # extra field, ignored
+]
+
+
+def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_path):
+    topic, partitions = "e2e", 2
+    for name, count in [(topic, partitions), (f"{topic}-scores", partitions), (f"{topic}-dead", 1)]:
+        broker.create_topic(name, count)
+    produce(broker, topic, valid_events(0, 2000))
+    scores = TopicReader(broker, f"{topic}-scores", partitions)
+    dead = TopicReader(broker, f"{topic}-dead", 1)
+
+    first = start_daemon(daemon_config(broker, tmp_path, topic, "e2e"), tmp_path, "first")
+    wait_until(lambda: len(scores.drain()) >= 600, "the first results", first)
+    first.kill()  # SIGKILL mid-stream: no chance to flush, checkpoint or commit
+    first.wait()
+
+    poison = [value for values in POISON.values() for value in values]
+    produce(broker, topic, [(None, v) for v in [*ACCEPTED_ODDITIES, *poison]])
+    produce(broker, topic, valid_events(2000, 3000))
+    config = daemon_config(broker, tmp_path, topic, "e2e")
+    second = start_daemon(config, tmp_path, "second")
+    expected = input_offsets(broker, topic, partitions)
+    assert len(expected) == 3000 + len(ACCEPTED_ODDITIES) + len(poison)
+    wait_until(
+        lambda: expected <= set(covered_offsets(scores.drain(), dead.drain())),
+        "every input offset in the outputs",
+        second,
+    )
+
+    # Dead letters: original bytes, a reason header, and a counter per reason.
+    letters = dead.drain()
+    assert sorted(m.value for m in letters) == sorted(poison)
+    reasons = Counter(dict(m.headers)["streammem-reason"].decode() for m in letters)
+    assert reasons == {reason: len(values) for reason, values in POISON.items()}
+    metrics = scrape(config["metrics"]["port"])
+    for reason, values in POISON.items():
+        assert metrics[("streammem_dead_letters_total", (("reason", reason),))] == len(values)
+    assert metrics[("streammem_events_total", ())] >= 1000 + len(ACCEPTED_ODDITIES)
+    assert metrics[("streammem_model_updates_total", ())] > 0
+    assert metrics[("streammem_checkpoint_age_seconds", ())] >= 0
+    lag_labels = {labels for name, labels in metrics if name == "streammem_consumer_lag"}
+    assert lag_labels == {(("partition", str(p)), ("topic", topic)) for p in range(partitions)}
+
+    # Results carry their origin, a score, a p-value and an alert flag.
+    results = [json.loads(m.value) for m in scores.drain()]
+    assert {"topic", "partition", "offset", "key", "score", "p_value", "alert"} <= set(results[0])
+    assert all(0.0 < r["p_value"] <= 1.0 for r in results)
+
+    assert stop_gracefully(second) == 0
+    duplicates = sum(n - 1 for n in covered_offsets(scores.drain(), dead.drain()).values())
+    print(f"\nkill -9 and restart: {len(expected)} offsets, {duplicates} duplicates in the output")
+
+    # After a graceful stop, committed offsets and the latest checkpoints are both at the end.
+    ends = {p: max(o for q, o in expected if q == p) + 1 for p in range(partitions)}
+    group = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="e2e")
+    for p in range(partitions):
+        assert group.committed(TopicPartition(topic, p)) == ends[p]
+        folder = tmp_path / "checkpoints" / f"{topic}-{p}"
+        latest = load_checkpoint(sorted(folder.glob("ckpt-*.pt"))[-1])
+        assert latest["offset"] == ends[p]
+    group.close()
+    scores.close()
+    dead.close()
+
+
+def test_two_daemons_in_one_group_split_the_partitions(broker, tmp_path):
+    topic, partitions = "shared", 4
+    broker.create_topic(topic, partitions)
+    broker.create_topic(f"{topic}-scores", partitions)
+    configs = [daemon_config(broker, tmp_path, topic, "pair") for _ in range(2)]
+    daemons = [start_daemon(c, tmp_path, f"member{i}") for i, c in enumerate(configs)]
+    produce(broker, topic, valid_events(0, 2000))
+    scores = TopicReader(broker, f"{topic}-scores", partitions)
+    expected = input_offsets(broker, topic, partitions)
+
+    def owned() -> list[set[str]]:
+        return [
+            {
+                dict(labels)["partition"]
+                for name, labels in scrape(c["metrics"]["port"])
+                if name == "streammem_consumer_lag"
+            }
+            for c in configs
+        ]
+
+    wait_until(
+        lambda: (
+            expected <= set(covered_offsets(scores.drain(), []))
+            and all(owned())
+            and set.union(*owned()) == {"0", "1", "2", "3"}
+        ),
+        "both daemons to own partitions and cover every offset",
+    )
+    first, second = owned()
+    assert first and second and not first & second
+    assert all(stop_gracefully(d) == 0 for d in daemons)
+    folders = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert folders == {f"{topic}-{p}" for p in range(partitions)}
+    scores.close()
+
+
+def test_daemon_waits_for_a_broker_that_is_down_at_start(tmp_path):
+    port = free_port()
+    absent = Broker(process=None, port=port)  # nothing listens yet
+    config = daemon_config(absent, tmp_path, "late", "late")
+    daemon = start_daemon(config, tmp_path, "late")
+    metrics_port = config["metrics"]["port"]
+
+    def retries() -> float:
+        try:
+            return scrape(metrics_port)[("streammem_broker_retries_total", ())]
+        except OSError:  # the endpoint is not up yet
+            return 0.0
+
+    wait_until(lambda: retries() >= 2, "retries while the broker is down", daemon)
+    late = start_broker(port)
+    try:
+        late.create_topic("late", 1)
+        late.create_topic("late-scores", 1)
+        produce(late, "late", valid_events(0, 100))
+        scores = TopicReader(late, "late-scores", 1)
+        wait_until(lambda: len(scores.drain()) >= 100, "results once the broker is up", daemon)
+        scores.close()
+        assert stop_gracefully(daemon) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        late.stop()
