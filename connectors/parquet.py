@@ -41,7 +41,9 @@ class ParquetSource:
         self.path = Path(path)
         self.passthrough = list(passthrough)
         self.batch_size = batch_size
-        self._file = pq.ParquetFile(self.path)
+        # pre_buffer (pyarrow's default) reads every selected column of the whole file up
+        # front: memory would grow with the file instead of the batch.
+        self._file = pq.ParquetFile(self.path, pre_buffer=False)
         names = self._file.schema_arrow.names
         self.features = (
             list(features)
