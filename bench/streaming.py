@@ -8,6 +8,7 @@ MLP's output activation) keep the estimator's defaults; :func:`estimator_params`
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +26,12 @@ _MLP_DEFAULTS = {"hidden_sizes": (512, 256), "latent_size": 128}  # the offline 
 
 
 def _estimator_class(name: str) -> type:
+    """``streammem.<name>``, else ``streammem.detectors.<name lower>.<name>`` (not exported yet)."""
     import streammem
 
     if hasattr(streammem, name):
         return getattr(streammem, name)
-    from streammem.detectors.base import MemoryDetector
-
-    return MemoryDetector._registry[name]
+    return getattr(importlib.import_module(f"streammem.detectors.{name.lower()}"), name)
 
 
 def estimator_params(cell: Cell) -> tuple[dict[str, Any], list[str]]:
