@@ -78,7 +78,7 @@ class SourceConfig:
 @dataclasses.dataclass
 class SinkConfig:
     kind: Literal["parquet", "kafka", "none"] = "parquet"
-    path: str | None = None
+    path: str | None = "output/scores.parquet"
     row_group_size: int = 65_536
     plot: str | None = None
 

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from streammem.cli import _parser, _with_overrides, main
+from streammem.persistence import load_checkpoint
+from streammem.service.config import ConfigError, bundled_config, load_config, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_plain_run_scores_the_bundled_demo_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--no-progress"]) == 0
+    summary = capsys.readouterr().out
+    assert "events       20000" in summary and "dead letters 0" in summary
+    table = pq.read_table(tmp_path / "demo-output" / "scores.parquet").to_pandas()
+    assert len(table) == 20_000
+    assert list(table["row"]) == list(range(20_000))
+    alerts = table[table["alert"]]
+    assert f"alerts       {len(alerts)}" in summary
+    # The injected anomalies are 1% of the stream; most alerts should land on them.
+    assert len(alerts) > 20 and alerts["is_anomaly"].mean() > 0.5
+    assert (tmp_path / "demo-output" / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_second_run_resumes_the_first_runs_checkpoint(tmp_path):
+    config = {
+        "source": {"kind": "demo", "batch_size": 256, "demo": {"n_events": 2000}},
+        "sink": {"kind": "parquet", "path": str(tmp_path / "out.parquet")},
+        "checkpoint": {"dir": str(tmp_path / "ckpt")},
+        "metrics": {"port": None},
+        "calibration": {"min_reference": 50, "window_size": 500},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(path), "--no-progress"]) == 0
+    assert main(["run", "--config", str(path), "--no-progress"]) == 0
+    saved = sorted((tmp_path / "ckpt" / "job").glob("ckpt-*.pt"))
+    assert len(saved) == 2
+    first, second = (load_checkpoint(p)["detector"]["n_updates"] for p in saved)
+    assert second > first
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"sorce": {}}, "config.sorce: unknown key; allowed keys are ['model', 'calibration'"),
+        ({"source": {"kind": "csv"}}, "config.source.kind: 'csv' is not allowed; choose one of"),
+        ({"model": {"name": "GPT"}}, "model.name: 'GPT' is not allowed; choose one of ['AE'"),
+        ({"model": {"params": {"slots": 5}}}, "model.params.slots: not a parameter of MemAE"),
+        ({"calibration": {"alpha": 2}}, "calibration.alpha: must be in (0, 1), got 2.0"),
+        ({"calibration": {"window_size": "big"}}, "expected int, got str 'big'"),
+        ({"kafka": {"max_poll_records": True}}, "expected int, got bool True"),
+        ({"source": {"kind": "parquet"}}, "source.path: required when source.kind is 'parquet'"),
+        ({"sink": {"path": None}}, "sink.path: required when sink.kind is 'parquet'"),
+        ([1, 2], "config: expected a mapping, got list"),
+    ],
+)
+def test_config_errors_name_the_key_and_the_allowed_values(data, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(data)
+    assert message in str(error.value)
+
+
+def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("source: {kind: csv}\n")
+    assert main(["run", "--config", str(path)]) == 2
+    assert "configuration error: " in capsys.readouterr().err
+    path.write_text("source: [unclosed\n")
+    assert main(["run", "--config", str(path)]) == 2
+
+
+@pytest.mark.parametrize("name", ["sensor_demo", "kddcup", "kafka_daemon", "mnist_stream"])
+def test_shipped_configs_are_valid(name):
+    load_config(REPO / "configs" / f"{name}.yaml")
+
+
+def test_bundled_demo_config_matches_the_repository_copy():
+    assert (
+        bundled_config("sensor_demo").read_text()
+        == (REPO / "configs" / "sensor_demo.yaml").read_text()
+    )
+
+
+def test_serve_overrides_come_from_flags_then_environment_then_file(monkeypatch):
+    monkeypatch.setenv("STREAMMEM_BOOTSTRAP_SERVERS", "env-host:9092")
+    monkeypatch.setenv("STREAMMEM_METRICS_PORT", "9300")
+    monkeypatch.setenv("STREAMMEM_GROUP_ID", "from-env")
+    config = load_config(REPO / "configs" / "kafka_daemon.yaml")
+    args = _parser().parse_args(
+        ["serve", "--config", "x.yaml", "--group-id", "from-flag", "--checkpoint-dir", "/ck"]
+    )
+    resolved = _with_overrides(config, args)
+    assert resolved.kafka.bootstrap_servers == "env-host:9092"
+    assert resolved.kafka.group_id == "from-flag"
+    assert resolved.metrics.port == 9300
+    assert resolved.checkpoint.dir == "/ck"
+    assert resolved.kafka.input_topic == config.kafka.input_topic
