@@ -1,7 +1,8 @@
 """Pictures of a table's results (small PNGs, matplotlib's Agg backend).
 
 * ``<table>_bars.png`` — per-class bars of the first metric, ours (offline) beside the paper's;
-* ``<table>_<model>_slots.png`` — what each memory slot decodes to (class 0, first seed);
+* ``<table>_<model>_slots.png`` — what the first 50 memory slots decode to (class 0, first seed),
+  at native resolution;
 * ``<table>_scores.png`` — test-score histograms, normal vs anomalous (class 0, first seed).
 """
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["draw_figures", "slot_grid"]
 
 _DPI = 72
+_MAX_SLOTS = 50  # slots drawn per memory (native resolution, 10 per row)
+_PANELS_PER_ROW = 4
 
 
 def _pyplot():
@@ -86,13 +89,10 @@ def _slots(results: TableResults, cache_dir: Path, quick: bool, out: Path) -> li
         arrays = cell_arrays(results, cache_dir, quick, model, results.table.tasks[0])
         if arrays is None or "slots" not in arrays:
             continue
-        plt = _pyplot()
-        grid = slot_grid(arrays["slots"])
-        fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.4))
-        ax.imshow(grid, cmap="gray")
-        ax.set_axis_off()
-        ax.set_title(f"{model}: decoded memory slots ({results.table.dataset}, task 0)", fontsize=9)
-        paths.append(_save(fig, out / f"{results.table.name}_{model}_slots.png"))
+        path = out / f"{results.table.name}_{model}_slots.png"
+        grid = slot_grid(arrays["slots"][:_MAX_SLOTS])
+        _pyplot().imsave(path, grid, cmap="gray" if grid.ndim == 2 else None)
+        paths.append(path)
     return paths
 
 
@@ -105,8 +105,12 @@ def _scores(results: TableResults, cache_dir: Path, quick: bool, out: Path) -> P
     if not found:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(found), figsize=(2.6 * len(found), 2.2), squeeze=False)
-    for ax, (model, arrays) in zip(axes[0], found.items(), strict=True):
+    rows = -(-len(found) // _PANELS_PER_ROW)
+    columns = min(len(found), _PANELS_PER_ROW)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.2 * rows), squeeze=False)
+    for ax in axes.flat[len(found) :]:
+        ax.set_axis_off()
+    for ax, (model, arrays) in zip(axes.flat, found.items(), strict=False):
         scores, labels = np.log10(arrays["scores"] + 1e-12), arrays["labels"]
         bins = np.linspace(scores.min(), scores.max(), 40)
         ax.hist(scores[labels == 0], bins, alpha=0.6, density=True, label="normal")
