@@ -22,7 +22,7 @@ from bench.papers import TABLES, PaperTable, reported
 from bench.runner import Cell, CellResult, cached_arrays
 from bench.zoo import ModelSpec, model_specs
 
-__all__ = ["SUMMARY_COLUMNS", "TableResults", "collect", "write_reports"]
+__all__ = ["SUMMARY_COLUMNS", "TableResults", "collect", "record_run", "write_reports"]
 
 SUMMARY_COLUMNS = (
     "paper",
@@ -269,27 +269,30 @@ def _read_runs(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_reports(
+def record_run(
     args: argparse.Namespace, command: str, wall_s: float, counts: dict[str, int]
-) -> list[Path]:
-    """Append this run to ``runs.jsonl`` and rewrite every table's reports; returns the files."""
+) -> None:
+    """Append one invocation (command, wall time, cell counts, tables) to ``runs.jsonl``."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    run = {
+        "command": command,
+        "wall_s": round(wall_s, 1),
+        "counts": counts,
+        "tables": sorted(t.name for t in TABLES if _touches(args, t)),
+        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    with open(args.out / "runs.jsonl", "a") as handle:
+        handle.write(json.dumps(run) + "\n")
+
+
+def write_reports(args: argparse.Namespace) -> list[Path]:
+    """Rewrite every table's reports from the cache; returns the files written."""
     from bench.figures import draw_figures
     from bench.notes import table_notes
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    selected = {t.name for t in TABLES if _touches(args, t)}
     runs_path = out / "runs.jsonl"
-    finished = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    run = {
-        "command": command,
-        "wall_s": round(wall_s, 1),
-        "counts": counts,
-        "tables": sorted(selected),
-        "finished": finished,
-    }
-    with open(runs_path, "a") as handle:
-        handle.write(json.dumps(run) + "\n")
     runs = _read_runs(runs_path)
     written, summary = [], []
     for table in TABLES:

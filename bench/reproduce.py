@@ -77,6 +77,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, help="cell cache (default bench/cache/cells)")
     parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
     parser.add_argument("--no-report", action="store_true", help="train only, write no report")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing, rewrite the reports from the cache",
+    )
     args = parser.parse_args(argv)
     sub = Path("quick") if args.quick else Path()
     args.cache_dir = args.cache_dir or BENCH_DIR / "cache" / sub / "cells"
@@ -126,6 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected cells, then write the reports; returns the exit status."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if not args.report_only:
+        _run_cells(args, argv)
+    if not args.no_report:
+        from bench.report import write_reports
+
+        write_reports(args)
+    return 0
+
+
+def _run_cells(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
+    from bench.report import record_run
+
     started = time.perf_counter()
     cells = list(iter_cells(args))
     bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)
@@ -142,12 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     wall = time.perf_counter() - started
     command = "python -m bench.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv)
-    if not args.no_report:
-        from bench.report import write_reports
-
-        write_reports(args, command.strip(), wall, counts)
+    record_run(args, command.strip(), wall, counts)
     print(f"{len(cells)} cells in {wall:.0f} s: {counts}")
-    return 0
 
 
 if __name__ == "__main__":
