@@ -62,6 +62,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--classes", help="class indices, e.g. 0-9 or 0,3 (KDD: run indices)")
     parser.add_argument("--seeds", help="training seeds, e.g. 0 or 0-2 (default 0)")
     parser.add_argument("--columns", default="offline,streaming", help="offline and/or streaming")
+    parser.add_argument(
+        "--stream-steps",
+        type=int,
+        help="streaming: gradient steps per mini-batch (default: epochs)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
     parser.add_argument(
         "--threads",
@@ -120,7 +125,14 @@ def iter_cells(args: argparse.Namespace) -> Iterator[tuple[PaperTable, Cell]]:
                 for task in classes if classes is not None else table.tasks:
                     for seed in seeds if seeds is not None else table.seeds:
                         cell = Cell(
-                            table.dataset, table.protocol, spec, column, task, seed, args.quick
+                            table.dataset,
+                            table.protocol,
+                            spec,
+                            column,
+                            task,
+                            seed,
+                            args.quick,
+                            args.stream_steps,
                         )
                         if cell.key() not in seen:
                             seen.add(cell.key())

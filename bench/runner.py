@@ -59,21 +59,38 @@ class Cell:
     task: int
     seed: int
     quick: bool = False
+    stream_steps: int | None = None
 
-    def config(self) -> dict[str, Any]:
-        """Everything that determines the result (the cache key)."""
+    def train(self) -> TrainConfig:
+        """The offline optimisation (one epoch in quick mode)."""
         train = train_config(self.protocol, self.spec)
         if self.quick:
             train = TrainConfig(train.learning_rate, train.batch_size, QUICK_SIZES["epochs"])
+        return train
+
+    def steps_per_batch(self) -> int:
+        """Gradient steps per streamed mini-batch (streaming column).
+
+        By default the offline column's epochs: both columns then take the same number of
+        gradient steps, while the streaming one still sees each record in a single pass.
+        """
+        return self.train().max_epochs if self.stream_steps is None else self.stream_steps
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the result (the cache key)."""
+        streaming = (
+            {"steps_per_batch": self.steps_per_batch()} if self.column == "streaming" else {}
+        )
         return {
             "version": CACHE_VERSION,
             "dataset": self.dataset,
             "protocol": self.protocol,
-            "model": asdict(self.spec) | {"train": asdict(train)},
+            "model": asdict(self.spec) | {"train": asdict(self.train())},
             "column": self.column,
             "task": self.task,
             "seed": self.seed,
             "quick": QUICK_SIZES if self.quick else None,
+            **streaming,
         }
 
     def key(self) -> str:
@@ -232,10 +249,7 @@ def _metrics(protocol: str, labels: np.ndarray, scores: np.ndarray) -> dict[str,
 
 def _offline(cell: Cell, data: TaskData, device: str, progress: Any) -> tuple[np.ndarray, int, Any]:
     model = build_model(cell.spec, data.train.shape[1:]).to(device)
-    config = train_config(cell.protocol, cell.spec)
-    if cell.quick:
-        config = TrainConfig(config.learning_rate, config.batch_size, QUICK_SIZES["epochs"])
-    epochs = fit(model, data.train, data.val, config, cell.seed, device, progress)
+    epochs = fit(model, data.train, data.val, cell.train(), cell.seed, device, progress)
     return score(model, data.test, device=device), epochs, decode_slots(model)
 
 

@@ -1,5 +1,8 @@
 """The streaming column: one pass of ``learn_many`` with the public estimator, then ``score_many``.
 
+Each record arrives once; every full mini-batch drives ``steps_per_batch`` gradient steps (by
+default as many as the offline column's epochs, see :meth:`bench.runner.Cell.steps_per_batch`).
+
 The estimator gets the cell's model hyper-parameters, batch size, learning rate and seed, and an
 identity :class:`~streammem.FeatureEncoder` (``scaling=None``) because the bench has already scaled
 the data exactly as in the offline column. Hyper-parameters the estimator does not expose (e.g. the
@@ -56,6 +59,7 @@ def build_estimator(cell: Cell, input_shape: tuple[int, ...], device: str) -> An
         **kwargs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
+        steps_per_batch=cell.steps_per_batch(),
         seed=cell.seed,
         device=device,
         num_threads=None,
