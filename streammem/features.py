@@ -375,13 +375,6 @@ class FeatureEncoder(base.Transformer):
             col = int(np.argwhere(bad)[0][1])
             raise ValueError(f"field {names[col]!r}: non-finite value {values[bad][0]}")
 
-    def _frame_column(self, frame: pd.DataFrame, field: Hashable) -> pd.Series | None:
-        if field in frame.columns:
-            return frame[field]
-        if self.missing == "error":
-            raise ValueError(f"missing field(s) [{field!r}]")
-        return None
-
     def _vectorize_frame(self, frame: pd.DataFrame, learn: bool) -> np.ndarray:
         if not self.is_fitted:
             if frame.empty:

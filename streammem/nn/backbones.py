@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -147,11 +148,8 @@ def build_backbone(
 ) -> Backbone:
     """Build a backbone by name for inputs of ``input_shape`` (without the batch dim)."""
     if name == "mlp":
-        n_features = 1
-        for dim in input_shape:
-            n_features *= dim
         return mlp_backbone(
-            n_features,
+            math.prod(input_shape),
             hidden_sizes,
             latent_size,
             activation,

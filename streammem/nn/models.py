@@ -9,6 +9,7 @@ one) plugs in without touching the estimators.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -125,12 +126,7 @@ class AutoEncoderNet(ReconstructionModel):
 
 
 def _latent_width(backbone: Backbone, per_position: bool) -> int:
-    if per_position:
-        return backbone.latent_shape[0]
-    width = 1
-    for dim in backbone.latent_shape:
-        width *= dim
-    return width
+    return backbone.latent_shape[0] if per_position else math.prod(backbone.latent_shape)
 
 
 def _backbone(input_shape: Sequence[int], backbone: str, **kwargs) -> Backbone:
