@@ -5,7 +5,17 @@ from __future__ import annotations
 from streammem.detectors.ae import AE
 from streammem.detectors.base import MemoryDetector, detector_from_state, load
 from streammem.detectors.memae import MemAE
+from streammem.detectors.memgan import MemGAN
 from streammem.detectors.memorizer import Memorizer
 from streammem.detectors.rftm import RFTM
 
-__all__ = ["AE", "RFTM", "MemAE", "Memorizer", "MemoryDetector", "detector_from_state", "load"]
+__all__ = [
+    "AE",
+    "RFTM",
+    "MemAE",
+    "MemGAN",
+    "Memorizer",
+    "MemoryDetector",
+    "detector_from_state",
+    "load",
+]
