@@ -103,6 +103,8 @@ class JsonDecoder:
 
     def _select(self, event: dict[str, Any]) -> dict[str, Any]:
         if self.fields is None:
+            if not self._reserved:
+                return event
             return {k: v for k, v in event.items() if k not in self._reserved}
         record = {}
         for name, path in self.fields.items():
@@ -201,6 +203,7 @@ def make_producer(bootstrap_servers: str, **settings: Any) -> KafkaProducer:
         bootstrap_servers=bootstrap_servers,
         acks="all",
         retries=5,
-        linger_ms=5,
+        linger_ms=20,
+        batch_size=262_144,
         **settings,
     )

@@ -2,6 +2,9 @@
 
 validate (bad -> dead letters) -> score_many -> calibrate -> sink -> learn_many -> metrics.
 
+Validation and scoring share one pass: a batch is scored as a table, and only a batch that the
+detector rejects is checked record by record (``check_one``) to isolate its bad records.
+
 Scoring happens before learning, so every record is judged by a model that has not seen it.
 Records the calibrator flags are not learned (unless ``learn_on_alert``): an attack must not
 teach the model's memory that it is normal.
@@ -15,6 +18,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from connectors import DeadLetter, RecordBatch, Sink
 from streammem.calibration import Calibrator
@@ -70,16 +74,16 @@ class ScoringPipeline:
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
         """Run one batch through the whole path; results and dead letters go to ``sink``."""
         started = time.perf_counter()
-        records, origins, letters = self._validate(batch)
+        origins, table, raw_scores, letters = self._validated_scores(batch)
         sink.dead_letter(letters)
         for letter in letters:
             self.metrics.record_dead_letter(letter.reason)
         summary = BatchSummary(dead_letters=len(letters))
-        if records:
-            scores, p_values, alerts = self._score(records)
+        if origins:
+            scores, p_values, alerts = self._calibrate(raw_scores)
             sink.write(_results(origins, scores, p_values, alerts))
-            self._learn(records, scores, alerts)
-            summary.events, summary.alerts = len(records), int(alerts.sum())
+            self._learn(table, scores, alerts)
+            summary.events, summary.alerts = len(origins), int(alerts.sum())
             self.metrics.record_batch(
                 scores.tolist(),
                 summary.alerts,
@@ -88,9 +92,31 @@ class ScoringPipeline:
             )
         return summary
 
+    def _validated_scores(
+        self, batch: RecordBatch
+    ) -> tuple[list[dict], pd.DataFrame, np.ndarray, list[DeadLetter]]:
+        """Score the batch as one table (the detector encodes tables column by column, several
+        times faster than record by record, and raises on any bad value without changing
+        state); only when that fails, check record by record to dead-letter the culprits."""
+        letters = list(batch.dead_letters)
+        records, origins = batch.records, batch.origins
+        if not records:
+            return [], pd.DataFrame(), np.zeros(0), letters
+        try:
+            table = _table(records)
+            return origins, table, self._raw_scores(table), letters
+        except ValueError:
+            records, origins, invalid = self._validate(batch)
+        table = _table(records)
+        scores = self._raw_scores(table) if records else np.zeros(0)
+        return origins, table, scores, letters + invalid
+
+    def _raw_scores(self, table: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.detector.score_many(table), dtype=np.float64)
+
     def _validate(self, batch: RecordBatch) -> tuple[list[dict], list[dict], list[DeadLetter]]:
         checker = self._schema_checker(batch.records)
-        records, origins, letters = [], [], list(batch.dead_letters)
+        records, origins, letters = [], [], []
         for i, (record, origin) in enumerate(zip(batch.records, batch.origins, strict=True)):
             try:
                 checker.check_one(record)
@@ -116,23 +142,18 @@ class ScoringPipeline:
             break
         return probe
 
-    def _score(self, records: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        scores = np.asarray(self.detector.score_many(records), dtype=np.float64)
+    def _calibrate(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.is_trained:
             # An untrained model scores 0.0: nothing to judge yet, and nothing to calibrate on.
             return scores, np.ones_like(scores), np.zeros(len(scores), dtype=bool)
         p_values = self.calibrator.p_values(scores)
         return scores, p_values, self.calibrator.alerts(scores, p_values)
 
-    def _learn(self, records: list[dict], scores: np.ndarray, alerts: np.ndarray) -> None:
+    def _learn(self, table: pd.DataFrame, scores: np.ndarray, alerts: np.ndarray) -> None:
         was_trained = self.is_trained
         updates_before = self.n_updates
-        learnable = (
-            records
-            if self.learn_on_alert
-            else [r for r, alert in zip(records, alerts.tolist(), strict=True) if not alert]
-        )
-        if learnable:
+        learnable = table if self.learn_on_alert else table[~alerts]
+        if len(learnable):
             self.detector.learn_many(learnable)
         if was_trained:
             # All scores, flagged or not: a window that drops its own top alpha shrinks its
@@ -159,6 +180,16 @@ class ScoringPipeline:
             "detector": self.detector.state_dict(),
             "calibrator": self.calibrator.state_dict(),
         }
+
+
+def _table(records: list[dict]) -> pd.DataFrame:
+    """Column-wise, which is several times faster than ``DataFrame.from_records``; records
+    whose fields differ from the first one's take the slower, general path."""
+    fields = records[0].keys()
+    try:
+        return pd.DataFrame({field: [r[field] for r in records] for field in fields})
+    except KeyError:
+        return pd.DataFrame.from_records(records)
 
 
 def _invalid(batch: RecordBatch, i: int, detail: str) -> DeadLetter:
