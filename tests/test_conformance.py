@@ -241,3 +241,10 @@ def test_conv_backbone_rejects_wrong_width():
     det = streammem.MemAE(backbone="conv32", batch_size=4, device="cpu")
     with pytest.raises(ValueError, match="input_shape"):
         det.learn_many(np.zeros((4, 784), dtype=np.float32))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_cuda_without_cuda_is_a_clear_error():
+    det = streammem.MemAE(device="cuda", batch_size=4)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        det.learn_many(np.zeros((4, 3)))

@@ -35,7 +35,13 @@ def resolve_device(device: str) -> torch.device:
     """``"auto"`` is CUDA when available, else CPU; anything else is passed to torch."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} was asked for but CUDA is not available here; "
+            "use device='auto' (CUDA when present) or 'cpu'"
+        )
+    return resolved
 
 
 class MemoryDetector(river_base.AnomalyDetector):
