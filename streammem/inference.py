@@ -162,11 +162,12 @@ def _(module: MemAEMemory) -> Fn:
 
 def _shared_read(read: _SharedMappingRead) -> Fn:
     slots = _param(read.slots)
-    mapping_t = np.ascontiguousarray(_param(read.mapping.weight).T)
-    keys_t = np.ascontiguousarray((slots @ mapping_t).T)
+    mapping_t = _param(read.mapping.weight).T
+    # (h W)(M W)^T = h (W (M W)^T): one product per round instead of two
+    attend = np.ascontiguousarray(mapping_t @ (slots @ mapping_t).T)
 
     def run(h: Array) -> Array:
-        return _softmax((h @ mapping_t) @ keys_t) @ slots
+        return _softmax(h @ attend) @ slots
 
     return run
 
