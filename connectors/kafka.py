@@ -16,7 +16,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors import DeadLetter, RecordBatch
 
-__all__ = ["JsonDecoder", "KafkaSink", "make_consumer", "make_producer"]
+__all__ = ["JsonDecoder", "KafkaSink", "encode_result", "make_consumer", "make_producer"]
 
 _MISSING = object()
 
@@ -79,7 +79,7 @@ class JsonDecoder:
                 batch.dead_letters.append(letter)
                 continue
             origin["key"] = self._key(message, event)
-            origin["timestamp"] = event.get(self.timestamp_field, message.timestamp)
+            origin["timestamp"] = self._timestamp(message, event)
             batch.records.append(record)
             batch.origins.append(origin)
             batch.payloads.append(message.value)
@@ -116,6 +116,12 @@ class JsonDecoder:
             record[name] = value
         return record
 
+    def _timestamp(self, message: ConsumerRecord, event: dict[str, Any]) -> int | float | str:
+        value = event.get(self.timestamp_field, message.timestamp)
+        if isinstance(value, (int, str)) or (isinstance(value, float) and math.isfinite(value)):
+            return value
+        return json.dumps(value)  # keep odd timestamps readable, never let them break a result
+
     def _key(self, message: ConsumerRecord, event: dict[str, Any]) -> str | None:
         if message.key is not None:
             return message.key.decode("utf-8", errors="backslashreplace")
@@ -146,7 +152,7 @@ class KafkaSink:
         send = self.producer.send
         for result in results:
             key = result.get("key")
-            value = json.dumps(result, default=_json_default, allow_nan=False).encode()
+            value = encode_result(result)
             self._futures.append(
                 send(self.output_topic, value=value, key=None if key is None else key.encode())
             )
@@ -157,7 +163,7 @@ class KafkaSink:
             headers = [
                 ("streammem-reason", letter.reason.encode()),
                 ("streammem-error", letter.detail.encode()),
-                ("streammem-origin", json.dumps(origin, default=_json_default).encode()),
+                ("streammem-origin", encode_result(origin)),
             ]
             future = self.producer.send(
                 self.dead_letter_topic, value=letter.payload, key=letter.key, headers=headers
@@ -175,15 +181,24 @@ class KafkaSink:
         self.producer.close()
 
 
-def _json_default(value: Any) -> Any:
-    # numpy scalars and non-finite floats (a NaN score) have no JSON form of their own.
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return value
+def encode_result(result: dict[str, Any]) -> bytes:
+    """JSON bytes of a result; non-finite numbers (a diverged model's NaN score) become null.
+
+    Examples
+    --------
+    >>> encode_result({"offset": 3, "score": float("nan"), "alert": False})
+    b'{"offset": 3, "score": null, "alert": false}'
+
+    """
+    try:
+        return json.dumps(result, allow_nan=False).encode()
+    except ValueError:
+        finite = {k: None if _non_finite(v) else v for k, v in result.items()}
+        return json.dumps(finite, allow_nan=False).encode()
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def make_consumer(bootstrap_servers: str, group_id: str, **settings: Any) -> KafkaConsumer:

@@ -108,7 +108,7 @@ class ParquetSink:
                 "detail": letter.detail,
                 "payload": letter.payload.decode("utf-8", errors="backslashreplace"),
             }
-            self._dead_letters.write(json.dumps(line) + "\n")
+            self._dead_letters.write(json.dumps(line, default=str) + "\n")
 
     def _write_row_group(self, rows: list[dict[str, Any]]) -> None:
         if self._writer is None:
