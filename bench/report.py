@@ -22,7 +22,16 @@ from bench.papers import TABLES, PaperTable, reported
 from bench.runner import Cell, CellResult, cached_arrays
 from bench.zoo import ModelSpec, model_specs
 
-__all__ = ["SUMMARY_COLUMNS", "TableResults", "collect", "record_run", "write_reports"]
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "TableResults",
+    "cell_arrays",
+    "collect",
+    "memory_models",
+    "record_run",
+    "summary_rows",
+    "write_reports",
+]
 
 SUMMARY_COLUMNS = (
     "paper",

@@ -37,6 +37,7 @@ __all__ = [
     "Cell",
     "CellResult",
     "TaskData",
+    "cached_arrays",
     "decode_slots",
     "fit",
     "load_task",

@@ -64,3 +64,13 @@ def test_threshold_metrics_flag_the_top_fraction():
     scores = np.array([0, 1, 2, 3, 4, 5, 6, 9, 7, 8.0])
     metrics = threshold_metrics(labels, scores, flagged_fraction=0.2)
     assert metrics["precision"] == 0.5 and metrics["recall"] == 0.5
+
+
+def test_docstring_examples_of_the_bench_modules():
+    import doctest
+
+    import bench.protocols
+    import bench.reproduce
+
+    for module in (bench.protocols, bench.reproduce):
+        assert doctest.testmod(module).failed == 0
