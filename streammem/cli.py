@@ -75,6 +75,9 @@ def _serve(args: argparse.Namespace) -> int:
     from streammem.service.daemon import Daemon
 
     config = _with_overrides(load_config(args.config), args)
+    for part in ("source", "sink"):
+        if getattr(config, part).kind != "kafka":
+            raise ConfigError(f"{part}.kind: `streammem serve` needs 'kafka'; use `streammem run`")
     return Daemon(config).run()
 
 

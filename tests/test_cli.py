@@ -102,3 +102,8 @@ def test_serve_overrides_come_from_flags_then_environment_then_file(monkeypatch)
     assert resolved.metrics.port == 9300
     assert resolved.checkpoint.dir == "/ck"
     assert resolved.kafka.input_topic == config.kafka.input_topic
+
+
+def test_serve_refuses_a_config_that_does_not_read_from_kafka(capsys):
+    assert main(["serve", "--config", str(REPO / "configs" / "sensor_demo.yaml")]) == 2
+    assert "source.kind: `streammem serve` needs 'kafka'" in capsys.readouterr().err

@@ -96,7 +96,6 @@ class KafkaConfig:
     max_message_bytes: int = 1_048_576
     max_poll_records: int = 500
     poll_timeout_ms: int = 500
-    model_per_partition: bool = True
 
 
 @dataclasses.dataclass

@@ -4,8 +4,8 @@ Each poll: decode -> pipeline (per partition) -> produce -> flush -> checkpoint 
 commit. Offsets are committed only once the results they cover are flushed, and a checkpoint is
 written before the commit that follows it, so a crash at any point replays, never skips.
 
-Model state is kept per partition (``kafka.model_per_partition``) so a rebalance moves a model
-with its partition: state is checkpointed when a partition is revoked and loaded when assigned.
+Model state is kept per partition so a rebalance moves a model with its partition: state is
+checkpointed when a partition is revoked and loaded when it is assigned.
 """
 
 from __future__ import annotations
@@ -117,8 +117,10 @@ class Daemon(ConsumerRebalanceListener):
             )
         )
         producer = self._retry(lambda: make_producer(kafka.bootstrap_servers))
-        if consumer is None or producer is None:
-            return  # stopped while the broker was unreachable
+        if consumer is None or producer is None:  # stopped while the broker was unreachable
+            if consumer is not None:
+                consumer.close(autocommit=False)
+            return
         self._consumer = consumer
         self._sink = KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
         consumer.subscribe([kafka.input_topic], listener=self)
@@ -239,9 +241,7 @@ class Daemon(ConsumerRebalanceListener):
         self.metrics.record_checkpoint()
 
     def _model_name(self, tp: TopicPartition) -> str:
-        if self.config.kafka.model_per_partition:
-            return f"{tp.topic}-{tp.partition}"
-        return tp.topic
+        return f"{tp.topic}-{tp.partition}"
 
     def _load(self, tp: TopicPartition) -> _Partition:
         state = self.store.load_latest(self._model_name(tp)) if self.store else None
