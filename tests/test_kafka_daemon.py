@@ -172,6 +172,11 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
     wait_until(lambda: len(scores.drain()) >= 600, "the first results", first)
     first.kill()  # SIGKILL mid-stream: no chance to flush, checkpoint or commit
     first.wait()
+    # A torn latest checkpoint: the restart must fall back to the one before it.
+    folder = max((tmp_path / "checkpoints").iterdir(), key=lambda f: len(list(f.iterdir())))
+    saved = sorted(folder.glob("ckpt-*.pt"))
+    assert len(saved) >= 2
+    saved[-1].write_bytes(saved[-1].read_bytes()[:64])
 
     poison = [value for values in POISON.values() for value in values]
     produce(broker, topic, [(None, v) for v in [*ACCEPTED_ODDITIES, *poison]])
@@ -197,6 +202,8 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
     assert metrics[("streammem_events_total", ())] >= 1000 + len(ACCEPTED_ODDITIES)
     assert metrics[("streammem_model_updates_total", ())] > 0
     assert metrics[("streammem_checkpoint_age_seconds", ())] >= 0
+    assert metrics[("streammem_checkpoint_fallbacks_total", ())] == 1
+    assert "skipping unreadable checkpoint" in (tmp_path / "second.log").read_text()
     lag_labels = {labels for name, labels in metrics if name == "streammem_consumer_lag"}
     assert lag_labels == {(("partition", str(p)), ("topic", topic)) for p in range(partitions)}
 
