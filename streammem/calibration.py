@@ -60,7 +60,8 @@ class Calibrator:
     def learn_many(self, scores: Iterable[float]) -> None:
         """Add scores of records judged normal to the reference window (non-finite ones are
         skipped)."""
-        self.reference_.extend(float(s) for s in scores if np.isfinite(s))
+        scores = np.asarray(scores, dtype=np.float64)
+        self.reference_.extend(scores[np.isfinite(scores)].tolist())
 
     def p_values(self, scores: np.ndarray) -> np.ndarray:
         """Conformal p-values of ``scores`` against the reference window; never changes state."""
