@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -107,3 +110,37 @@ def test_serve_overrides_come_from_flags_then_environment_then_file(monkeypatch)
 def test_serve_refuses_a_config_that_does_not_read_from_kafka(capsys):
     assert main(["serve", "--config", str(REPO / "configs" / "sensor_demo.yaml")]) == 2
     assert "source.kind: `streammem serve` needs 'kafka'" in capsys.readouterr().err
+
+
+def test_run_on_a_parquet_file_accounts_for_every_row(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n = 3000
+    temp = rng.normal(20, 1, n)
+    temp[[100, 2000]] = np.nan  # not encodable: dead letters
+    site = rng.choice(["north", "south"], n).astype(object)
+    site[2500] = None  # missing category: a dead letter too
+    site[2600] = "west"  # unseen category: scored, in the unknown bucket
+    pq.write_table(
+        pa.table({"temp": temp, "load": rng.normal(size=n), "site": site, "id": np.arange(n)}),
+        tmp_path / "in.parquet",
+        row_group_size=700,
+    )
+    config = {
+        "source": {
+            "kind": "parquet",
+            "path": str(tmp_path / "in.parquet"),
+            "passthrough": ["id"],
+            "batch_size": 256,
+        },
+        "sink": {"kind": "parquet", "path": str(tmp_path / "out.parquet"), "row_group_size": 1000},
+        "calibration": {"min_reference": 50, "window_size": 500},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(path), "--no-progress"]) == 0
+    assert "events       2997" in capsys.readouterr().out
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.num_rows == 2997
+    assert set(out.column("id").to_pylist()) == set(range(n)) - {100, 2000, 2500}
+    letters = (tmp_path / "out.dead-letters.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["row"] for line in letters) == [100, 2000, 2500]
