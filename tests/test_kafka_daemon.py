@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -44,6 +45,18 @@ def produce(broker: Broker, topic: str, messages: list[tuple[bytes | None, bytes
 
 def valid_events(start: int, stop: int) -> list[tuple[bytes, bytes]]:
     return [(str(i).encode(), json.dumps(event(i)).encode()) for i in range(start, stop)]
+
+
+def trickle(broker: Broker, topic: str, start: int, stop: int, per_second: int = 500) -> None:
+    """Produce events at a steady pace, like a live source."""
+    step = per_second // 10
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    for first in range(start, stop, step):
+        for i in range(first, min(first + step, stop)):
+            producer.send(topic, value=json.dumps(event(i)).encode(), key=str(i).encode())
+        producer.flush()
+        time.sleep(0.1)
+    producer.close()
 
 
 class TopicReader:
@@ -164,14 +177,20 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
     topic, partitions = "e2e", 2
     for name, count in [(topic, partitions), (f"{topic}-scores", partitions), (f"{topic}-dead", 1)]:
         broker.create_topic(name, count)
-    produce(broker, topic, valid_events(0, 2000))
+    produce(broker, topic, valid_events(0, 600))
     scores = TopicReader(broker, f"{topic}-scores", partitions)
     dead = TopicReader(broker, f"{topic}-dead", 1)
 
     first = start_daemon(daemon_config(broker, tmp_path, topic, "e2e"), tmp_path, "first")
-    wait_until(lambda: len(scores.drain()) >= 600, "the first results", first)
-    first.kill()  # SIGKILL mid-stream: no chance to flush, checkpoint or commit
+    wait_until(lambda: len(scores.drain()) >= 300, "the first results", first)
+    # Keep events flowing while the daemon is killed, so it dies mid-stream.
+    feeder = threading.Thread(target=trickle, args=(broker, topic, 600, 2000))
+    feeder.start()
+    wait_until(lambda: len(scores.drain()) >= 900, "results of the live stream", first)
+    first.kill()  # SIGKILL: no chance to flush, checkpoint or commit
     first.wait()
+    seen_before_kill = len(scores.drain())
+    feeder.join()
     # A torn latest checkpoint: the restart must fall back to the one before it.
     folder = max((tmp_path / "checkpoints").iterdir(), key=lambda f: len(list(f.iterdir())))
     saved = sorted(folder.glob("ckpt-*.pt"))
@@ -214,7 +233,10 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
 
     assert stop_gracefully(second) == 0
     duplicates = sum(n - 1 for n in covered_offsets(scores.drain(), dead.drain()).values())
-    print(f"\nkill -9 and restart: {len(expected)} offsets, {duplicates} duplicates in the output")
+    print(
+        f"\nkill -9 after {seen_before_kill} results, restart: {len(expected)} input offsets, "
+        f"{duplicates} duplicates in the output"
+    )
 
     # After a graceful stop, committed offsets and the latest checkpoints are both at the end.
     ends = {p: max(o for q, o in expected if q == p) + 1 for p in range(partitions)}
