@@ -20,6 +20,7 @@ __all__ = [
     "PROTOCOLS",
     "TaskSplit",
     "best_f1",
+    "hold_out",
     "kdd_split",
     "one_class_split",
     "ranking_metrics",
@@ -75,6 +76,22 @@ def roco_split(
         np.sort(shuffled[:n_val]),
         np.arange(len(y_test)),
         (y_test == anomaly_class).astype(np.int64),
+    )
+
+
+def hold_out(split: TaskSplit, fraction: float = 0.1, seed: int = ROCO_SPLIT_SEED) -> TaskSplit:
+    """Move a seeded ``fraction`` of the training rows to validation (model selection only).
+
+    Examples
+    --------
+    >>> s = hold_out(one_class_split(np.zeros(20, int), np.zeros(2, int), 0), 0.1)
+    >>> len(s.train), len(s.val)
+    (18, 2)
+    """
+    shuffled = np.random.default_rng(seed).permutation(split.train)
+    n_val = round(fraction * len(shuffled))
+    return TaskSplit(
+        np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val]), split.test, split.test_labels
     )
 
 

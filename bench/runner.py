@@ -24,6 +24,7 @@ from torch import nn
 from bench.datasets import DataMissing, Split, get_dataset
 from bench.protocols import (
     TaskSplit,
+    hold_out,
     kdd_split,
     one_class_split,
     ranking_metrics,
@@ -156,6 +157,8 @@ def load_task(cell: Cell, root: str | None = None, download: bool = False) -> Ta
     """The cell's train / validation / test arrays, scaled as its model expects."""
     train, test = _load(cell.dataset, root, download)
     split = _split(cell.protocol, train, test, cell.task)
+    if cell.protocol == "one_class" and cell.train().patience is not None:
+        split = hold_out(split)  # one-class models that select their epoch on normal data
     rows = {"train": split.train, "val": split.val}
     positions = np.arange(len(split.test))
     if cell.quick:
