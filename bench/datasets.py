@@ -120,6 +120,7 @@ class Dataset:
 
     @property
     def directory(self) -> Path:
+        """``<root>/<folder>``, where the resources live."""
         return self.root / self.folder
 
     def _md5(self, filename: str) -> str:

@@ -32,6 +32,7 @@ class PaperTable:
 
     @property
     def name(self) -> str:
+        """``<paper>_<dataset>``, the stem of the table's result files."""
         return f"{self.paper}_{self.dataset}"
 
 

@@ -60,6 +60,7 @@ class TableResults:
     missing: str
 
     def metrics(self) -> tuple[str, ...]:
+        """Metrics reported for this table (KDD: threshold and ranking metrics)."""
         return _KDD_METRICS if self.table.protocol == "kdd" else self.table.metrics
 
     def values(self, model: str, column: str, metric: str) -> dict[int, float]:
@@ -71,6 +72,7 @@ class TableResults:
         return {task: float(np.mean(v)) for task, v in sorted(per_task.items())}
 
     def seeds(self, model: str, column: str) -> int:
+        """Number of distinct seeds that ran for (model, column)."""
         return len({s for (m, c, _, s), r in self.cells.items() if (m, c) == (model, column)})
 
 

@@ -96,6 +96,7 @@ class Cell:
         }
 
     def key(self) -> str:
+        """Short SHA-1 of :meth:`config`, the cell's cache file name."""
         text = json.dumps(self.config(), sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:20]
 

@@ -257,8 +257,10 @@ class MemGANTrainer:
         return out
 
     def state_dict(self) -> dict[str, Any]:
+        """The four optimisers' states (tensors and plain values)."""
         return {name: opt.state_dict() for name, opt in self.optimizers.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state[name])
