@@ -47,7 +47,7 @@ def valid_events(start: int, stop: int) -> list[tuple[bytes, bytes]]:
     return [(str(i).encode(), json.dumps(event(i)).encode()) for i in range(start, stop)]
 
 
-def trickle(broker: Broker, topic: str, start: int, stop: int, per_second: int = 500) -> None:
+def trickle(broker: Broker, topic: str, start: int, stop: int, per_second: int = 250) -> None:
     """Produce events at a steady pace, like a live source."""
     step = per_second // 10
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
@@ -70,10 +70,21 @@ class TopicReader:
         self.messages: list = []
 
     def drain(self) -> list:
-        while polled := self.consumer.poll(timeout_ms=300):
-            for records in polled.values():
-                self.messages.extend(records)
+        """Everything so far: polls until the topic is quiet for 300 ms."""
+        while self._poll():
+            pass
         return self.messages
+
+    def read_some(self) -> list:
+        """One poll; returns all messages read so far (even while results keep coming)."""
+        self._poll()
+        return self.messages
+
+    def _poll(self) -> int:
+        polled = self.consumer.poll(timeout_ms=300)
+        for records in polled.values():
+            self.messages.extend(records)
+        return sum(len(records) for records in polled.values())
 
     def close(self) -> None:
         self.consumer.close()
@@ -110,15 +121,28 @@ def daemon_config(broker: Broker, tmp_path: Path, topic: str, group: str, **kafk
     }
 
 
-def start_daemon(config: dict, tmp_path: Path, name: str) -> subprocess.Popen:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (tmp_path / f"{name}.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "streammem.cli", "serve", "--config", str(path)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+@pytest.fixture
+def start_daemon(tmp_path: Path):
+    """Start ``streammem serve`` processes; any still running after the test are killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(config: dict, name: str) -> subprocess.Popen:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        with (tmp_path / f"{name}.log").open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "streammem.cli", "serve", "--config", str(path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -173,7 +197,7 @@ ACCEPTED_ODDITIES = [  # unusual but valid: scored, never dead-lettered
 ]
 
 
-def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_path):
+def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_path, start_daemon):
     topic, partitions = "e2e", 2
     for name, count in [(topic, partitions), (f"{topic}-scores", partitions), (f"{topic}-dead", 1)]:
         broker.create_topic(name, count)
@@ -181,15 +205,16 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
     scores = TopicReader(broker, f"{topic}-scores", partitions)
     dead = TopicReader(broker, f"{topic}-dead", 1)
 
-    first = start_daemon(daemon_config(broker, tmp_path, topic, "e2e"), tmp_path, "first")
+    first = start_daemon(daemon_config(broker, tmp_path, topic, "e2e"), "first")
     wait_until(lambda: len(scores.drain()) >= 300, "the first results", first)
     # Keep events flowing while the daemon is killed, so it dies mid-stream.
     feeder = threading.Thread(target=trickle, args=(broker, topic, 600, 2000))
     feeder.start()
-    wait_until(lambda: len(scores.drain()) >= 900, "results of the live stream", first)
+    wait_until(lambda: len(scores.read_some()) >= 900, "results of the live stream", first)
     first.kill()  # SIGKILL: no chance to flush, checkpoint or commit
     first.wait()
     seen_before_kill = len(scores.drain())
+    assert feeder.is_alive(), "the stream ended before the kill: the test did not kill mid-stream"
     feeder.join()
     # A torn latest checkpoint: the restart must fall back to the one before it.
     folder = max((tmp_path / "checkpoints").iterdir(), key=lambda f: len(list(f.iterdir())))
@@ -201,7 +226,7 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
     produce(broker, topic, [(None, v) for v in [*ACCEPTED_ODDITIES, *poison]])
     produce(broker, topic, valid_events(2000, 3000))
     config = daemon_config(broker, tmp_path, topic, "e2e")
-    second = start_daemon(config, tmp_path, "second")
+    second = start_daemon(config, "second")
     expected = input_offsets(broker, topic, partitions)
     assert len(expected) == 3000 + len(ACCEPTED_ODDITIES) + len(poison)
     wait_until(
@@ -251,47 +276,58 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
     dead.close()
 
 
-def test_two_daemons_in_one_group_split_the_partitions(broker, tmp_path):
+def owned_partitions(config: dict) -> set[str]:
+    """Partitions a daemon owns now, read from its lag gauges (empty if it is not up yet)."""
+    try:
+        samples = scrape(config["metrics"]["port"])
+    except OSError:
+        return set()
+    return {
+        dict(labels)["partition"] for name, labels in samples if name == "streammem_consumer_lag"
+    }
+
+
+def test_a_second_daemon_takes_over_partitions_with_their_models(broker, tmp_path, start_daemon):
     topic, partitions = "shared", 4
     broker.create_topic(topic, partitions)
     broker.create_topic(f"{topic}-scores", partitions)
-    configs = [daemon_config(broker, tmp_path, topic, "pair") for _ in range(2)]
-    daemons = [start_daemon(c, tmp_path, f"member{i}") for i, c in enumerate(configs)]
-    produce(broker, topic, valid_events(0, 2000))
     scores = TopicReader(broker, f"{topic}-scores", partitions)
+    configs = [daemon_config(broker, tmp_path, topic, "pair") for _ in range(2)]
+    produce(broker, topic, valid_events(0, 1000))
+    alone = start_daemon(configs[0], "alone")
+    before = input_offsets(broker, topic, partitions)
+    wait_until(
+        lambda: before <= set(covered_offsets(scores.drain(), [])), "the first events", alone
+    )
+    joiner = start_daemon(configs[1], "joiner")
+    joiner_log = tmp_path / "joiner.log"
+    wait_until(lambda: "assigned [" in joiner_log.read_text(), "the rebalance", joiner)
+    produce(broker, topic, valid_events(1000, 2000))
     expected = input_offsets(broker, topic, partitions)
-
-    def owned() -> list[set[str]]:
-        return [
-            {
-                dict(labels)["partition"]
-                for name, labels in scrape(c["metrics"]["port"])
-                if name == "streammem_consumer_lag"
-            }
-            for c in configs
-        ]
-
     wait_until(
         lambda: (
             expected <= set(covered_offsets(scores.drain(), []))
-            and all(owned())
-            and set.union(*owned()) == {"0", "1", "2", "3"}
+            and owned_partitions(configs[0])
+            and owned_partitions(configs[1])
         ),
-        "both daemons to own partitions and cover every offset",
+        "every offset, with both daemons consuming",
     )
-    first, second = owned()
-    assert first and second and not first & second
-    assert all(stop_gracefully(d) == 0 for d in daemons)
-    folders = {p.name for p in (tmp_path / "checkpoints").iterdir()}
-    assert folders == {f"{topic}-{p}" for p in range(partitions)}
+
+    kept, taken = owned_partitions(configs[0]), owned_partitions(configs[1])
+    assert not kept & taken and kept | taken == {str(p) for p in range(partitions)}
+    # The joiner resumed each partition it took from the model saved when it was revoked.
+    for partition in taken:
+        assert f"partition={partition}) from its checkpoint at offset" in joiner_log.read_text()
+    assert "revoked" in (tmp_path / "alone.log").read_text()
+    assert stop_gracefully(alone) == 0 and stop_gracefully(joiner) == 0
     scores.close()
 
 
-def test_daemon_waits_for_a_broker_that_is_down_at_start(tmp_path):
+def test_daemon_waits_for_a_broker_that_is_down_at_start(tmp_path, start_daemon):
     port = free_port()
     absent = Broker(process=None, port=port)  # nothing listens yet
     config = daemon_config(absent, tmp_path, "late", "late")
-    daemon = start_daemon(config, tmp_path, "late")
+    daemon = start_daemon(config, "late")
     metrics_port = config["metrics"]["port"]
 
     def retries() -> float:
