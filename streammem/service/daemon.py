@@ -5,7 +5,7 @@ commit. Offsets are committed only once the results they cover are flushed, and 
 written before the commit that follows it, so a crash at any point replays, never skips.
 
 Model state is kept per partition so a rebalance moves a model with its partition: state is
-checkpointed when a partition is revoked and loaded when it is assigned.
+checkpointed when a partition is revoked and loaded after it is assigned, with its first message.
 """
 
 from __future__ import annotations
@@ -269,8 +269,8 @@ class Daemon(ConsumerRebalanceListener):
             log.info("revoked %s", sorted(owned))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        for tp in assigned:
-            self._state(tp)
+        # Models load on the main thread with each partition's first message: loading here
+        # would hold up the heartbeats of the whole group.
         log.info("assigned %s", sorted(assigned))
 
     def _shutdown(self) -> None:
