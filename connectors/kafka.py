@@ -177,8 +177,9 @@ class KafkaSink:
             if future.failed():
                 raise future.exception
 
-    def close(self) -> None:
-        self.producer.close()
+    def close(self, timeout_s: float | None = None) -> None:
+        """Close the producer; ``timeout_s=0`` drops unsent records instead of waiting."""
+        self.producer.close(timeout=timeout_s)
 
 
 def encode_result(result: dict[str, Any]) -> bytes:

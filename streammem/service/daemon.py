@@ -71,6 +71,7 @@ class Daemon(ConsumerRebalanceListener):
         self.total = BatchSummary()
         self._stopping = False
         self._last_checkpoint = time.monotonic()
+        self._failures = 0  # consecutive failed flushes, for the backoff
         self._consumer: KafkaConsumer | None = None
         self._sink: KafkaSink | None = None
 
@@ -164,17 +165,31 @@ class Daemon(ConsumerRebalanceListener):
                 self._process(tp, messages)
             self._sink.flush()
         except KafkaError as err:
-            # Results may be missing from the output: replay the whole poll after a pause.
-            log.warning("producing results failed (%s); replaying from %s", err, starts)
-            self.metrics.broker_retries.inc()
-            for tp, offset in starts.items():
-                self._consumer.seek(tp, offset)
-                self._state(tp).position = offset
-            self._sleep(1.0)
+            self._replay(starts, err)
             return
+        self._failures = 0
         if self._checkpoint_due():
             self._checkpoint(list(self.partitions))
         self._commit(list(polled))
+
+    def _replay(self, starts: dict[TopicPartition, int], err: KafkaError) -> None:
+        """Results of this poll may be missing from the output: rewind, back off, and start a
+        new producer (a broker that lost its state leaves the old one failing for good)."""
+        delay = min(0.5 * 2**self._failures, _MAX_BACKOFF_S)
+        self._failures += 1
+        self.metrics.broker_retries.inc()
+        log.warning(
+            "producing results failed (%s); replaying from %s in %.1f s", err, starts, delay
+        )
+        for tp, offset in starts.items():
+            self._consumer.seek(tp, offset)
+            self._state(tp).position = offset
+        self._sink.close(timeout_s=0)
+        self._sleep(delay)
+        kafka = self.config.kafka
+        producer = self._retry(lambda: make_producer(kafka.bootstrap_servers))
+        if producer is not None:
+            self._sink = KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
 
     def _process(self, tp: TopicPartition, messages: list) -> None:
         state = self._state(tp)
