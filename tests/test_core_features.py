@@ -173,3 +173,13 @@ def test_state_dict_round_trip():
 def test_invalid_policy_names_allowed_values():
     with pytest.raises(ValueError, match=r"missing must be one of \('error', 'impute'\)"):
         FeatureEncoder(missing="drop").learn_one(KDD_LIKE)
+
+
+def test_impute_policy_on_tables_with_absent_columns():
+    enc = FeatureEncoder(missing="impute")
+    rows = [{**KDD_LIKE, "src_bytes": b} for b in (100.0, 300.0)]
+    enc.update_scaler(enc.vectorize_many(pd.DataFrame(rows), learn=True))
+    partial = pd.DataFrame([{"duration": 0.0, "protocol_type": "tcp"}])
+    expected = enc.encode_one({"duration": 0.0, "protocol_type": "tcp"})
+    np.testing.assert_allclose(enc.scale(enc.vectorize_many(partial))[0], expected)
+    assert expected[enc.columns_.index("src_bytes")] == 0.0
