@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MAX_BACKOFF_S = 30.0
+# kafka-python's synchronous commit, flush and close wait forever for a broker that is gone:
+# bound them, so SIGTERM during an outage still exits (what is not committed replays).
+_COMMIT_TIMEOUT_MS = 10_000
+_SHUTDOWN_TIMEOUT_S = 10.0
 
 
 @dataclasses.dataclass
@@ -226,9 +230,10 @@ class Daemon(ConsumerRebalanceListener):
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
         except KafkaError as err:
-            # A rebalance took the partition away: its new owner replays these offsets.
+            # A rebalance took the partition away (its new owner replays these offsets), or
+            # the broker is gone (the next commit covers them; a crash before it replays).
             log.warning("commit failed (%s); the offsets will be replayed", err)
 
     def _checkpoint_due(self) -> bool:
@@ -291,14 +296,14 @@ class Daemon(ConsumerRebalanceListener):
     def _shutdown(self) -> None:
         log.info("stopping: flushing, checkpointing and committing")
         try:
-            self._sink.flush()
+            self._sink.flush(timeout_s=_SHUTDOWN_TIMEOUT_S)
             owned = list(self.partitions)
             self._checkpoint(owned)
             self._commit(owned)
         except KafkaError as err:
             log.error("could not flush before exit (%s); uncommitted offsets will replay", err)
-        self._consumer.close(autocommit=False)
-        self._sink.close()
+        self._consumer.close(autocommit=False, timeout_ms=_SHUTDOWN_TIMEOUT_S * 1000)
+        self._sink.close(timeout_s=_SHUTDOWN_TIMEOUT_S)
         log.info(
             "stopped after %d events, %d alerts, %d dead letters",
             self.total.events,
