@@ -40,8 +40,15 @@ class Calibrator:
     def __init__(self, window_size: int = 1000, min_reference: int = 100) -> None:
         self.window_size = window_size
         self.min_reference = min_reference
-        self._check_params()
-        self.reference_: collections.deque[float] = collections.deque(maxlen=window_size)
+
+    @property
+    def reference_(self) -> collections.deque[float]:
+        """The reference window, created (after checking the parameters) on first use."""
+        window = self.__dict__.get("_reference")
+        if window is None:
+            self._check_params()
+            window = self._reference = collections.deque(maxlen=self.window_size)
+        return window
 
     def _check_params(self) -> None:
         if self.window_size < 1:
@@ -93,7 +100,8 @@ class Calibrator:
         """Restore the reference window saved by :meth:`state_dict` (parameters must match)."""
         if state.get("kind") != type(self).__name__:
             raise ValueError(f"state is for {state.get('kind')!r}, not {type(self).__name__!r}")
-        self.reference_ = collections.deque(state["reference"], maxlen=self.window_size)
+        self._check_params()
+        self._reference = collections.deque(state["reference"], maxlen=self.window_size)
 
     def _params(self) -> dict:
         return {"window_size": self.window_size, "min_reference": self.min_reference}
@@ -126,10 +134,13 @@ class ConformalCalibrator(Calibrator):
     """
 
     def __init__(self, alpha: float = 0.01, window_size: int = 1000, min_reference: int = 100):
-        self.alpha = alpha
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         super().__init__(window_size=window_size, min_reference=min_reference)
+        self.alpha = alpha
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
 
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         return np.asarray(p_values) < self.alpha
@@ -176,10 +187,13 @@ class QuantileThreshold(Calibrator):
     """
 
     def __init__(self, q: float = 0.99, window_size: int = 1000, min_reference: int = 100):
-        self.q = q
-        if not 0.0 < q < 1.0:
-            raise ValueError(f"q must be in (0, 1), got {q}")
         super().__init__(window_size=window_size, min_reference=min_reference)
+        self.q = q
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not 0.0 < self.q < 1.0:
+            raise ValueError(f"q must be in (0, 1), got {self.q}")
 
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         return np.asarray(scores, dtype=np.float64) > self.threshold()

@@ -72,10 +72,11 @@ def test_state_round_trips_through_weights_only_torch_load(calibrator):
 
 
 def test_bad_parameters_and_states_are_rejected_with_clear_errors():
+    # Parameters are checked at first use, not in __init__ (scikit-learn / River style).
     with pytest.raises(ValueError, match="alpha"):
-        ConformalCalibrator(alpha=1.5)
+        ConformalCalibrator(alpha=1.5).learn_many([1.0])
     with pytest.raises(ValueError, match="min_reference"):
-        QuantileThreshold(window_size=10, min_reference=20)
+        QuantileThreshold(window_size=10, min_reference=20).p_values(np.array([1.0]))
     with pytest.raises(ValueError, match="unknown calibrator kind"):
         calibrator_from_state({"kind": "os.system", "params": {}, "reference": []})
     with pytest.raises(ValueError, match="not 'QuantileThreshold'"):

@@ -57,6 +57,10 @@ def test_a_second_run_resumes_the_first_runs_checkpoint(tmp_path):
         ({"model": {"name": "GPT"}}, "model.name: 'GPT' is not allowed; choose one of ['AE'"),
         ({"model": {"params": {"slots": 5}}}, "model.params.slots: not a parameter of MemAE"),
         ({"calibration": {"alpha": 2}}, "calibration.alpha: must be in (0, 1), got 2.0"),
+        (
+            {"calibration": {"window_size": 10, "min_reference": 20}},
+            "calibration.min_reference: must be <= calibration.window_size (10), got 20",
+        ),
         ({"calibration": {"window_size": "big"}}, "expected int, got str 'big'"),
         ({"kafka": {"max_poll_records": True}}, "expected int, got bool True"),
         ({"source": {"kind": "parquet"}}, "source.path: required when source.kind is 'parquet'"),

@@ -247,3 +247,8 @@ def _check_positive(config: Config) -> None:
     for key, value in unit_interval.items():
         if not 0 < value < 1:
             raise ConfigError(f"{key}: must be in (0, 1), got {value}")
+    if config.calibration.min_reference > config.calibration.window_size:
+        raise ConfigError(
+            f"calibration.min_reference: must be <= calibration.window_size "
+            f"({config.calibration.window_size}), got {config.calibration.min_reference}"
+        )
