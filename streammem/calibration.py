@@ -2,7 +2,7 @@
 
 A reconstruction error of 0.37 means nothing on its own: its meaning depends on the model, the
 features and how far training has come. Both calibrators here compare each new score with a
-rolling *reference window* of recent scores that were not flagged, so the output is on a fixed
+rolling *reference window* of recent scores, so the output is on a fixed
 scale whatever the detector:
 
 * :class:`ConformalCalibrator` gives conformal p-values, ``p = (1 + #{r >= s}) / (1 + n)``, and
@@ -10,8 +10,10 @@ scale whatever the detector:
 * :class:`QuantileThreshold` alerts when a score exceeds a rolling quantile of the window; it
   reports the same empirical p-value so outputs stay comparable.
 
-Only scores of records judged normal should be passed to ``learn_many``: feeding alerts back
-would let an attack raise the bar for its own detection.
+What enters the window is the caller's choice. The service feeds it every score, flagged or
+not: a window that drops its own top ``alpha`` cuts its tail at every turnover until it flags far
+more than ``alpha`` (measured: ~6% at alpha = 0.01). A burst of attacks can then raise the
+threshold for a while; the model itself still does not learn the records it flags.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class Calibrator:
     Parameters
     ----------
     window_size
-        How many recent normal scores form the reference distribution.
+        How many recent scores form the reference distribution.
     min_reference
         Below this many reference scores, every p-value is 1 and nothing is flagged: a handful
         of scores cannot support a small p-value.
@@ -65,8 +67,7 @@ class Calibrator:
         return len(self.reference_) >= self.min_reference
 
     def learn_many(self, scores: Iterable[float]) -> None:
-        """Add scores of records judged normal to the reference window (non-finite ones are
-        skipped)."""
+        """Add scores to the reference window (non-finite ones are skipped)."""
         scores = np.asarray(scores, dtype=np.float64)
         self.reference_.extend(scores[np.isfinite(scores)].tolist())
 
@@ -108,14 +109,14 @@ class Calibrator:
 
 
 class ConformalCalibrator(Calibrator):
-    """Conformal p-values against recent normal scores; alert when ``p < alpha``.
+    """Conformal p-values against recent scores; alert when ``p < alpha``.
 
     Parameters
     ----------
     alpha
         Significance level: on exchangeable normal data, about ``alpha`` of records are flagged.
     window_size
-        How many recent normal scores form the reference distribution.
+        How many recent scores form the reference distribution.
     min_reference
         Nothing is flagged until the window holds this many scores. Must be at least
         ``1 / alpha - 1`` for any alert to be possible at all.
@@ -162,14 +163,14 @@ class ConformalCalibrator(Calibrator):
 
 
 class QuantileThreshold(Calibrator):
-    """Alert when a score exceeds the rolling ``q`` quantile of recent normal scores.
+    """Alert when a score exceeds the rolling ``q`` quantile of recent scores.
 
     Parameters
     ----------
     q
         Quantile of the reference window used as the threshold.
     window_size
-        How many recent normal scores form the reference distribution.
+        How many recent scores form the reference distribution.
     min_reference
         Nothing is flagged until the window holds this many scores.
 
