@@ -21,8 +21,10 @@ def plot_scores(results: str | Path, target: str | Path, label_column: str = "is
     ax = fig.add_subplot()
     ax.plot(index, scores, lw=0.6, color="tab:blue", label="score")
     ax.scatter(index[alerts], scores[alerts], s=14, color="tab:red", zorder=3, label="alert")
+    title = f"{len(scores)} events, {int(alerts.sum())} alerts"
     if label_column in table.column_names:
         labelled = table.column(label_column).to_numpy(zero_copy_only=False).astype(bool)
+        title += _agreement(alerts.astype(bool), labelled)
         positive = scores[scores > 0]
         floor = np.full(labelled.sum(), positive.min() / 2 if len(positive) else 1e-6)
         ax.scatter(
@@ -31,10 +33,25 @@ def plot_scores(results: str | Path, target: str | Path, label_column: str = "is
     ax.set_yscale("log")
     ax.set_xlabel("event")
     ax.set_ylabel("anomaly score (log)")
-    ax.set_title(f"{len(scores)} events, {int(alerts.sum())} alerts")
+    ax.set_title(title)
     ax.legend(loc="lower left", framealpha=0.9)
     fig.tight_layout()
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target)
     return target
+
+
+def _agreement(alerts: np.ndarray, labelled: np.ndarray) -> str:
+    """How the alerts match the known anomalies.
+
+    Examples
+    --------
+    >>> _agreement(np.array([True, True, False, False]), np.array([True, False, True, False]))
+    ': 1 of 2 injected anomalies caught, precision 0.50'
+    """
+    caught = int((alerts & labelled).sum())
+    precision = caught / alerts.sum() if alerts.any() else float("nan")
+    return (
+        f": {caught} of {int(labelled.sum())} injected anomalies caught, precision {precision:.2f}"
+    )
