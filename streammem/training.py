@@ -7,6 +7,7 @@ adversarial model returns a trainer holding several optimisers.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Protocol
 
 import torch
@@ -82,7 +83,8 @@ class ReconstructionTrainer:
         return losses
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
+        # a copy: torch's optimiser state_dict holds the live moment tensors
+        return {"optimizer": copy.deepcopy(self.optimizer.state_dict())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])

@@ -176,6 +176,14 @@ class TestConformance:
         det.learn_many(records(8, seed=9, image=is_image(cls)))
         np.testing.assert_allclose(loaded.score_many(probe), det.score_many(probe), rtol=1e-6)
 
+    def test_state_dict_is_a_snapshot(self, cls):
+        det = make(cls)
+        det.learn_many(records(32, image=is_image(cls)))
+        state = det.state_dict()
+        frozen = pickle.dumps(state)
+        det.learn_many(records(32, seed=11, image=is_image(cls)))
+        assert pickle.dumps(state) == frozen, "later learning changed an earlier state_dict"
+
     def test_clone_is_unfitted_with_same_params(self, cls):
         det = make(cls)
         det.learn_many(records(32, image=is_image(cls)))

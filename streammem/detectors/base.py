@@ -285,11 +285,14 @@ class MemoryDetector(river_base.AnomalyDetector):
             "buffer": torch.from_numpy(np.vstack(self._buffer)) if self._buffer else None,
         }
         if "model_" in self.__dict__:
-            state["model"] = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+            # clone: on CPU .cpu() is the live tensor, and a snapshot must not move on
+            state["model"] = {
+                k: v.detach().cpu().clone() for k, v in self.model_.state_dict().items()
+            }
             state["trainer"] = self.trainer_.state_dict()
             state["n_updates"] = self.n_updates_
             state["last_losses"] = self.last_losses_
-            state["rng_state"] = self.rng_state_
+            state["rng_state"] = self.rng_state_.clone()
         return state
 
     def _load_state(self, state: Mapping[str, Any]) -> None:

@@ -19,6 +19,7 @@ convolutions for 1x28x28 and 3x32x32 inputs, width ``width``, inputs in [-1, 1] 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -257,8 +258,8 @@ class MemGANTrainer:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """The four optimisers' states (tensors and plain values)."""
-        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+        """A copy of the four optimisers' states (tensors and plain values)."""
+        return {name: copy.deepcopy(opt.state_dict()) for name, opt in self.optimizers.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
