@@ -55,7 +55,11 @@ def _names(text: str | None) -> list[str] | None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line flags (see ``--help``)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.reproduce", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.reproduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--paper", help="memae, memgan, memorizer (comma-separated; default all)")
     parser.add_argument("--dataset", help="mnist, fashion, kmnist, cifar10, kddcup (default all)")
     parser.add_argument("--models", help="model names as in the tables, e.g. AE,MemAE")
