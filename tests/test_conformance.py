@@ -118,6 +118,14 @@ class TestConformance:
         assert det.score_many(numeric_frame(5, image=is_image(cls))).tolist() == [0.0] * 5
         assert vars(det) == vars(make(cls)), "scoring before learning changed state"
 
+    def test_scoring_after_a_rejected_first_record_is_pure(self, cls):
+        det = make(cls)
+        with pytest.raises(ValueError):
+            det.learn_one({"a": None})  # no field to build a schema from
+        before = vars(det.encoder_).copy()
+        assert det.score_many(records(3, image=is_image(cls))).tolist() == [0.0] * 3
+        assert vars(det.encoder_) == before, "scoring fixed the learning encoder's schema"
+
     def test_scoring_is_pure(self, cls):
         det = make(cls)
         det.learn_many(records(64, image=is_image(cls)))

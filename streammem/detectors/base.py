@@ -106,9 +106,10 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     @property
     def _encoder(self) -> FeatureEncoder:
-        """The fitted encoder, or a throw-away one for pure calls before any learning."""
+        """The fitted encoder, or a throw-away one for pure calls before a schema is fixed
+        (none learned yet, or the first learned record was rejected)."""
         encoder = self.__dict__.get("encoder_")
-        return encoder if encoder is not None else self._new_encoder()
+        return encoder if encoder is not None and encoder.is_fitted else self._new_encoder()
 
     def _model_input_shape(self, width: int) -> tuple[int, ...]:
         shape = self.input_shape or _DEFAULT_IMAGE_SHAPES.get(self.backbone) or (width,)
@@ -237,7 +238,7 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def score_many(self, X: Any) -> np.ndarray:
         encoder = self._encoder
-        raw = encoder.vectorize_many(X) if encoder.is_fitted else encoder.clone().vectorize_many(X)
+        raw = encoder.vectorize_many(X)
         if "model_" not in self.__dict__:
             return np.zeros(len(raw))
         return self._torch_scores(encoder.scale(raw))
