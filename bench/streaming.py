@@ -5,8 +5,9 @@ default as many as the offline column's epochs, see :meth:`bench.runner.Cell.ste
 
 The estimator gets the cell's model hyper-parameters, batch size, learning rate and seed, and an
 identity :class:`~streammem.FeatureEncoder` (``scaling=None``) because the bench has already scaled
-the data exactly as in the offline column. Hyper-parameters the estimator does not expose (e.g. the
-MLP's output activation) keep the estimator's defaults; :func:`estimator_params` says which.
+the data exactly as in the offline column. Model hyper-parameters the estimator does not expose
+keep the estimator's defaults; :func:`estimator_params` says which (none for the zoo's cells,
+checked by ``tests/test_bench.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def estimator_params(cell: Cell) -> tuple[dict[str, Any], list[str]]:
     cls = _estimator_class(cell.spec.estimator or "")
     accepted = set(inspect.signature(cls).parameters)
     model_kwargs = dict(cell.spec.kwargs)
-    if model_kwargs.get("backbone", "mlp") == "mlp":
+    if model_kwargs.get("backbone", "mlp") == "mlp" and "hidden_sizes" in accepted:
         model_kwargs = _MLP_DEFAULTS | model_kwargs
     dropped = sorted(k for k in model_kwargs if k not in accepted)
     kwargs = {k: v for k, v in model_kwargs.items() if k in accepted}

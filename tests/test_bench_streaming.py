@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bench.runner import Cell, TaskData, fit, score
@@ -21,7 +22,19 @@ def test_estimator_gets_the_model_hyper_parameters():
     roco = Cell("mnist", "roco", spec("roco", "mnist", "AE"), "streaming", 0, 0)
     kwargs, dropped = estimator_params(roco)
     assert kwargs["hidden_sizes"] == (512, 256) and kwargs["latent_size"] == 128
-    assert dropped == ["output_activation"]  # not exposed by the estimator: reported, not hidden
+    assert kwargs["output_activation"] == "block" and dropped == []
+
+
+@pytest.mark.parametrize(
+    ("protocol", "dataset"),
+    [("one_class", "mnist"), ("one_class", "cifar10"), ("roco", "mnist"), ("kdd", "kddcup")],
+)
+def test_every_streaming_cell_gets_its_whole_model_configuration(protocol, dataset):
+    for model in model_specs(protocol, dataset):
+        if model.estimator is None:
+            continue
+        cell = Cell(dataset, protocol, model, "streaming", 0, 0)
+        assert estimator_params(cell)[1] == [], model.name
 
 
 def test_steps_per_batch_defaults_to_the_offline_epochs_and_is_in_the_key():

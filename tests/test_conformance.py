@@ -20,6 +20,7 @@ import torch
 
 import streammem
 from streammem.detectors.base import MemoryDetector
+from streammem.inference import numpy_reconstructor
 
 DETECTORS = sorted(
     (
@@ -278,3 +279,33 @@ def test_cuda_without_cuda_is_a_clear_error():
     det = streammem.MemAE(device="cuda", batch_size=4)
     with pytest.raises(ValueError, match="CUDA is not available"):
         det.learn_many(np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize(
+    "cls", [streammem.AE, streammem.MemAE, streammem.Memorizer, streammem.RFTM]
+)
+@pytest.mark.parametrize("output_activation", ["sigmoid", "block"])
+def test_mlp_activations_reach_the_model_and_its_numpy_copy(cls, output_activation):
+    det = make(cls, activation="tanh", output_activation=output_activation)
+    data = records(48)
+    det.learn_many(pd.DataFrame(data))
+    kinds = {type(m) for m in det.model_.modules()}
+    assert torch.nn.Tanh in kinds and torch.nn.LeakyReLU not in kinds
+    assert (torch.nn.Sigmoid in kinds) == (output_activation == "sigmoid")
+    assert numpy_reconstructor(det.model_) is not None  # score_one stays off torch
+    many = det.score_many(pd.DataFrame(data[:4]))
+    one = [det.score_one(x) for x in data[:4]]
+    np.testing.assert_allclose(many, one, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"activation": "tanh"}, "applies to the 'mlp' backbone only"),
+        ({"output_activation": "block"}, "'block'"),
+    ],
+)
+def test_conv_backbone_rejects_mlp_only_activations(overrides, message):
+    det = streammem.MemAE(backbone="conv28", batch_size=4, device="cpu", **overrides)
+    with pytest.raises(ValueError, match=message):
+        det.learn_many(np.zeros((4, 784), dtype=np.float32))

@@ -45,7 +45,37 @@ def resolve_device(device: str) -> torch.device:
 
 
 class MemoryDetector(river_base.AnomalyDetector):
-    """Base class; subclasses add their model's parameters and implement ``_build_net``."""
+    """Base class; subclasses add their model's parameters and implement ``_build_net``.
+
+    Parameters
+    ----------
+    batch_size
+        Records per gradient update.
+    learning_rate
+        Adam's step size.
+    steps_per_batch
+        Gradient steps taken on each full batch.
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    seed
+        Seeds model initialisation and training randomness; the global torch RNG is left alone.
+    num_threads
+        Torch CPU threads while this detector computes (``None``: torch's own setting).
+    backbone
+        ``"mlp"``, ``"conv28"`` (1x28x28 images) or ``"conv32"`` (3x32x32 images).
+    input_shape
+        Shape of one record for the model; by default the encoded width (or the conv image).
+    hidden_sizes, latent_size
+        MLP widths, encoder side (the decoder mirrors them).
+    activation
+        MLP hidden activation, ``"leaky_relu"`` or ``"tanh"``.
+    output_activation
+        ``"linear"``, ``"sigmoid"``, ``"tanh"``, or ``"block"`` (mlp only: the last layer is a
+        full Linear-BatchNorm-activation block, as in the Memorizer paper).
+    encoder
+        How records become vectors; by default a :class:`~streammem.features.FeatureEncoder`
+        that standardises numbers (``mlp``) or passes pixels through (conv backbones).
+    """
 
     _registry: ClassVar[dict[str, type[MemoryDetector]]] = {}
 
@@ -65,6 +95,8 @@ class MemoryDetector(river_base.AnomalyDetector):
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
         latent_size: int = 16,
+        activation: str = "leaky_relu",
+        output_activation: str = "linear",
         encoder: FeatureEncoder | None = None,
     ) -> None:
         self.batch_size = batch_size
@@ -77,6 +109,8 @@ class MemoryDetector(river_base.AnomalyDetector):
         self.input_shape = input_shape
         self.hidden_sizes = hidden_sizes
         self.latent_size = latent_size
+        self.activation = activation
+        self.output_activation = output_activation
         self.encoder = encoder
 
     # ------------------------------------------------------------------ to implement
@@ -85,8 +119,13 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def _backbone_kwargs(self) -> dict[str, Any]:
         if self.backbone != "mlp":
-            return {}
-        return {"hidden_sizes": tuple(self.hidden_sizes), "latent_size": self.latent_size}
+            return {"output_activation": self.output_activation}
+        return {
+            "hidden_sizes": tuple(self.hidden_sizes),
+            "latent_size": self.latent_size,
+            "activation": self.activation,
+            "output_activation": self.output_activation,
+        }
 
     # ------------------------------------------------------------------ set-up
     def _check_params(self) -> None:
@@ -98,6 +137,13 @@ class MemoryDetector(river_base.AnomalyDetector):
             raise ValueError(f"steps_per_batch must be >= 1, got {self.steps_per_batch}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.backbone != "mlp" and self.activation != "leaky_relu":
+            raise ValueError(
+                f"activation={self.activation!r} applies to the 'mlp' backbone only; "
+                f"{self.backbone!r} has fixed activations"
+            )
+        if self.backbone != "mlp" and self.output_activation == "block":
+            raise ValueError("output_activation='block' applies to the 'mlp' backbone only")
 
     def _new_encoder(self) -> FeatureEncoder:
         if self.encoder is not None:

@@ -31,7 +31,7 @@ class MemAE(MemoryDetector):
         With a conv backbone, query the memory per feature-map position instead of with the
         whole latent.
     batch_size, learning_rate, steps_per_batch, device, seed, num_threads, backbone, \
-    input_shape, hidden_sizes, latent_size, encoder
+    input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -68,6 +68,8 @@ class MemAE(MemoryDetector):
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
         latent_size: int = 16,
+        activation: str = "leaky_relu",
+        output_activation: str = "linear",
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
@@ -81,6 +83,8 @@ class MemAE(MemoryDetector):
             input_shape=input_shape,
             hidden_sizes=hidden_sizes,
             latent_size=latent_size,
+            activation=activation,
+            output_activation=output_activation,
             encoder=encoder,
         )
         self.num_slots = num_slots
