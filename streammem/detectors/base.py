@@ -3,8 +3,9 @@
 Data path: a record is vectorised by a :class:`~streammem.features.FeatureEncoder`, buffered by
 ``learn_one`` / ``learn_many``; each full buffer of ``batch_size`` updates the encoder's scaling
 statistics and drives ``steps_per_batch`` gradient steps on the device. ``score_one`` /
-``score_many`` never change state: ``score_one`` runs a NumPy snapshot of the model (torch stays off
-the per-event path), ``score_many`` runs torch on the whole batch.
+``score_many`` never change state. For MLP models on CPU both run a NumPy snapshot of the model
+(torch stays off the per-event path, and its per-call overhead off small batches); conv models and
+GPUs score with torch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ __all__ = ["MemoryDetector", "detector_from_state", "load"]
 _DEFAULT_IMAGE_SHAPES = {"conv28": (1, 28, 28), "conv32": (3, 32, 32)}
 _SCORE_CHUNK = 4096
 _NO_SCORER = object()
+
+
+def _numpy_scores(reconstruct: Any, batch: np.ndarray) -> np.ndarray:
+    """Mean squared reconstruction error per row, in chunks to bound the working memory."""
+    scores = []
+    for start in range(0, len(batch), _SCORE_CHUNK):
+        chunk = np.asarray(batch[start : start + _SCORE_CHUNK], dtype=np.float32)
+        residual = reconstruct(chunk) - chunk
+        scores.append(np.einsum("ij,ij->i", residual, residual) / residual.shape[1])
+    return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -287,7 +298,12 @@ class MemoryDetector(river_base.AnomalyDetector):
         raw = encoder.vectorize_many(X)
         if "model_" not in self.__dict__:
             return np.zeros(len(raw))
-        return self._torch_scores(encoder.scale(raw))
+        batch = encoder.scale(raw)
+        # On CPU the NumPy copy beats torch's per-call overhead at stream batch sizes too.
+        reconstruct = self._numpy_scorer() if self.device_.type == "cpu" else None
+        if reconstruct is None:
+            return self._torch_scores(batch)
+        return _numpy_scores(reconstruct, batch)
 
     def _torch_scores(self, batch: np.ndarray) -> np.ndarray:
         scores = []
