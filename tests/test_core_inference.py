@@ -49,3 +49,17 @@ def test_numpy_mirror_matches_torch(name):
 
 def test_conv_models_are_not_mirrored():
     assert numpy_reconstructor(MemAENet((1, 28, 28), backbone="conv28")) is None
+
+
+def test_detector_scores_with_numpy_equal_torch_across_chunks(monkeypatch):
+    from streammem import MemAE
+    from streammem.detectors import base
+
+    det = MemAE(batch_size=16, hidden_sizes=(12,), latent_size=6, num_slots=7, device="cpu")
+    rows = np.random.default_rng(0).normal(size=(80, 5)).astype(np.float32)
+    det.learn_many(rows)
+    monkeypatch.setattr(base, "_SCORE_CHUNK", 7)  # several chunks and a ragged last one
+    many = det.score_many(rows)
+    expected = det._torch_scores(det.encoder_.scale(rows))
+    np.testing.assert_allclose(many, expected, rtol=1e-4, atol=1e-7)
+    assert many.shape == (80,) and many.dtype == np.float64
