@@ -31,6 +31,7 @@ __all__ = [
     "KDDCUP99",
     "KMNIST",
     "MNIST",
+    "ADBench",
     "DataIntegrityError",
     "DataMissing",
     "Dataset",
@@ -312,18 +313,91 @@ class KDDCUP99(Dataset):
         lines = self.path(self.names_file).read_text().splitlines()[1:]
         return [line.split(":")[0].strip() for line in lines if ":" in line]
 
-    def load(self, train: bool = True) -> Split:
+    def records(self):
+        """Every row as read from the file: 41 named fields (3 of them strings) and ``label``."""
         import pandas as pd
 
         columns = [*self.schema(), "label"]
-        frame = pd.read_csv(self.path(self.data_file), header=None, names=columns)
+        return pd.read_csv(self.path(self.data_file), header=None, names=columns)
+
+    def load(self, train: bool = True) -> Split:
+        import pandas as pd
+
+        frame = self.records()
         y = (frame.pop("label") == "normal.").to_numpy(np.int64)
         encoded = pd.get_dummies(frame, columns=list(self.categorical), dtype=np.float32)
         return Split(encoded.to_numpy(np.float32), y)
 
 
+class ADBench(Dataset):
+    """The 35 "Classical" tabular sets of ADBench (Han et al., 2022) that ``../shared`` holds.
+
+    Each ``<n>_<name>.npz`` holds ``X`` (n, d) and ``y`` (0 normal, 1 anomaly), read with
+    ``allow_pickle=False``. :meth:`load_set` takes the name without its number (``"wine"``).
+    """
+
+    name = "adbench"
+    folder = "adbench"
+    mirrors: ClassVar[list[str]] = [
+        "https://raw.githubusercontent.com/Minqi824/ADBench/main/adbench/datasets/Classical",
+    ]
+    resources: ClassVar[list[tuple[str, str]]] = [
+        ("1_ALOI.npz", "c96b1210dc07e39e1b89a34ed0a59dff"),
+        ("2_annthyroid.npz", "74ef1a81e5ea99f8f4301955ac098dcb"),
+        ("4_breastw.npz", "96e58457dfc23008bed3c92aa588508f"),
+        ("5_campaign.npz", "94e199d29329c04e1bab5c1d801e74e5"),
+        ("7_Cardiotocography.npz", "4c2320f92ae5cddb53fc257d827f488c"),
+        ("8_celeba.npz", "9a8d16006073a83c9036e56cd12418b1"),
+        ("11_donors.npz", "b080142231908238da79d1c71cb95216"),
+        ("12_fault.npz", "c86d624d8e1d20ed5a1de05fb5d20731"),
+        ("14_glass.npz", "5ba1269dcdf614f36324214a3bc37d22"),
+        ("15_Hepatitis.npz", "781c11ab8e9cbdd4da1c6ce4f21a21d3"),
+        ("16_http.npz", "76dc1779321ca38667d220340d0b5292"),
+        ("17_InternetAds.npz", "cd375473c9ad623861d0b1220c0477ca"),
+        ("19_landsat.npz", "aab3e2c3ffcbdd4803a5e2cf8c9d886d"),
+        ("20_letter.npz", "318aba5ebfad6434caad90f32e95c90e"),
+        ("21_Lymphography.npz", "841d224e60c16c3a66b9de61fa1fd3d2"),
+        ("22_magic.gamma.npz", "09c97bfd1ec25f490511e1107592db14"),
+        ("24_mnist.npz", "860892dc3da88d8e057d0968db2c86c3"),
+        ("25_musk.npz", "758440ea2aa4cdc8050cfcfd28e08679"),
+        ("26_optdigits.npz", "1736a110a5b69527d07d65eaac6f28cb"),
+        ("27_PageBlocks.npz", "8b3450949bffc8ea4d250ecf0d0d7dee"),
+        ("28_pendigits.npz", "fbb543e7858febad363f41067c2e68d2"),
+        ("33_skin.npz", "d93a51d89f19211aa2e08a32946f9077"),
+        ("34_smtp.npz", "c2413c8c03f4805f9c179686d37a175e"),
+        ("35_SpamBase.npz", "c6616f4e109af4e197170ec0ccc9a87e"),
+        ("37_Stamps.npz", "3cb876b34ad5b70e59a4f98e8b463f28"),
+        ("38_thyroid.npz", "92ecac40ecc0e8a721a7f22aea27968a"),
+        ("39_vertebral.npz", "8ae9ac06c4acb82e1dc65b873e85ebea"),
+        ("40_vowels.npz", "340f95495f1dbb028ff01178074718de"),
+        ("41_Waveform.npz", "d161d021b16af3e87ce8c48e6bf9ab70"),
+        ("42_WBC.npz", "ad26f94049535e66dda1272999e44b95"),
+        ("43_WDBC.npz", "00be8f7a21c461d68152a9db0b16875c"),
+        ("44_Wilt.npz", "87b6945a02fd23a290365606105333df"),
+        ("45_wine.npz", "4bbdc5cb37197239b385fbfc2c50b03b"),
+        ("46_WPBC.npz", "f258c71a375ffaf9bf8cbec45b0d0690"),
+        ("47_yeast.npz", "0949fba2331639eb47b6889dcd6ff764"),
+    ]
+
+    @classmethod
+    def set_names(cls) -> list[str]:
+        """Set names in ADBench's order (``"ALOI"``, ``"annthyroid"``, ...)."""
+        return [file.split("_", 1)[1].removesuffix(".npz") for file, _ in cls.resources]
+
+    def load_set(self, set_name: str) -> Split:
+        """Features (float64) and labels of one set."""
+        files = {file.split("_", 1)[1].removesuffix(".npz"): file for file, _ in self.resources}
+        if set_name not in files:
+            raise ValueError(f"unknown ADBench set {set_name!r}; choose from {list(files)}")
+        with np.load(self.path(files[set_name]), allow_pickle=False) as data:
+            return Split(data["X"].astype(np.float64), data["y"].astype(np.int64))
+
+    def load(self, train: bool = True) -> Split:
+        raise TypeError("ADBench holds many sets: use load_set(name)")
+
+
 DATASETS: dict[str, type[Dataset]] = {
-    cls.name: cls for cls in (MNIST, FashionMNIST, KMNIST, CIFAR10, KDDCUP99)
+    cls.name: cls for cls in (MNIST, FashionMNIST, KMNIST, CIFAR10, KDDCUP99, ADBench)
 }
 
 

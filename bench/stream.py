@@ -1,0 +1,487 @@
+"""Prequential quality on real streams: ``python -m bench.stream``.
+
+The protocol of ``shared/research/streaming-benchmarks.md``:
+
+1. Order: ``numpy.random.default_rng(0).permutation(n)``, cut to the first ``--max-events``
+   (50,000) events.
+2. Every event is scored before it is learned. streammem detectors (default arguments) get
+   consecutive DataFrames of 256 rows, ``score_many`` then ``learn_many``, columns
+   ``f0..f{d-1}``; River and PySAD peers go event by event (``score_one`` then ``learn_one``;
+   PySAD ``fit_score_partial``). No detector sees a label.
+3. AUROC and AUPRC over every event after a warm-up of ``min(1000, 10 % of n)`` events, and a
+   learning curve: AUROC from the warm-up to the 2k-th, 5k-th and 10k-th event.
+4. The **floor** scores each event by the mean squared z-score of its features under the
+   running mean and standard deviation of all earlier events: no model at all.
+5. Offline references (not streaming; they see every row first): scikit-learn's
+   ``IsolationForest(random_state=0)``.
+
+Data: the 35 ADBench sets in ``<data root>/adbench/`` (``adbench:<name>``) and the KDDCUP99 10 %
+set as a stream of raw records (``kddcup``: 41 fields, three of them strings; the minority
+``normal.`` traffic is the anomaly class, DAGMM's convention). streammem reads its records
+through the public API, strings included; the peers, which take numbers only, get the three
+string fields one-hot encoded over the whole file.
+
+Cells (data set x contender) are cached under ``--cache-dir`` by the hash of everything that
+decides them (for streammem: the source of the package), so an interrupted run resumes and a
+code change reruns only streammem's cells. Reports go to ``--out`` (see
+:mod:`bench.stream_report`).
+
+Examples
+--------
+The CI smoke run (four small sets, streammem, the floor and River's HalfSpaceTrees)::
+
+    python -m bench.stream --quick
+
+Everything (the PySAD peers need ``pip install -e '.[peers]'``)::
+
+    python -m bench.stream
+
+Two budgets of MemAE against the floor on three sets::
+
+    python -m bench.stream --datasets adbench:wine,adbench:glass,kddcup \\
+        --contenders "floor,MemAE,MemAE[schedule=Schedule(budget=4)]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from bench.datasets import KDDCUP99, ADBench, DataMissing
+
+__all__ = [
+    "CONTENDERS",
+    "Contender",
+    "StreamData",
+    "StreamResult",
+    "load_stream",
+    "main",
+    "parse_contender",
+    "run_cell",
+    "stream_metrics",
+]
+
+BENCH_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = BENCH_DIR.parent / "streammem"
+CACHE_VERSION = 1
+MAX_EVENTS = 50_000
+BATCH = 256
+CURVE_POINTS = (2_000, 5_000, 10_000)
+QUICK_DATASETS = ("adbench:wine", "adbench:glass", "adbench:vertebral", "adbench:WBC")
+QUICK_CONTENDERS = ("MemAE", "AE", "floor", "river_HST")
+
+
+# ---------------------------------------------------------------------------------- data
+@dataclasses.dataclass
+class StreamData:
+    """One stream in protocol order: numeric features ``X``, labels ``y`` (1 = anomaly) and,
+    where the stream has them, the raw records (``frame``) that streammem reads instead."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _order(n: int, max_events: int) -> np.ndarray:
+    return np.random.default_rng(0).permutation(n)[:max_events]
+
+
+@lru_cache(maxsize=2)
+def _kdd_records(root: str | None, download: bool) -> pd.DataFrame:
+    return KDDCUP99(root, download).records()
+
+
+def load_stream(
+    name: str, root: str | None = None, download: bool = False, max_events: int = MAX_EVENTS
+) -> StreamData:
+    """``adbench:<set>`` or ``kddcup``, in the protocol's order."""
+    if name == "kddcup":
+        records = _kdd_records(root, download)
+        order = _order(len(records), max_events)
+        frame = records.iloc[order].reset_index(drop=True)
+        y = (frame.pop("label") == "normal.").to_numpy(np.int64)
+        numeric = pd.get_dummies(records.drop(columns="label"), columns=list(KDDCUP99.categorical))
+        return StreamData(name, numeric.iloc[order].to_numpy(np.float64), y, frame)
+    kind, _, set_name = name.partition(":")
+    if kind != "adbench" or not set_name:
+        raise ValueError(f"unknown stream {name!r}: use 'adbench:<set>' or 'kddcup'")
+    split = ADBench(root, download).load_set(set_name)
+    order = _order(len(split.y), max_events)
+    return StreamData(name, split.x[order], split.y[order])
+
+
+def all_streams() -> list[str]:
+    return [f"adbench:{s}" for s in ADBench.set_names()] + ["kddcup"]
+
+
+# ---------------------------------------------------------------------------------- contenders
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    """A column of the table: how to score a stream, and what decides its result."""
+
+    name: str
+    group: str  # streammem, floor, river, pysad, offline
+    run: Callable[[StreamData, dict[str, Any]], np.ndarray]
+    params: tuple[tuple[str, str], ...] = ()  # (name, source text) of constructor overrides
+
+    def kwargs(self) -> dict[str, Any]:
+        import streammem
+
+        namespace = {name: getattr(streammem, name) for name in streammem.__all__}
+        namespace["__builtins__"] = {}
+        return {k: eval(v, namespace) for k, v in self.params}  # our own CLI's text, no builtins
+
+    def fingerprint(self) -> str:
+        """What, besides the data, decides this contender's scores."""
+        if self.group in ("streammem", "floor"):
+            return _source_hash()
+        package = {"river": "river", "pysad": "pysad", "offline": "scikit-learn"}[self.group]
+        return f"{package} {importlib.metadata.version(package)}"
+
+
+@lru_cache(maxsize=1)
+def _source_hash() -> str:
+    digest = hashlib.sha1()
+    for path in [*sorted(PACKAGE_DIR.rglob("*.py")), Path(__file__)]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _streammem(detector_name: str) -> Callable[[StreamData, dict[str, Any]], np.ndarray]:
+    def run(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+        import streammem
+
+        detector = getattr(streammem, detector_name)(**kwargs)
+        frame = data.frame
+        if frame is None:
+            frame = pd.DataFrame(data.X, columns=[f"f{i}" for i in range(data.X.shape[1])])
+        scores = np.empty(len(frame))
+        for start in range(0, len(frame), BATCH):
+            batch = frame.iloc[start : start + BATCH]
+            scores[start : start + BATCH] = detector.score_many(batch)
+            detector.learn_many(batch)
+        return scores
+
+    return run
+
+
+def floor_scores(X: np.ndarray) -> np.ndarray:
+    """Mean squared z-score of each row under the mean and std of all earlier rows (0 first).
+
+    Features that have been constant so far have no scale yet and add nothing.
+    """
+    shift = X[0]
+    centred = X - shift
+    count = np.arange(len(X), dtype=np.float64)[:, None]
+    before = np.maximum(count, 1)
+    sums = np.cumsum(centred, axis=0) - centred
+    squares = np.cumsum(centred**2, axis=0) - centred**2
+    mean = sums / before
+    var = np.maximum(squares / before - mean**2, 0.0)
+    std = np.sqrt(var)
+    z = np.divide(centred - mean, std, out=np.zeros_like(X), where=std > 1e-12)
+    return (z**2).mean(axis=1)
+
+
+def _floor(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+    return floor_scores(data.X)
+
+
+def _rows(X: np.ndarray) -> list[dict[str, float]]:
+    names = [f"f{i}" for i in range(X.shape[1])]
+    return [dict(zip(names, row, strict=True)) for row in X.tolist()]
+
+
+def _river(make: Callable[[], Any]) -> Callable[[StreamData, dict[str, Any]], np.ndarray]:
+    def run(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+        model = make()
+        scores = np.empty(len(data))
+        for i, x in enumerate(_rows(data.X)):
+            scores[i] = model.score_one(x)
+            model.learn_one(x)
+        return scores
+
+    return run
+
+
+def _river_hst() -> Any:
+    from river import anomaly, preprocessing
+
+    return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42)
+
+
+def _river_loda() -> Any:
+    from river import anomaly, preprocessing
+
+    return preprocessing.StandardScaler() | anomaly.LODA(seed=42)
+
+
+def _river_ocsvm() -> Any:
+    from river import anomaly, preprocessing
+
+    return preprocessing.StandardScaler() | anomaly.OneClassSVM(nu=0.02)
+
+
+def _pysad(make: Callable[[np.ndarray], Any]) -> Callable[[StreamData, dict[str, Any]], np.ndarray]:
+    def run(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+        model = make(data.X)
+        scores = np.empty(len(data))
+        for i, x in enumerate(data.X):
+            scores[i] = model.fit_score_partial(x)
+        return scores
+
+    return run
+
+
+def _pysad_rshash(X: np.ndarray) -> Any:
+    from pysad.models import RSHash
+
+    # PySAD's documented use: the feature bounds of the whole stream, given up front.
+    return RSHash(X.min(axis=0), X.max(axis=0), random_state=42)
+
+
+def _pysad_loda(X: np.ndarray) -> Any:
+    from pysad.models import LODA
+
+    return LODA(random_state=42)
+
+
+def _pysad_xstream(X: np.ndarray) -> Any:
+    from pysad.models import xStream
+
+    return xStream(random_state=42)
+
+
+def _offline_iforest(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+    from sklearn.ensemble import IsolationForest
+
+    forest = IsolationForest(random_state=0).fit(data.X)
+    return -forest.score_samples(data.X)
+
+
+STREAMMEM_DETECTORS = ("MemAE", "AE", "Memorizer", "RFTM")
+
+CONTENDERS: dict[str, Contender] = {
+    **{name: Contender(name, "streammem", _streammem(name)) for name in STREAMMEM_DETECTORS},
+    "floor": Contender("floor", "floor", _floor),
+    "river_HST": Contender("river_HST", "river", _river(_river_hst)),
+    "river_LODA": Contender("river_LODA", "river", _river(_river_loda)),
+    "river_OCSVM": Contender("river_OCSVM", "river", _river(_river_ocsvm)),
+    "pysad_RSHash": Contender("pysad_RSHash", "pysad", _pysad(_pysad_rshash)),
+    "pysad_LODA": Contender("pysad_LODA", "pysad", _pysad(_pysad_loda)),
+    "pysad_xStream": Contender("pysad_xStream", "pysad", _pysad(_pysad_xstream)),
+    "offline_IForest": Contender("offline_IForest", "offline", _offline_iforest),
+}
+
+_VARIANT = re.compile(r"^(?P<base>\w+)\[(?P<params>.*)\]$")
+
+
+def parse_contender(text: str) -> Contender:
+    """``MemAE`` or a streammem variant ``MemAE[key=expr;key=expr]`` (expressions may use the
+    names ``streammem`` exports, e.g. ``MemAE[schedule=Schedule(budget=4)]``)."""
+    text = text.strip()
+    match = _VARIANT.match(text)
+    if match is None:
+        if text not in CONTENDERS:
+            raise ValueError(f"unknown contender {text!r}; choose from {list(CONTENDERS)}")
+        return CONTENDERS[text]
+    base = CONTENDERS.get(match["base"])
+    if base is None or base.group != "streammem":
+        raise ValueError(f"{text!r}: only streammem detectors take parameters")
+    params = []
+    for part in filter(None, (p.strip() for p in match["params"].split(";"))):
+        key, _, value = part.partition("=")
+        ast.parse(value.strip(), mode="eval")  # a readable error for a typo, before any run
+        params.append((key.strip(), value.strip()))
+    return dataclasses.replace(base, name=text, params=tuple(params))
+
+
+def available(contender: Contender) -> bool:
+    """Whether the contender's library is installed (PySAD is an optional extra)."""
+    if contender.group != "pysad":
+        return True
+    try:
+        importlib.metadata.version("pysad")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------- metrics
+def warmup_events(n: int) -> int:
+    return min(1000, n // 10)
+
+
+def _auroc(y: np.ndarray, scores: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None
+
+
+def stream_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float | int | None]:
+    """AUROC / AUPRC after the warm-up, the learning curve, and the non-finite count.
+
+    Non-finite scores rank above every finite one (a model that blows up on an event has at
+    least noticed it), and are counted so that the table can say so.
+    """
+    from sklearn.metrics import average_precision_score
+
+    nonfinite = ~np.isfinite(scores)
+    finite_max = scores[~nonfinite].max() if (~nonfinite).any() else 0.0
+    ranked = np.where(nonfinite, finite_max + 1.0, scores)
+    start = warmup_events(len(y))
+    y_eval, s_eval = y[start:], ranked[start:]
+    metrics: dict[str, float | int | None] = {
+        "events": len(y),
+        "warmup": start,
+        "anomalies": int(y_eval.sum()),
+        "nonfinite": int(nonfinite.sum()),
+        "auroc": _auroc(y_eval, s_eval),
+        "auprc": float(average_precision_score(y_eval, s_eval)) if y_eval.any() else None,
+    }
+    for point in CURVE_POINTS:
+        metrics[f"auroc_{point // 1000}k"] = (
+            _auroc(y[start:point], ranked[start:point]) if len(y) >= point else None
+        )
+    return metrics
+
+
+# ---------------------------------------------------------------------------------- cells
+@dataclasses.dataclass
+class StreamResult:
+    """One cell: data set x contender."""
+
+    dataset: str
+    contender: str
+    group: str
+    status: str  # ok, data missing, not installed
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _cell_key(dataset: str, contender: Contender, max_events: int) -> str:
+    config = {
+        "version": CACHE_VERSION,
+        "dataset": dataset,
+        "contender": contender.name,
+        "params": contender.params,
+        "fingerprint": contender.fingerprint(),
+        "max_events": max_events,
+        "batch": BATCH,
+    }
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _cache_path(cache_dir: Path, dataset: str, contender: Contender, max_events: int) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{dataset}-{contender.name}")[:80]
+    return cache_dir / f"{safe}-{_cell_key(dataset, contender, max_events)}.json"
+
+
+def run_cell(
+    dataset: str,
+    contender: Contender,
+    cache_dir: Path,
+    root: str | None = None,
+    download: bool = False,
+    max_events: int = MAX_EVENTS,
+) -> StreamResult:
+    """The cached result, else run the contender on the stream and cache it."""
+    path = _cache_path(cache_dir, dataset, contender, max_events)
+    if path.is_file():
+        return StreamResult(**json.loads(path.read_text()))
+    if not available(contender):
+        return StreamResult(dataset, contender.name, contender.group, "not installed")
+    try:
+        data = load_stream(dataset, root, download, max_events)
+    except DataMissing as err:
+        print(f"  {dataset}: data missing ({err})", file=sys.stderr)
+        return StreamResult(dataset, contender.name, contender.group, "data missing")
+    started = time.perf_counter()
+    scores = np.asarray(contender.run(data, contender.kwargs()), dtype=np.float64)
+    seconds = time.perf_counter() - started
+    result = StreamResult(
+        dataset, contender.name, contender.group, "ok", stream_metrics(data.y, scores), seconds
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(result)) + "\n")
+    return result
+
+
+# ---------------------------------------------------------------------------------- CLI
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.stream",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Contenders: " + ", ".join(CONTENDERS),
+    )
+    parser.add_argument("--datasets", help="comma-separated streams (default: all 36)")
+    parser.add_argument("--contenders", help="comma-separated contenders (default: all)")
+    parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 small sets")
+    parser.add_argument("--max-events", type=int, default=MAX_EVENTS)
+    parser.add_argument("--data-root", help="folder holding adbench/ and kddcup99/")
+    parser.add_argument("--download", action="store_true", help="fetch missing files")
+    parser.add_argument("--cache-dir", type=Path, default=BENCH_DIR / "cache" / "stream")
+    parser.add_argument("--out", type=Path, help="report folder (default: results/stream)")
+    parser.add_argument("--no-report", action="store_true", help="run cells only")
+    return parser.parse_args(argv)
+
+
+def _split(text: str | None, default: Sequence[str]) -> list[str]:
+    if not text:
+        return list(default)
+    return [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench.stream_report import write_reports
+
+    args = parse_args(argv)
+    datasets = _split(args.datasets, QUICK_DATASETS if args.quick else all_streams())
+    names = _split(args.contenders, QUICK_CONTENDERS if args.quick else list(CONTENDERS))
+    contenders = [parse_contender(name) for name in names]
+    cache_dir = args.cache_dir / "quick" if args.quick else args.cache_dir
+    out = args.out or (cache_dir / "report" if args.quick else BENCH_DIR / "results" / "stream")
+    results = []
+    started = time.perf_counter()
+    cells = [(d, c) for c in contenders for d in datasets]
+    with tqdm(cells, unit="cell", desc="bench.stream") as bar:
+        for dataset, contender in bar:
+            bar.set_postfix_str(f"{contender.name} on {dataset}")
+            results.append(
+                run_cell(
+                    dataset, contender, cache_dir, args.data_root, args.download, args.max_events
+                )
+            )
+    skipped = sorted({r.contender for r in results if r.status == "not installed"})
+    if skipped:
+        print(f"not installed (pip install -e '.[peers]'): {', '.join(skipped)}")
+    if not args.no_report:
+        command = "python -m bench.stream " + shlex.join(argv if argv is not None else sys.argv[1:])
+        written = write_reports(results, out, command, time.perf_counter() - started)
+        print(f"reports: {', '.join(str(p) for p in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
