@@ -1,7 +1,11 @@
 """The streaming column: one pass of ``learn_many`` with the public estimator, then ``score_many``.
 
 Each record arrives once; every full mini-batch drives ``steps_per_batch`` gradient steps (by
-default as many as the offline column's epochs, see :meth:`bench.runner.Cell.steps_per_batch`).
+default as many as the offline column's epochs, see :meth:`bench.runner.Cell.steps_per_batch`):
+the estimator gets ``Schedule(young_records=1, replay_size=batch_size)``, which turns off the
+streaming defaults' young-model rules, replay and trimming, so the column measures one pass of
+the paper's optimisation. The estimator's own choices stay: the memory's slots start at real
+encodings and an MLP decoder's output layer starts at zero.
 
 The estimator gets the cell's model hyper-parameters, batch size, learning rate and seed, and an
 identity :class:`~streammem.FeatureEncoder` (``scaling=None``) because the bench has already scaled
@@ -45,6 +49,8 @@ def estimator_params(cell: Cell) -> tuple[dict[str, Any], list[str]]:
     model_kwargs = dict(cell.spec.kwargs)
     if model_kwargs.get("backbone", "mlp") == "mlp" and "hidden_sizes" in accepted:
         model_kwargs = _MLP_DEFAULTS | model_kwargs
+    if "temperature" in accepted:  # the papers' addressing, not the streaming default
+        model_kwargs = {"temperature": 1.0} | model_kwargs
     dropped = sorted(k for k in model_kwargs if k not in accepted)
     kwargs = {k: v for k, v in model_kwargs.items() if k in accepted}
     return kwargs, dropped
@@ -52,15 +58,22 @@ def estimator_params(cell: Cell) -> tuple[dict[str, Any], list[str]]:
 
 def build_estimator(cell: Cell, input_shape: tuple[int, ...], device: str) -> Any:
     """The public estimator configured like the offline cell."""
-    from streammem import FeatureEncoder
+    from streammem import FeatureEncoder, Schedule
 
     kwargs, _ = estimator_params(cell)
     config = train_config(cell.protocol, cell.spec)
-    return _estimator_class(cell.spec.estimator or "")(
-        **kwargs,
+    schedule = Schedule(
+        budget=cell.steps_per_batch(),
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        steps_per_batch=cell.steps_per_batch(),
+        replay_size=config.batch_size,
+        young_records=1,
+        min_records=config.batch_size,
+        trim=0.0,
+    )
+    return _estimator_class(cell.spec.estimator or "")(
+        **kwargs,
+        schedule=schedule,
         seed=cell.seed,
         device=device,
         num_threads=None,

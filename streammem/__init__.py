@@ -13,6 +13,7 @@ from streammem.detectors import (
     load,
 )
 from streammem.features import FeatureEncoder
+from streammem.schedule import Schedule
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "MemGAN",
     "Memorizer",
     "MemoryDetector",
+    "Schedule",
     "__version__",
     "detector_from_state",
     "load",

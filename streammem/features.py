@@ -2,7 +2,10 @@
 
 The width is fixed by the first record, so the model behind it never changes shape:
 
-* numeric fields (int, float, bool) are scaled online (running mean / variance, or min / max);
+* numeric fields (int, float, bool) are scaled online: by default robustly (median and
+  interquartile range of a window of recent records, then a logarithmic soft clip of the tails,
+  so one value of 1e9 neither wrecks the scale of the others nor scores 1e18), or by running
+  mean / variance, or min / max;
 * string fields are one-hot encoded over a declared vocabulary, or over one learned from the
   first ``vocabulary_warmup`` learned records (at most ``max_categories`` values), then frozen
   so that later traffic (an attack, say) does not get a slot of its own;
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -32,12 +36,16 @@ import pandas as pd
 import pyarrow as pa
 from river import base
 
+from streammem.replay import ReplayWindow
+
 __all__ = ["FeatureEncoder", "to_frame_or_array"]
 
-_SCALINGS = ("standard", "minmax", None)
+_SCALINGS = ("robust", "standard", "minmax", None)
 _MISSING = ("error", "impute")
 _EXTRA = ("ignore", "error")
 _STD_FLOOR = 1e-6
+_LARGEST_SCALED = 1e15
+_IQR_TO_STD = 1.349  # the interquartile range of a normal distribution, in standard deviations
 
 
 def _policy(name: str, value: Any, allowed: tuple) -> None:
@@ -64,6 +72,15 @@ def to_frame_or_array(X: Any) -> pd.DataFrame | np.ndarray | list:
     )
 
 
+def _soft_clip(values: np.ndarray, limit: float) -> np.ndarray:
+    """Identity within ``±limit``, ``±(limit + log(1 + |x| - limit))`` beyond it."""
+    magnitude = np.abs(values)
+    if not (magnitude > limit).any():
+        return values
+    excess = np.log1p(np.maximum(magnitude - limit, 0.0))
+    return np.where(magnitude > limit, np.sign(values) * (limit + excess), values)
+
+
 class FeatureEncoder(base.Transformer):
     """Encode records into fixed-width float32 vectors with online scaling and one-hot categories.
 
@@ -76,7 +93,18 @@ class FeatureEncoder(base.Transformer):
         Categorical fields, each with its vocabulary (a list) or ``None`` to learn it.
         ``None``: every string-valued field of the first record, vocabulary learned.
     scaling
-        ``"standard"`` (running mean / std), ``"minmax"`` (running min / max) or ``None``.
+        ``"robust"`` (median and interquartile range / 1.349 of the last ``scaling_window``
+        learned records; the standard deviation where the quartiles coincide; a field that has
+        not varied yet scales to 0), ``"standard"``
+        (running mean / std of everything learned), ``"minmax"`` (running min / max) or
+        ``None``.
+    scaling_window
+        Records behind the robust statistics (they follow drift; older records drop out).
+    soft_clip
+        Scaled values beyond ``±soft_clip`` grow logarithmically, ``c + log(1 + |z| - c)``:
+        still monotone, so extremes still rank highest, but a heavy-tailed field cannot
+        dominate every score and gradient. ``None`` keeps values linear. Ignored by
+        ``"minmax"`` (which clips to [-1, 2]) and ``None`` scaling.
     max_categories
         Slots reserved for a learned vocabulary (declared vocabularies take their own size).
     vocabulary_warmup
@@ -107,7 +135,9 @@ class FeatureEncoder(base.Transformer):
         self,
         numeric: Sequence[Hashable] | None = None,
         categorical: Mapping[Hashable, Sequence[str] | None] | None = None,
-        scaling: str | None = "standard",
+        scaling: str | None = "robust",
+        scaling_window: int = 2048,
+        soft_clip: float | None = 5.0,
         max_categories: int = 32,
         vocabulary_warmup: int = 1000,
         missing: str = "error",
@@ -117,6 +147,8 @@ class FeatureEncoder(base.Transformer):
         self.numeric = numeric
         self.categorical = categorical
         self.scaling = scaling
+        self.scaling_window = scaling_window
+        self.soft_clip = soft_clip
         self.max_categories = max_categories
         self.vocabulary_warmup = vocabulary_warmup
         self.missing = missing
@@ -140,6 +172,10 @@ class FeatureEncoder(base.Transformer):
         _policy("extra", self.extra, _EXTRA)
         if self.max_categories < 1:
             raise ValueError(f"max_categories must be >= 1, got {self.max_categories}")
+        if self.scaling_window < 2:
+            raise ValueError(f"scaling_window must be >= 2, got {self.scaling_window}")
+        if self.soft_clip is not None and not self.soft_clip > 0:
+            raise ValueError(f"soft_clip must be > 0 or None, got {self.soft_clip}")
 
     def fit_schema(self, example: Mapping[Hashable, Any]) -> None:
         """Fix the schema from declared fields, else from one example record."""
@@ -168,6 +204,10 @@ class FeatureEncoder(base.Transformer):
         self.m2_ = np.zeros(n)
         self.min_ = np.full(n, np.inf)
         self.max_ = np.full(n, -np.inf)
+        self.center_ = np.zeros(n)
+        self.spread_ = np.ones(n)
+        self.robust_count_ = 0  # count_ when center_ and spread_ were last computed
+        self.window_ = ReplayWindow(self.scaling_window, n) if self.scaling == "robust" else None
 
     def _init_layout(self) -> None:
         """Index maps used by the per-record path; derived state, rebuilt after loading."""
@@ -272,12 +312,18 @@ class FeatureEncoder(base.Transformer):
 
     # ------------------------------------------------------------------ scaling
     def update_scaler(self, raw: np.ndarray) -> None:
-        """Update the running statistics with a batch of raw vectors (Chan et al.'s merge)."""
+        """Update the scaling statistics with a batch of raw vectors.
+
+        Running moments merge by Chan et al.'s rule; robust statistics are recomputed from the
+        window whenever it has taken in an eighth more records (at least every 256).
+        """
         n = len(self.numeric_)
         if n == 0 or raw.shape[0] == 0:
             self.count_ += raw.shape[0]
             return
         values = raw[:, :n]
+        if self.window_ is not None:
+            self.window_.extend(values)
         finite = np.isfinite(values)
         batch_n = finite.sum(axis=0)
         safe = np.where(finite, values, 0.0)
@@ -293,6 +339,26 @@ class FeatureEncoder(base.Transformer):
         self.min_ = np.minimum(self.min_, np.where(finite, values, np.inf).min(axis=0))
         self.max_ = np.maximum(self.max_, np.where(finite, values, -np.inf).max(axis=0))
         self.count_ = old_n + raw.shape[0]
+        if self.window_ is not None:
+            due = min(max(1, self.robust_count_ // 8), 256)
+            if self.count_ - self.robust_count_ >= due:
+                self._fit_robust()
+
+    def _fit_robust(self) -> None:
+        rows = self.window_.rows().astype(np.float64)
+        quantile = np.nanquantile if np.isnan(rows).any() else np.quantile
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: no centre
+            low, median, high = quantile(rows, [0.25, 0.5, 0.75], axis=0)
+            std = np.nanstd(rows, axis=0)
+        spread = (high - low) / _IQR_TO_STD
+        # Quartiles coincide for sparse or near-constant fields: their spread is the std.
+        spread = np.where(spread > _STD_FLOOR, spread, std)
+        # A field that has not varied yet has no scale: it adds nothing until it does (else
+        # the second record of every stream would be its loudest alarm).
+        self.spread_ = np.where(spread > _STD_FLOOR, spread, np.inf)
+        self.center_ = np.nan_to_num(median, nan=0.0)
+        self.robust_count_ = self.count_
 
     def _affine(self) -> tuple[np.ndarray, np.ndarray]:
         """``scaled = raw * mul + add`` for the numeric columns, cached until the stats change."""
@@ -301,7 +367,10 @@ class FeatureEncoder(base.Transformer):
             return cached[1], cached[2]
         n = len(self.numeric_)
         mul, add = np.ones(n), np.zeros(n)
-        if self.scaling == "standard" and self.count_ > 1:
+        if self.scaling == "robust" and self.count_ > 0:
+            mul = 1.0 / self.spread_
+            add = np.where(mul > 0, -self.center_ * mul, 0.0)
+        elif self.scaling == "standard" and self.count_ > 1:
             mul = 1.0 / np.maximum(np.sqrt(self.m2_ / self.count_), _STD_FLOOR)
             add = -self.mean_ * mul
         elif self.scaling == "minmax" and self.count_ > 0:
@@ -318,11 +387,17 @@ class FeatureEncoder(base.Transformer):
             num = raw[..., :n]
             missing = np.isnan(num)
             if missing.any():
-                num = np.where(missing, self.mean_, num)
+                centre = self.center_ if self.scaling == "robust" else self.mean_
+                num = np.where(missing, centre, num)
             mul, add = self._affine()
-            scaled = num * mul + add
+            with np.errstate(over="ignore"):
+                scaled = num * mul + add
+            # finite near 1e308 overflows above; a cap keeps every square finite in float32
+            scaled = np.clip(scaled, -_LARGEST_SCALED, _LARGEST_SCALED)
             if self.scaling == "minmax":
                 scaled = np.clip(scaled, -1.0, 2.0)
+            elif self.scaling is not None and self.soft_clip is not None:
+                scaled = _soft_clip(scaled, self.soft_clip)
             out[..., :n] = scaled
         return out
 
@@ -481,6 +556,10 @@ class FeatureEncoder(base.Transformer):
             "m2": self.m2_.tolist(),
             "min": self.min_.tolist(),
             "max": self.max_.tolist(),
+            "center": self.center_.tolist(),
+            "spread": self.spread_.tolist(),
+            "robust_count": self.robust_count_,
+            "window": self.window_.state_dict() if self.window_ is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -492,8 +571,11 @@ class FeatureEncoder(base.Transformer):
         self.capacity_ = dict(state["capacity"])
         self.n_learned_ = int(state["n_learned"])
         self.count_ = int(state["count"])
-        for name in ("mean", "m2", "min", "max"):
+        for name in ("mean", "m2", "min", "max", "center", "spread"):
             setattr(self, f"{name}_", np.asarray(state[name], dtype=np.float64))
+        self.robust_count_ = int(state["robust_count"])
+        window = state["window"]
+        self.window_ = ReplayWindow.from_state(window) if window is not None else None
         self.__dict__.pop("_affine_cache", None)
         self._init_layout()
 

@@ -146,11 +146,12 @@ def _(module: MemAEMemory) -> Fn:
     )
     keys_t = np.ascontiguousarray(keys.T)
     threshold = np.float32(module.shrink_threshold)
+    inverse_temperature = np.float32(1.0 / module.temperature)
 
     def run(z: Array) -> Array:
         if cosine:
             z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), _EPS)
-        weights = _softmax(z @ keys_t)
+        weights = _softmax((z @ keys_t) * inverse_temperature)
         if threshold > 0:
             shifted = weights - threshold
             weights = np.maximum(shifted, 0) * weights / (np.abs(shifted) + _EPS)

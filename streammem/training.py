@@ -16,6 +16,8 @@ from streammem.nn.models import ReconstructionModel
 
 __all__ = ["ReconstructionTrainer", "Trainer", "adam"]
 
+_TUKEY = 1.5
+
 
 def adam(params, learning_rate: float, weight_decay: float = 0.0, **kwargs) -> torch.optim.Adam:
     """Adam with the fused kernel where torch has one for the parameters' device, else foreach.
@@ -47,6 +49,12 @@ class Trainer(Protocol):
 class ReconstructionTrainer:
     """Adam on ``reconstruction loss + Σ auxiliary losses``.
 
+    ``trim`` drops up to that fraction of each mini-batch from the reconstruction loss: the
+    records rebuilt worst, if their error is an outlier in the batch (above Tukey's fence,
+    q3 + 1.5 IQR). On a stream nobody has cleaned those are the likeliest anomalies, and a
+    model that trains on them learns to rebuild them; on clean data few pass the fence, so the
+    tails of normal data are still learned.
+
     Examples
     --------
     >>> import torch
@@ -63,15 +71,22 @@ class ReconstructionTrainer:
     """
 
     def __init__(
-        self, model: ReconstructionModel, learning_rate: float, weight_decay: float = 0.0
+        self,
+        model: ReconstructionModel,
+        learning_rate: float,
+        weight_decay: float = 0.0,
+        trim: float = 0.0,
     ) -> None:
+        if not 0.0 <= trim < 1.0:
+            raise ValueError(f"trim must be in [0, 1), got {trim}")
         self.model = model
+        self.trim = trim
         self.optimizer = adam(model.parameters(), learning_rate, weight_decay)
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
         self.model.train()
         output = self.model(batch)
-        reconstruction = self.model.reconstruction_loss(batch, output)
+        reconstruction = self._reconstruction(batch, output)
         total = reconstruction + sum(output.losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -81,6 +96,24 @@ class ReconstructionTrainer:
         losses["reconstruction"] = float(reconstruction.detach())
         losses["loss"] = float(total.detach())
         return losses
+
+    def _reconstruction(self, batch: torch.Tensor, output: Any) -> torch.Tensor:
+        if self.trim == 0.0:
+            return self.model.reconstruction_loss(batch, output)
+        errors = (output.reconstruction - batch).pow(2).flatten(1).mean(dim=1)
+        return errors[self._kept(errors.detach())].mean()
+
+    def _kept(self, errors: torch.Tensor) -> torch.Tensor:
+        """Records to learn from: all but the worst ``trim`` of the batch, and of those only
+        the ones beyond Tukey's fence (q3 + 1.5 IQR), so clean data loses no tail."""
+        dropped = int(len(errors) * self.trim)
+        keep = torch.ones_like(errors, dtype=torch.bool)
+        if dropped == 0:
+            return keep
+        q1, q3 = torch.quantile(errors, torch.tensor([0.25, 0.75], dtype=errors.dtype))
+        worst = errors.topk(dropped).indices
+        keep[worst] = errors[worst] <= q3 + _TUKEY * (q3 - q1)
+        return keep
 
     def state_dict(self) -> dict[str, Any]:
         # a copy: torch's optimiser state_dict holds the live moment tensors

@@ -18,7 +18,8 @@ def spec(protocol: str, dataset: str, name: str):
 def test_estimator_gets_the_model_hyper_parameters():
     cell = Cell("mnist", "one_class", spec("one_class", "mnist", "MemAE"), "streaming", 0, 0)
     kwargs, dropped = estimator_params(cell)
-    assert kwargs == {"backbone": "conv28", "num_slots": 100} and dropped == []
+    assert kwargs == {"backbone": "conv28", "num_slots": 100, "temperature": 1.0}
+    assert dropped == []
     roco = Cell("mnist", "roco", spec("roco", "mnist", "AE"), "streaming", 0, 0)
     kwargs, dropped = estimator_params(roco)
     assert kwargs["hidden_sizes"] == (512, 256) and kwargs["latent_size"] == 128

@@ -57,7 +57,7 @@ def test_scoring_never_learns_categories():
 def test_standard_scaling_matches_numpy():
     rng = np.random.default_rng(0)
     values = rng.normal(5, 3, size=(500, 2))
-    enc = FeatureEncoder()
+    enc = FeatureEncoder(scaling="standard", soft_clip=None)
     frame = pd.DataFrame(values, columns=["u", "v"])
     for start in range(0, 500, 64):  # batched updates must equal the whole-data statistics
         enc.update_scaler(enc.vectorize_many(frame.iloc[start : start + 64]))
@@ -183,3 +183,31 @@ def test_impute_policy_on_tables_with_absent_columns():
     expected = enc.encode_one({"duration": 0.0, "protocol_type": "tcp"})
     np.testing.assert_allclose(enc.scale(enc.vectorize_many(partial))[0], expected)
     assert expected[enc.columns_.index("src_bytes")] == 0.0
+
+
+def test_robust_scaling_uses_the_window_quartiles_and_survives_heavy_tails():
+    rng = np.random.default_rng(1)
+    body = rng.normal(10.0, 2.0, size=2560)
+    values = np.where(rng.random(2560) < 0.01, 1e9, body)  # 1 % of the values are 1e9
+    enc = FeatureEncoder(scaling_window=2048)
+    for start in range(0, 2560, 256):  # refits at least every 256 records
+        enc.update_scaler(enc.vectorize_many(values[start : start + 256, None]))
+    window = values[-2048:]
+    low, high = np.quantile(window, [0.25, 0.75])
+    np.testing.assert_allclose(enc.center_, np.median(window), rtol=1e-6)
+    np.testing.assert_allclose(enc.spread_, (high - low) / 1.349, rtol=1e-6)
+    typical = enc.scale(np.array([[12.0]]))[0, 0]
+    assert abs(typical - (12.0 - np.median(window)) / enc.spread_[0]) < 1e-4
+    extreme = enc.scale(np.array([[1e9]]))[0, 0]
+    assert 5.0 < extreme < 25.0  # soft-clipped: still the highest, but no longer 1e9 / 2
+
+
+def test_soft_clip_keeps_the_order_and_the_body():
+    enc = FeatureEncoder(soft_clip=3.0)
+    enc.update_scaler(enc.vectorize_many(np.array([[-1.0], [0.0], [1.0], [0.5], [-0.5]])))
+    raw = np.array([[0.2], [2.0], [10.0], [1e6], [-1e6]])
+    scaled = enc.scale(raw)[:, 0]
+    unclipped = (raw[:, 0] - enc.center_[0]) / enc.spread_[0]
+    assert scaled[0] == pytest.approx(unclipped[0], rel=1e-6)  # inside the limit: linear
+    assert scaled[1] < scaled[2] < scaled[3] and scaled[4] == pytest.approx(-scaled[3])
+    assert scaled[3] < 3.0 + np.log1p(1e7)

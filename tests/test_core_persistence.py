@@ -44,7 +44,7 @@ def test_corrupt_files_raise_checkpoint_error(tmp_path, content):
 
 
 def test_truncated_detector_checkpoint(tmp_path):
-    det = streammem.MemAE(batch_size=8, device="cpu")
+    det = streammem.MemAE(device="cpu")
     det.learn_many([{"a": float(i), "b": float(-i)} for i in range(16)])
     path = tmp_path / "det.ckpt"
     det.save(path)

@@ -1,16 +1,23 @@
 """The streaming estimator shared by every model: River's AnomalyDetector over a torch model.
 
-Data path: a record is vectorised by a :class:`~streammem.features.FeatureEncoder`, buffered by
-``learn_one`` / ``learn_many``; each full buffer of ``batch_size`` updates the encoder's scaling
-statistics and drives ``steps_per_batch`` gradient steps on the device. ``score_one`` /
-``score_many`` never change state. For MLP models on CPU both run a NumPy snapshot of the model
-(torch stays off the per-event path, and its per-call overhead off small batches); conv models and
-GPUs score with torch.
+Data path: a record is vectorised by a :class:`~streammem.features.FeatureEncoder`; ``learn_one``
+/ ``learn_many`` update the encoder's scaling statistics at once, add the record to a replay
+window, and take the gradient steps the :class:`~streammem.schedule.Schedule` owes, each on a
+mini-batch drawn from that window. ``score_one`` / ``score_many`` never change state. For MLP
+models on CPU both run a NumPy snapshot of the model (torch stays off the per-event path, and its
+per-call overhead off small batches); conv models and GPUs score with torch.
+
+What a score means: 0.0 before anything is learned; from the first learned record on, the mean
+squared reconstruction error of the scaled record. The decoder's output layer starts at zero, so
+until the model has trained its reconstruction is the centre of the data and a score is the mean
+squared robust z-score (how far the record lies from typical values); training then teaches it to
+rebuild normal records, and what it cannot rebuild scores high.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -23,12 +30,16 @@ from streammem.features import FeatureEncoder
 from streammem.inference import numpy_reconstructor
 from streammem.nn.models import ReconstructionModel
 from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
+from streammem.replay import ReplayWindow
+from streammem.schedule import Schedule
 from streammem.training import Trainer
 
 __all__ = ["MemoryDetector", "detector_from_state", "load"]
 
 _DEFAULT_IMAGE_SHAPES = {"conv28": (1, 28, 28), "conv32": (3, 32, 32)}
 _SCORE_CHUNK = 4096
+_MEMORY_SEED_ROWS = 256
+
 _NO_SCORER = object()
 
 
@@ -60,24 +71,26 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     Parameters
     ----------
-    batch_size
-        Records per gradient update.
-    learning_rate
-        Adam's step size.
-    steps_per_batch
-        Gradient steps taken on each full batch.
+    schedule
+        How the detector learns from the stream: replay window, gradient steps per record
+        (``budget``), batch size, learning rate; ``None``: :class:`~streammem.schedule.Schedule`'s
+        defaults (the class's own for image models).
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     seed
-        Seeds model initialisation and training randomness; the global torch RNG is left alone.
+        Seeds model initialisation, replay sampling and training randomness; the global torch
+        RNG is left alone.
     num_threads
         Torch CPU threads while this detector computes (``None``: torch's own setting).
     backbone
         ``"mlp"``, ``"conv28"`` (1x28x28 images) or ``"conv32"`` (3x32x32 images).
     input_shape
         Shape of one record for the model; by default the encoded width (or the conv image).
-    hidden_sizes, latent_size
+    hidden_sizes
         MLP widths, encoder side (the decoder mirrors them).
+    latent_size
+        MLP bottleneck width; ``None``: about a third of the encoded width, even, between 2
+        and 16, so that narrow records cannot pass through unchanged.
     activation
         MLP hidden activation, ``"leaky_relu"`` or ``"tanh"``.
     output_activation
@@ -85,10 +98,11 @@ class MemoryDetector(river_base.AnomalyDetector):
         full Linear-BatchNorm-activation block, as in the Memorizer paper).
     encoder
         How records become vectors; by default a :class:`~streammem.features.FeatureEncoder`
-        that standardises numbers (``mlp``) or passes pixels through (conv backbones).
+        that scales numbers robustly (``mlp``) or passes pixels through (conv backbones).
     """
 
     _registry: ClassVar[dict[str, type[MemoryDetector]]] = {}
+    _default_schedule: ClassVar[Schedule] = Schedule()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -96,23 +110,19 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def __init__(
         self,
-        batch_size: int = 256,
-        learning_rate: float = 1e-3,
-        steps_per_batch: int = 1,
+        schedule: Schedule | None = None,
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
-        latent_size: int = 16,
+        latent_size: int | None = None,
         activation: str = "leaky_relu",
         output_activation: str = "linear",
         encoder: FeatureEncoder | None = None,
     ) -> None:
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.steps_per_batch = steps_per_batch
+        self.schedule = schedule
         self.device = device
         self.seed = seed
         self.num_threads = num_threads
@@ -133,21 +143,27 @@ class MemoryDetector(river_base.AnomalyDetector):
             return {"output_activation": self.output_activation}
         return {
             "hidden_sizes": tuple(self.hidden_sizes),
-            "latent_size": self.latent_size,
+            "latent_size": self._latent_width(),
             "activation": self.activation,
             "output_activation": self.output_activation,
         }
 
+    def _latent_width(self) -> int:
+        if self.latent_size is not None:
+            return self.latent_size
+        return 2 * min(8, max(1, math.prod(self.input_shape_) // 6))  # even: RFTM halves it
+
     # ------------------------------------------------------------------ set-up
+    @property
+    def schedule_(self) -> Schedule:
+        """The schedule in force (``schedule``, else the class's default)."""
+        return self.schedule if self.schedule is not None else self._default_schedule
+
     def _check_params(self) -> None:
-        if self.batch_size < 2:
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
             raise ValueError(
-                f"batch_size must be >= 2 (batch norm needs it), got {self.batch_size}"
+                f"schedule must be a streammem.Schedule or None, got {type(self.schedule).__name__}"
             )
-        if self.steps_per_batch < 1:
-            raise ValueError(f"steps_per_batch must be >= 1, got {self.steps_per_batch}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.backbone != "mlp" and self.activation != "leaky_relu":
             raise ValueError(
                 f"activation={self.activation!r} applies to the 'mlp' backbone only; "
@@ -155,11 +171,17 @@ class MemoryDetector(river_base.AnomalyDetector):
             )
         if self.backbone != "mlp" and self.output_activation == "block":
             raise ValueError("output_activation='block' applies to the 'mlp' backbone only")
+        if self.latent_size is not None and (
+            isinstance(self.latent_size, bool) or self.latent_size < 1
+        ):
+            raise ValueError(
+                f"latent_size must be an integer >= 1 or None, got {self.latent_size!r}"
+            )
 
     def _new_encoder(self) -> FeatureEncoder:
         if self.encoder is not None:
             return self.encoder.clone()
-        return FeatureEncoder(scaling="standard" if self.backbone == "mlp" else None)
+        return FeatureEncoder(scaling="robust" if self.backbone == "mlp" else None)
 
     @property
     def _encoder(self) -> FeatureEncoder:
@@ -186,7 +208,16 @@ class MemoryDetector(river_base.AnomalyDetector):
             self.cuda_rng_state_ = generator.get_state()
         with self._threads(), self._own_rng():
             self.model_ = self._build_net(self.input_shape_).to(self.device_).eval()
-        self.trainer_: Trainer = self.model_.make_trainer(self.learning_rate)
+            _start_at_the_centre(self.model_)
+        schedule = self.schedule_
+        self.trainer_: Trainer = self.model_.make_trainer(
+            schedule.learning_rate, trim=schedule.trim
+        )
+        self.replay_ = ReplayWindow(self.schedule_.replay_size, width)
+        self.sampler_ = np.random.default_rng(self.seed)
+        self.n_seen_ = 0
+        self.pending_: list[np.ndarray] = []
+        self.step_credit_ = 0.0
         self.n_updates_ = 0
         self.last_losses_: dict[str, float] | None = None
 
@@ -240,39 +271,66 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def learn_one(self, x: Mapping[Hashable, Any]) -> None:
         encoder = self._learning_encoder()
-        self._buffer.append(encoder.vectorize_one(x, learn=True))
-        if len(self._buffer) >= self.batch_size:
-            self._fit_batch(np.vstack(self._buffer))
-            self._buffer.clear()
+        self._learn_raw(encoder.vectorize_one(x, learn=True)[None, :])
 
     def learn_many(self, X: Any) -> None:
-        """Learn from a batch; leftover rows stay buffered for the next call."""
+        """Learn from a batch of records, in order."""
         encoder = self._learning_encoder()
-        raw = encoder.vectorize_many(X, learn=True)
-        if self._buffer:
-            raw = np.vstack([np.vstack(self._buffer), raw])
-            self._buffer.clear()
-        n_full = len(raw) - len(raw) % self.batch_size
-        for start in range(0, n_full, self.batch_size):
-            self._fit_batch(raw[start : start + self.batch_size])
-        self._buffer.extend(raw[n_full:])
+        self._learn_raw(encoder.vectorize_many(X, learn=True))
 
-    @property
-    def _buffer(self) -> list[np.ndarray]:
-        return self.__dict__.setdefault("buffer_", [])
-
-    def _fit_batch(self, raw: np.ndarray) -> None:
-        self.encoder_.update_scaler(raw)
-        batch = self.encoder_.scale(raw)
+    def _learn_raw(self, raw: np.ndarray) -> None:
+        """Take in raw vectors in chunks of ``schedule.chunk_size``: records wait in
+        ``pending_`` until their chunk is full, so ``learn_one`` and ``learn_many`` cut the
+        stream at the same places and build the same model."""
+        if len(raw) == 0:
+            return
         if "model_" not in self.__dict__:
-            self._init_model(batch.shape[1])
-        tensor = self._to_tensor(batch)
+            self._init_model(raw.shape[1])
+        if self.pending_:
+            raw = np.vstack([*self.pending_, raw])
+            self.pending_ = []
+        schedule = self.schedule_
+        start = 0
+        while len(raw) - start >= (size := schedule.chunk_size(self.n_seen_)):
+            self._take_chunk(raw[start : start + size])
+            start += size
+        self.pending_ = list(raw[start:])
+
+    def _take_chunk(self, chunk: np.ndarray) -> None:
+        """Scaling statistics, replay window, then the gradient steps the chunk earned."""
+        schedule = self.schedule_
+        self.encoder_.update_scaler(chunk)
+        self.replay_.extend(chunk)
+        self.step_credit_ += schedule.steps_owed(self.n_seen_, len(chunk))
+        self.n_seen_ += len(chunk)
+        if self.n_seen_ >= schedule.min_records and self.step_credit_ >= 1.0:
+            steps = int(self.step_credit_)
+            self.step_credit_ -= steps
+            self._train(steps)
+
+    def _train(self, steps: int) -> None:
+        """``steps`` gradient steps, each on a mini-batch drawn from the replay window."""
+        batch_size = self.schedule_.step_batch(self.n_seen_)
         with self._threads(), self._own_rng():
-            for _ in range(self.steps_per_batch):
+            if self.n_updates_ == 0:
+                self._seed_memory()
+            for _ in range(steps):
+                sample = self.replay_.sample(batch_size, self.sampler_)
+                tensor = self._to_tensor(self.encoder_.scale(sample))
                 self.last_losses_ = self.trainer_.step(tensor)
-        self.n_updates_ += self.steps_per_batch
+        self.n_updates_ += steps
         self._last_batch = tensor
         self._scorer = _NO_SCORER
+
+    def _seed_memory(self) -> None:
+        """Before the first step, put the memory's slots where real records encode."""
+        seed = getattr(self.model_, "initialize_memory", None)
+        if seed is None:
+            return
+        sample = self.replay_.sample(_MEMORY_SEED_ROWS, self.sampler_)
+        self.model_.train()
+        seed(self._to_tensor(self.encoder_.scale(sample)))
+        self.model_.eval()
 
     def _to_tensor(self, batch: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
@@ -294,16 +352,36 @@ class MemoryDetector(river_base.AnomalyDetector):
         return float(residual @ residual) / residual.size
 
     def score_many(self, X: Any) -> np.ndarray:
-        encoder = self._encoder
-        raw = encoder.vectorize_many(X)
+        """Scores of a batch (pure). A detector that has learned nothing scores each row
+        against the rows before it in the batch (see :meth:`_cold_scores`)."""
         if "model_" not in self.__dict__:
-            return np.zeros(len(raw))
-        batch = encoder.scale(raw)
+            return self._cold_scores(X)
+        encoder = self._encoder
+        batch = encoder.scale(encoder.vectorize_many(X))
         # On CPU the NumPy copy beats torch's per-call overhead at stream batch sizes too.
         reconstruct = self._numpy_scorer() if self.device_.type == "cpu" else None
         if reconstruct is None:
             return self._torch_scores(batch)
         return _numpy_scores(reconstruct, batch)
+
+    def _cold_scores(self, X: Any) -> np.ndarray:
+        """What the rows would score one by one if each had been learned after being scored.
+
+        Before its first gradient step a detector's reconstruction is the centre of the data,
+        so a row's score is its mean squared scaled value under the statistics of the rows
+        learned before it; a throw-away encoder replays that for the batch, so even the first
+        batch of a stream is ranked (its first row scores 0.0, as ``score_one`` does).
+        """
+        encoder = self._new_encoder()
+        raw = encoder.vectorize_many(X)
+        scores = np.zeros(len(raw))
+        if encoder.scaling is None:
+            return scores
+        for i in range(1, len(raw)):
+            encoder.update_scaler(raw[i - 1 : i])
+            scaled = encoder.scale(raw[i : i + 1])
+            scores[i] = float(np.mean(np.square(scaled, dtype=np.float64)))
+        return scores
 
     def _torch_scores(self, batch: np.ndarray) -> np.ndarray:
         scores = []
@@ -345,9 +423,13 @@ class MemoryDetector(river_base.AnomalyDetector):
             "class": type(self).__name__,
             "params": _encode_params(self._get_params()),
             "encoder": self.encoder_.state_dict() if "encoder_" in self.__dict__ else None,
-            "buffer": torch.from_numpy(np.vstack(self._buffer)) if self._buffer else None,
         }
         if "model_" in self.__dict__:
+            state["replay"] = self.replay_.state_dict()
+            state["sampler"] = self.sampler_.bit_generator.state
+            state["n_seen"] = self.n_seen_
+            state["pending"] = torch.from_numpy(np.vstack(self.pending_)) if self.pending_ else None
+            state["step_credit"] = self.step_credit_
             # clone: on CPU .cpu() is the live tensor, and a snapshot must not move on
             state["model"] = {
                 k: v.detach().cpu().clone() for k, v in self.model_.state_dict().items()
@@ -362,10 +444,14 @@ class MemoryDetector(river_base.AnomalyDetector):
         if state.get("encoder") is not None:
             self.encoder_ = self._new_encoder()
             self.encoder_.load_state_dict(state["encoder"])
-        if state.get("buffer") is not None:
-            self.buffer_ = list(state["buffer"].double().numpy())
         if "model" in state:
             self._init_model(self.encoder_.width_)
+            self.replay_ = ReplayWindow.from_state(state["replay"])
+            self.sampler_.bit_generator.state = state["sampler"]
+            self.n_seen_ = int(state["n_seen"])
+            pending = state["pending"]
+            self.pending_ = list(pending.double().numpy()) if pending is not None else []
+            self.step_credit_ = float(state["step_credit"])
             self.model_.load_state_dict(state["model"])
             self.model_.eval()
             self.trainer_.load_state_dict(state["trainer"])
@@ -382,10 +468,22 @@ class MemoryDetector(river_base.AnomalyDetector):
         return load(path)
 
 
+def _start_at_the_centre(model: torch.nn.Module) -> None:
+    """Zero an MLP decoder's last linear layer: until it trains, the model reconstructs every
+    record as the centre of the scaled data, so its scores are robust z-scores, not noise."""
+    decoder = getattr(model, "decoder", None)
+    if isinstance(decoder, torch.nn.Sequential) and isinstance(decoder[-1], torch.nn.Linear):
+        with torch.no_grad():
+            decoder[-1].weight.zero_()
+            decoder[-1].bias.zero_()
+
+
 def _encode_params(params: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, value in params.items():
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type):
+        if isinstance(value, Schedule):
+            value = {"schedule": dataclasses.asdict(value)}
+        elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type):
             value = {"estimator": value[0].__name__, "params": _encode_params(value[1])}
         elif isinstance(value, tuple):
             value = list(value)
@@ -398,6 +496,8 @@ def _decode_params(params: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         if isinstance(value, dict) and value.get("estimator") == "FeatureEncoder":
             value = FeatureEncoder(**_decode_params(value["params"]))
+        elif isinstance(value, dict) and "schedule" in value:
+            value = Schedule(**value["schedule"])
         elif isinstance(value, list) and name in ("hidden_sizes", "input_shape"):
             value = tuple(value)
         out[name] = value

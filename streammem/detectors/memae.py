@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
 from streammem.nn.models import MemAENet
+from streammem.schedule import Schedule
 
 __all__ = ["MemAE"]
 
@@ -30,7 +31,10 @@ class MemAE(MemoryDetector):
     per_position
         With a conv backbone, query the memory per feature-map position instead of with the
         whole latent.
-    batch_size, learning_rate, steps_per_batch, device, seed, num_threads, backbone, \
+    temperature
+        τ of the addressing softmax, ``softmax(similarity / τ)``. The paper's τ = 1 leaves
+        cosine logits in [-1, 1], where no read can focus on a few slots; 0.1 lets it.
+    schedule, device, seed, num_threads, backbone, \
     input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
@@ -39,7 +43,7 @@ class MemAE(MemoryDetector):
     >>> import random
     >>> import streammem
     >>> rng = random.Random(0)
-    >>> det = streammem.MemAE(batch_size=32, seed=1)
+    >>> det = streammem.MemAE(seed=1)
     >>> det.score_one({"a": 0.0, "b": 0.0, "c": 0.0})  # finite before any learning
     0.0
     >>> for _ in range(3000):
@@ -58,24 +62,21 @@ class MemAE(MemoryDetector):
         similarity: str = "cosine",
         entropy_weight: float = 0.0002,
         per_position: bool = False,
-        batch_size: int = 256,
-        learning_rate: float = 1e-3,
-        steps_per_batch: int = 1,
+        temperature: float = 0.1,
+        schedule: Schedule | None = None,
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
-        latent_size: int = 16,
+        latent_size: int | None = None,
         activation: str = "leaky_relu",
         output_activation: str = "linear",
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            steps_per_batch=steps_per_batch,
+            schedule=schedule,
             device=device,
             seed=seed,
             num_threads=num_threads,
@@ -92,6 +93,7 @@ class MemAE(MemoryDetector):
         self.similarity = similarity
         self.entropy_weight = entropy_weight
         self.per_position = per_position
+        self.temperature = temperature
 
     def _build_net(self, input_shape: tuple[int, ...]) -> MemAENet:
         return MemAENet(
@@ -102,5 +104,6 @@ class MemAE(MemoryDetector):
             similarity=self.similarity,
             entropy_weight=self.entropy_weight,
             per_position=self.per_position,
+            temperature=self.temperature,
             **self._backbone_kwargs(),
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
 from streammem.nn.memgan import MemGANNet
+from streammem.schedule import Schedule
 
 __all__ = ["MemGAN"]
 
@@ -14,8 +16,9 @@ __all__ = ["MemGAN"]
 class MemGAN(MemoryDetector):
     """MEMGAN (Yang et al., 2020): a bidirectional GAN whose prior is the hull of a memory.
 
-    Each full buffer drives one Algorithm-1 step (discriminator, then encoder, generator and
-    memory); the score is ``‖x − G(P(E(x)))‖₂``. Images only: records are flattened images of
+    Each gradient step of the schedule is one Algorithm-1 iteration (discriminator, then encoder,
+    generator and memory); by default batches of 64 at Adam step size 1e-4 (the paper's). The
+    score is ``‖x − G(P(E(x)))‖₂``. Images only: records are flattened images of
     ``input_shape`` ((C, 28, 28) or (C, 32, 32)) with values in [-1, 1]; the default encoder does
     not rescale them.
 
@@ -29,19 +32,34 @@ class MemGAN(MemoryDetector):
         Channels of the first conv layer of E, G and D.
     input_shape
         Shape of one image, channels first.
-    batch_size, learning_rate, steps_per_batch, device, seed, num_threads, encoder
+    schedule
+        ``None``: ``Schedule(batch_size=64, learning_rate=1e-4, trim=0)`` (no trimming:
+        an adversarial loss has no per-record error to trim).
+    device, seed, num_threads, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
     --------
     >>> import numpy as np
     >>> from streammem.detectors.memgan import MemGAN
-    >>> det = MemGAN(num_units=5, unit_dim=8, width=4, batch_size=8, device="cpu")
+    >>> from streammem import Schedule
+    >>> det = MemGAN(num_units=5, unit_dim=8, width=4, device="cpu",
+    ...              schedule=Schedule(batch_size=8, min_records=8, trim=0))
     >>> images = np.random.default_rng(0).uniform(-1, 1, (16, 1, 28, 28))
     >>> det.learn_many(images)
     >>> det.score_many(images[:3]).shape
     (3,)
     """
+
+    _default_schedule: ClassVar[Schedule] = Schedule(batch_size=64, learning_rate=1e-4, trim=0.0)
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.schedule_.trim:
+            raise ValueError(
+                "MemGAN's adversarial training has no per-record error to trim: "
+                "pass a schedule with trim=0"
+            )
 
     def __init__(
         self,
@@ -49,18 +67,14 @@ class MemGAN(MemoryDetector):
         unit_dim: int = 64,
         width: int = 32,
         input_shape: Sequence[int] = (1, 28, 28),
-        batch_size: int = 64,
-        learning_rate: float = 1e-4,
-        steps_per_batch: int = 1,
+        schedule: Schedule | None = None,
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            steps_per_batch=steps_per_batch,
+            schedule=schedule,
             device=device,
             seed=seed,
             num_threads=num_threads,

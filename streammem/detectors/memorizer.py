@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
 from streammem.nn.models import MemorizerNet
+from streammem.schedule import Schedule
 
 __all__ = ["Memorizer"]
 
@@ -20,7 +21,7 @@ class Memorizer(MemoryDetector):
         N per round (8 for MNIST, 10 for Fashion / KMNIST in the paper).
     rounds
         R, the number of memory rounds (8 in the paper).
-    batch_size, learning_rate, steps_per_batch, device, seed, num_threads, backbone, \
+    schedule, device, seed, num_threads, backbone, \
     input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
@@ -29,7 +30,7 @@ class Memorizer(MemoryDetector):
     >>> import random
     >>> import streammem
     >>> rng = random.Random(0)
-    >>> det = streammem.Memorizer(batch_size=32, seed=1)
+    >>> det = streammem.Memorizer(seed=1)
     >>> det.score_one({"a": 0.0, "b": 0.0, "c": 0.0})  # finite before any learning
     0.0
     >>> for _ in range(3000):
@@ -45,24 +46,20 @@ class Memorizer(MemoryDetector):
         self,
         num_slots: int = 10,
         rounds: int = 8,
-        batch_size: int = 256,
-        learning_rate: float = 1e-3,
-        steps_per_batch: int = 1,
+        schedule: Schedule | None = None,
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
-        latent_size: int = 16,
+        latent_size: int | None = None,
         activation: str = "leaky_relu",
         output_activation: str = "linear",
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            steps_per_batch=steps_per_batch,
+            schedule=schedule,
             device=device,
             seed=seed,
             num_threads=num_threads,

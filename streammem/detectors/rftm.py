@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
 from streammem.nn.models import RFTMNet
+from streammem.schedule import Schedule
 
 __all__ = ["RFTM"]
 
@@ -30,7 +31,7 @@ class RFTM(MemoryDetector):
         ``"split"`` or ``"projection"``.
     reintegration
         ``"concat"``, ``"sum"``, ``"gate"`` or ``"cascade"``.
-    batch_size, learning_rate, steps_per_batch, device, seed, num_threads, backbone, \
+    schedule, device, seed, num_threads, backbone, \
     input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
@@ -39,7 +40,7 @@ class RFTM(MemoryDetector):
     >>> import random
     >>> import streammem
     >>> rng = random.Random(0)
-    >>> det = streammem.RFTM(batch_size=32, seed=1)
+    >>> det = streammem.RFTM(seed=1)
     >>> det.score_one({"a": 0.0, "b": 0.0, "c": 0.0})  # finite before any learning
     0.0
     >>> for _ in range(3000):
@@ -58,24 +59,20 @@ class RFTM(MemoryDetector):
         forget: float = 0.25,
         decomposition: str = "split",
         reintegration: str = "concat",
-        batch_size: int = 256,
-        learning_rate: float = 1e-3,
-        steps_per_batch: int = 1,
+        schedule: Schedule | None = None,
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
         hidden_sizes: Sequence[int] = (64, 32),
-        latent_size: int = 16,
+        latent_size: int | None = None,
         activation: str = "leaky_relu",
         output_activation: str = "linear",
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            steps_per_batch=steps_per_batch,
+            schedule=schedule,
             device=device,
             seed=seed,
             num_threads=num_threads,
@@ -92,6 +89,10 @@ class RFTM(MemoryDetector):
         self.forget = forget
         self.decomposition = decomposition
         self.reintegration = reintegration
+
+    def _latent_width(self) -> int:
+        # each of the two memories reads half of the bottleneck: give each at least two dims
+        return self.latent_size if self.latent_size is not None else max(4, super()._latent_width())
 
     def _build_net(self, input_shape: tuple[int, ...]) -> RFTMNet:
         return RFTMNet(

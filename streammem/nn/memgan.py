@@ -163,8 +163,13 @@ class MemGANNet(ReconstructionModel):
         """``G(m_i)`` for every memory unit: what the memory holds, (n, *input_shape)."""
         return self.generator(self.memory)
 
-    def make_trainer(self, learning_rate: float, weight_decay: float = 0.0) -> MemGANTrainer:
-        """Four Adam optimisers (D, E, G, M) as in Algorithm 1."""
+    def make_trainer(
+        self, learning_rate: float, weight_decay: float = 0.0, trim: float = 0.0
+    ) -> MemGANTrainer:
+        """Four Adam optimisers (D, E, G, M) as in Algorithm 1 (no trimming: an adversarial
+        loss has no per-record error to trim)."""
+        if trim:
+            raise ValueError("MEMGAN's adversarial training cannot trim records (use trim=0)")
         return MemGANTrainer(self, learning_rate, weight_decay)
 
 

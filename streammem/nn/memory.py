@@ -60,6 +60,13 @@ def _as_queries(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
     return moved.reshape(-1, channels), tuple(moved.shape)
 
 
+def _draw_rows(rows: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` rows of ``rows``, distinct while there are enough (uses the torch RNG)."""
+    if len(rows) >= count:
+        return rows[torch.randperm(len(rows), device=rows.device)[:count]]
+    return rows[torch.randint(len(rows), (count,), device=rows.device)]
+
+
 def _from_queries(q: torch.Tensor, shape: tuple[int, ...] | None) -> torch.Tensor:
     if shape is None:
         return q
@@ -82,6 +89,10 @@ class MemAEMemory(nn.Module):
         ``"cosine"`` as in the paper, or ``"dot"`` as in the authors' code.
     entropy_weight
         α of the entropy loss on the addressing weights (0.0002 in every experiment of the paper).
+    temperature
+        τ dividing the similarities before the softmax (1 in the paper). Cosine similarities
+        lie in [-1, 1], so at τ = 1 no slot can take more than e²/(e² + N - 1) of the weight
+        and every read blends many slots; a smaller τ lets the read settle on a few prototypes.
 
     Inputs of shape (B, C) are whole-vector queries; (B, C, H, W) maps give one query per position.
 
@@ -103,15 +114,19 @@ class MemAEMemory(nn.Module):
         shrink_threshold: float | None = None,
         similarity: str = "cosine",
         entropy_weight: float = 0.0002,
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if similarity not in ("cosine", "dot"):
             raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.num_slots = num_slots
         self.dim = dim
         self.shrink_threshold = 1.0 / num_slots if shrink_threshold is None else shrink_threshold
         self.similarity = similarity
         self.entropy_weight = entropy_weight
+        self.temperature = temperature
         bound = 1.0 / math.sqrt(dim)
         self.slots = nn.Parameter(torch.empty(num_slots, dim).uniform_(-bound, bound))
 
@@ -121,10 +136,16 @@ class MemAEMemory(nn.Module):
             logits = F.normalize(queries, dim=1) @ F.normalize(self.slots, dim=1).T
         else:
             logits = queries @ self.slots.T
-        weights = torch.softmax(logits, dim=1)
+        weights = torch.softmax(logits / self.temperature, dim=1)
         if self.shrink_threshold > 0:
             weights = hard_shrink(weights, self.shrink_threshold)
         return weights
+
+    @torch.no_grad()
+    def initialize_from(self, queries: torch.Tensor) -> None:
+        """Set the slots to queries of real data (drawn with replacement if there are fewer)."""
+        queries, _ = _as_queries(queries)
+        self.slots.copy_(_draw_rows(queries, self.num_slots))
 
     def forward(self, x: torch.Tensor) -> MemoryReadout:
         queries, shape = _as_queries(x)
@@ -199,6 +220,12 @@ class MemorizerMemory(nn.Module):
         self.reads = nn.ModuleList(
             _SharedMappingRead(num_slots, dim, forget) for _ in range(rounds)
         )
+
+    @torch.no_grad()
+    def initialize_from(self, queries: torch.Tensor) -> None:
+        """Set every round's slots to queries of real data."""
+        for read in self.reads:
+            read.slots.copy_(_draw_rows(queries, self.num_slots))
 
     def forward(self, x: torch.Tensor) -> MemoryReadout:
         state = x
@@ -293,6 +320,13 @@ class TwinMemory(nn.Module):
         if self.decomposition == "split":
             return x.chunk(2, dim=1)
         return self.project_a(x), self.project_b(x)
+
+    @torch.no_grad()
+    def initialize_from(self, queries: torch.Tensor) -> None:
+        """Set both memories' slots to the parts of real queries they read."""
+        part_a, part_b = self._decompose(queries)
+        self.hippocampal.initialize_from(part_a)
+        self.cortical.initialize_from(part_b)
 
     def forward(self, x: torch.Tensor) -> MemoryReadout:
         part_a, part_b = self._decompose(x)

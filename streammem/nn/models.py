@@ -62,11 +62,14 @@ class ReconstructionModel(nn.Module):
         output = self(x)
         return (output.reconstruction - x).pow(2).flatten(1).mean(dim=1)
 
-    def make_trainer(self, learning_rate: float, weight_decay: float = 0.0) -> Trainer:
-        """The optimisation strategy for this model (one Adam on the summed losses)."""
+    def make_trainer(
+        self, learning_rate: float, weight_decay: float = 0.0, trim: float = 0.0
+    ) -> Trainer:
+        """The optimisation strategy for this model (one Adam on the summed losses; ``trim``:
+        see :class:`~streammem.training.ReconstructionTrainer`)."""
         from streammem.training import ReconstructionTrainer
 
-        return ReconstructionTrainer(self, learning_rate, weight_decay)
+        return ReconstructionTrainer(self, learning_rate, weight_decay, trim)
 
 
 class AutoEncoderNet(ReconstructionModel):
@@ -115,6 +118,16 @@ class AutoEncoderNet(ReconstructionModel):
     def decode(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).reshape(like.shape)
 
+    @torch.no_grad()
+    def initialize_memory(self, x: torch.Tensor) -> None:
+        """Seed the memory's slots with the encodings of real inputs ``x`` (no-op without a
+        memory): random slots can sit far from every encoding, where no read reaches them."""
+        if self.memory is None or not hasattr(self.memory, "initialize_from"):
+            return
+        z = self.encode(x)
+        query = z if (self.per_position or z.dim() == 2) else z.flatten(1)
+        self.memory.initialize_from(query)
+
     def forward(self, x: torch.Tensor) -> ModelOutput:
         z = self.encode(x)
         if self.memory is None:
@@ -156,6 +169,7 @@ class MemAENet(AutoEncoderNet):
         similarity: str = "cosine",
         entropy_weight: float = 0.0002,
         per_position: bool = False,
+        temperature: float = 1.0,
         **backbone_kwargs,
     ) -> None:
         bb = _backbone(input_shape, backbone, **backbone_kwargs)
@@ -165,6 +179,7 @@ class MemAENet(AutoEncoderNet):
             shrink_threshold,
             similarity,
             entropy_weight,
+            temperature,
         )
         super().__init__(bb, input_shape, memory, per_position)
 

@@ -19,7 +19,10 @@ __all__ = ["new_calibrator", "new_detector", "new_pipeline", "pipeline_from_stat
 
 
 def new_detector(config: Config) -> Any:
-    return getattr(streammem, config.model.name)(**config.model.params)
+    params = dict(config.model.params)
+    if isinstance(params.get("schedule"), dict):
+        params["schedule"] = streammem.Schedule(**params["schedule"])
+    return getattr(streammem, config.model.name)(**params)
 
 
 def new_calibrator(config: CalibrationConfig) -> Calibrator:

@@ -219,11 +219,33 @@ def _check_semantics(config: Config) -> None:
                 f"model.params.{key}: not a parameter of {config.model.name}; "
                 f"allowed keys are {accepted}"
             )
+    _check_schedule(config.model.params.get("schedule"))
     if config.source.kind == "parquet" and not config.source.path:
         raise ConfigError("source.path: required when source.kind is 'parquet'")
     if config.sink.kind == "parquet" and not config.sink.path:
         raise ConfigError("sink.path: required when sink.kind is 'parquet'")
     _check_positive(config)
+
+
+def _check_schedule(schedule: Any) -> None:
+    """``model.params.schedule`` is a mapping of :class:`streammem.Schedule` fields."""
+    if schedule is None:
+        return
+    if not isinstance(schedule, Mapping):
+        raise ConfigError(
+            f"model.params.schedule: expected a mapping of Schedule fields, got "
+            f"{type(schedule).__name__}"
+        )
+    fields = [f.name for f in dataclasses.fields(streammem.Schedule)]
+    for key in schedule:
+        if key not in fields:
+            raise ConfigError(
+                f"model.params.schedule.{key}: unknown key; allowed keys are {fields}"
+            )
+    try:
+        streammem.Schedule(**schedule)
+    except ValueError as err:
+        raise ConfigError(f"model.params.{err}") from err
 
 
 def _check_positive(config: Config) -> None:
