@@ -9,15 +9,40 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
-__all__ = ["DeadLetter", "RecordBatch", "Sink"]
+__all__ = ["MAX_DETAIL_CHARS", "DeadLetter", "RecordBatch", "Sink", "bounded_text"]
+
+#: Error texts longer than this are cut: an error that quotes a 1 MB value must not make its
+#: dead letter too large to send.
+MAX_DETAIL_CHARS = 1000
+
+
+def bounded_text(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    r"""``text`` cut to ``limit`` characters (saying how much was cut), as valid Unicode.
+
+    Lone surrogates (which JSON can carry but UTF-8 cannot) are escaped, so the text can always
+    be encoded.
+
+    Examples
+    --------
+    >>> bounded_text("x" * 20, limit=5)
+    'xxxxx... [15 more characters]'
+    >>> bounded_text("bad " + chr(0xD800))
+    'bad \\ud800'
+
+    """
+    if len(text) > limit:
+        text = f"{text[:limit]}... [{len(text) - limit} more characters]"
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 @dataclasses.dataclass
 class DeadLetter:
     """A record that could not be decoded or validated, kept with its original bytes.
 
-    ``reason`` is one of a small fixed set (it becomes a metric label); ``detail`` is the full
-    human-readable error.
+    ``reason`` is one of a small fixed set (it becomes a metric label); ``detail`` is the
+    human-readable error, cut to :data:`MAX_DETAIL_CHARS`.
     """
 
     origin: dict[str, Any]
@@ -25,6 +50,9 @@ class DeadLetter:
     detail: str
     payload: bytes
     key: bytes | None = None
+
+    def __post_init__(self) -> None:
+        self.detail = bounded_text(self.detail)
 
 
 @dataclasses.dataclass

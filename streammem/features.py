@@ -52,6 +52,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real)
 
 
+def _as_float(value: Any) -> float:
+    """``float(value)``; an integer too large for a float is infinite, like ``1e400``."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _as_float_if_int(value: Any) -> Any:
+    return _as_float(value) if isinstance(value, int) else value
+
+
 def to_frame_or_array(X: Any) -> pd.DataFrame | np.ndarray | list:
     """Normalise a batch: pyarrow → pandas, ndarray kept, list of dicts kept, else TypeError."""
     if isinstance(X, (pa.Table, pa.RecordBatch)):
@@ -197,7 +209,7 @@ class FeatureEncoder(base.Transformer):
             raise ValueError(
                 f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
             )
-        value = float(value)
+        value = _as_float(value)
         if not math.isfinite(value) and self.nonfinite == "error":
             raise ValueError(f"field {field!r}: non-finite value {value}")
         return value
@@ -426,7 +438,10 @@ class FeatureEncoder(base.Transformer):
     def _numeric_column(self, field: Hashable, column: pd.Series) -> np.ndarray:
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
             # object columns (tables built from JSON) may hold numbers mixed with None
-            converted = pd.to_numeric(column, errors="coerce")
+            try:
+                converted = pd.to_numeric(column, errors="coerce")
+            except OverflowError:  # an integer too large for a float
+                converted = pd.to_numeric(column.map(_as_float_if_int), errors="coerce")
             wrong = converted.isna() & column.notna()
             if wrong.any():
                 bad = column[wrong].iloc[0]

@@ -14,8 +14,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 __all__ = ["DEAD_LETTER_REASONS", "SCORE_BUCKETS", "ServiceMetrics"]
 
-#: Every reason a record can be sent to the dead-letter topic (the label's whole value set).
-DEAD_LETTER_REASONS = ("malformed_json", "not_an_object", "oversize", "invalid_record")
+#: Every reason a record can be sent to the dead-letter topic (the label's whole value set):
+#: not readable as JSON (or not valid Unicode, or nested too deeply); JSON but not an object;
+#: larger than ``kafka.max_message_bytes``; rejected by the model's schema; and the last
+#: resort, a batch whose processing kept failing for a reason that is not the record's.
+DEAD_LETTER_REASONS = (
+    "malformed_json",
+    "not_an_object",
+    "oversize",
+    "invalid_record",
+    "processing_error",
+)
 
 #: Reconstruction errors of standardised features span several decades around 1.
 SCORE_BUCKETS = (
@@ -98,6 +107,11 @@ class ServiceMetrics:
             "streammem_consumer_lag",
             "Records between the consumer position and the partition's high watermark.",
             ["topic", "partition"],
+            registry=reg,
+        )
+        self.batch_failures = Counter(
+            "streammem_batch_failures",
+            "Attempts to process a batch that raised; retried, then dead-lettered.",
             registry=reg,
         )
         self.broker_retries = Counter(

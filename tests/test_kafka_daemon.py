@@ -36,7 +36,9 @@ def event(i: int) -> dict:
 
 
 def produce(broker: Broker, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, acks="all", max_request_size=4_000_000
+    )
     for key, value in messages:
         producer.send(topic, value=value, key=key)
     producer.flush()
@@ -64,7 +66,9 @@ class TopicReader:
 
     def __init__(self, broker: Broker, topic: str, partitions: int) -> None:
         self.consumer = KafkaConsumer(
-            bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+            bootstrap_servers=broker.bootstrap,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4_000_000,  # room for the largest poison message
         )
         self.consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         self.messages: list = []
@@ -113,7 +117,7 @@ def daemon_config(broker: Broker, tmp_path: Path, topic: str, group: str, **kafk
             "dead_letter_topic": f"{topic}-dead",
             "group_id": group,
             "max_poll_records": 100,
-            "max_message_bytes": 2000,
+            "max_message_bytes": 30_000,
             **kafka,
         },
         "metrics": {"port": free_port()},
@@ -181,14 +185,22 @@ def stop_gracefully(process: subprocess.Popen) -> int:
 
 
 # ---------------------------------------------------------------------------- tests
+HUGE = json.dumps({**event(0), "pad": "x" * 1_100_000}).encode()  # above one produce request
 POISON = {
-    "malformed_json": [b'{"temp": 1.0, "load":', b"\xff\xfe not utf-8"],
+    "malformed_json": [
+        b'{"temp": 1.0, "load":',
+        b"\xff\xfe not utf-8",
+        b'{"temp": 1, "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",  # too deep to read
+        b'{"temp": 1' + b"0" * 4300 + b', "load": 1.0, "proto": "tcp"}',  # too long an int
+        b'{"temp": 20.0, "load": 1.0, "proto": "\\ud800"}',  # a lone surrogate
+    ],
     "not_an_object": [b"[1, 2, 3]"],
-    "oversize": [json.dumps({**event(0), "pad": "x" * 3000}).encode()],
+    "oversize": [json.dumps({**event(0), "pad": "x" * 40_000}).encode(), HUGE],
     "invalid_record": [
         json.dumps({"temp": "hot", "load": 1.0, "proto": "tcp"}).encode(),
         b'{"temp": NaN, "load": 1.0, "proto": "tcp"}',
         json.dumps({"temp": 20.0, "proto": "tcp"}).encode(),  # missing field
+        b'{"temp": 1' + b"0" * 400 + b', "load": 1.0, "proto": "tcp"}',  # too large a float
     ],
 }
 ACCEPTED_ODDITIES = [  # unusual but valid: scored, never dead-lettered
@@ -234,15 +246,34 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
         "every input offset in the outputs",
         second,
     )
+    # A poll holding nothing but one bad record crash-looped the partition before.
+    for value in (POISON["invalid_record"][0], json.dumps(event(3000)).encode()):
+        produce(broker, topic, [(None, value)])
+        expected = input_offsets(broker, topic, partitions)
+        wait_until(
+            lambda expected=expected: (
+                expected <= set(covered_offsets(scores.drain(), dead.drain()))
+            ),
+            "a poll of one message in the outputs",
+            second,
+        )
 
-    # Dead letters: original bytes, a reason header, and a counter per reason.
+    # Dead letters: original bytes (a summary when they would not fit one produce request),
+    # a reason header, and a counter per reason.
     letters = dead.drain()
-    assert sorted(m.value for m in letters) == sorted(poison)
+    summaries = [m for m in letters if dict(m.headers).get("streammem-payload") == b"summary"]
+    assert [json.loads(m.value)["payload_bytes"] for m in summaries] == [len(HUGE)]
+    poison.append(POISON["invalid_record"][0])
+    assert sorted(m.value for m in letters if m not in summaries) == sorted(
+        p for p in poison if p != HUGE
+    )
     reasons = Counter(dict(m.headers)["streammem-reason"].decode() for m in letters)
-    assert reasons == {reason: len(values) for reason, values in POISON.items()}
+    counts = {reason: len(values) for reason, values in POISON.items()}
+    counts["invalid_record"] += 1
+    assert reasons == counts
     metrics = scrape(config["metrics"]["port"])
-    for reason, values in POISON.items():
-        assert metrics[("streammem_dead_letters_total", (("reason", reason),))] == len(values)
+    for reason, count in counts.items():
+        assert metrics[("streammem_dead_letters_total", (("reason", reason),))] == count
     assert metrics[("streammem_events_total", ())] >= 1000 + len(ACCEPTED_ODDITIES)
     assert metrics[("streammem_model_updates_total", ())] > 0
     assert metrics[("streammem_checkpoint_age_seconds", ())] >= 0

@@ -107,11 +107,13 @@ def run_job(
     sink = _open_sink(config) or _NullSink()
     total = BatchSummary()
     started = time.perf_counter()
-    with tqdm(total=len(source), unit="ev", disable=not progress, smoothing=0.1) as bar:
-        for batch in source:
-            total += pipeline.process(batch, sink)
-            bar.update(len(batch))
-    sink.close()
+    try:
+        with tqdm(total=len(source), unit="ev", disable=not progress, smoothing=0.1) as bar:
+            for batch in source:
+                total += pipeline.process(batch, sink)
+                bar.update(len(batch))
+    finally:  # an interrupted job still writes the results it has computed
+        sink.close()
     seconds = time.perf_counter() - started
     if store is not None:
         store.save(_CHECKPOINT_NAME, pipeline.state_dict())
