@@ -148,3 +148,21 @@ def test_run_on_a_parquet_file_accounts_for_every_row(tmp_path, capsys):
     assert set(out.column("id").to_pylist()) == set(range(n)) - {100, 2000, 2500}
     letters = (tmp_path / "out.dead-letters.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["row"] for line in letters) == [100, 2000, 2500]
+
+
+def test_run_survives_batches_that_are_all_invalid(tmp_path, capsys):
+    # Rows 1000-1599 hold NaN: rows 1024-1535 are a whole batch of bad records (IndexError).
+    n = 3000
+    temp = np.random.default_rng(1).normal(20, 1, n)
+    temp[1000:1600] = np.nan
+    pq.write_table(pa.table({"temp": temp, "id": np.arange(n)}), tmp_path / "in.parquet")
+    config = {
+        "source": {"kind": "parquet", "path": str(tmp_path / "in.parquet"), "passthrough": ["id"]},
+        "sink": {"kind": "parquet", "path": str(tmp_path / "out.parquet")},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(path), "--no-progress"]) == 0
+    assert "dead letters 600" in capsys.readouterr().out
+    out = pq.read_table(tmp_path / "out.parquet").column("id").to_pylist()
+    assert out == [*range(1000), *range(1600, n)]
