@@ -114,6 +114,20 @@ class ServiceMetrics:
             "Attempts to process a batch that raised; retried, then dead-lettered.",
             registry=reg,
         )
+        self.offset_resets = Counter(
+            "streammem_offset_resets",
+            "Times a partition's log moved backwards (the broker lost it, or the topic was "
+            "recreated); its offsets were started over with the model kept.",
+            ["topic", "partition"],
+            registry=reg,
+        )
+        self.offsets_skipped = Counter(
+            "streammem_offsets_skipped",
+            "Offsets the broker did not deliver (deleted by retention or compaction, or "
+            "transaction markers); nothing to score.",
+            ["topic", "partition"],
+            registry=reg,
+        )
         self.broker_retries = Counter(
             "streammem_broker_retries",
             "Attempts to reach the broker that failed and were retried.",

@@ -354,7 +354,19 @@ def test_a_second_daemon_takes_over_partitions_with_their_models(broker, tmp_pat
     scores.close()
 
 
-def test_daemon_waits_for_a_broker_that_is_down_at_start(tmp_path, start_daemon):
+def restart_empty(broker: Broker, topics: list[str]) -> Broker:
+    """Stop the broker and start a new, empty one on its port (Tansu keeps nothing)."""
+    broker.stop()
+    time.sleep(3)
+    fresh = start_broker(broker.port)
+    for topic in topics:
+        fresh.create_topic(topic, 1)
+    return fresh
+
+
+def test_broker_faults_lose_no_event(tmp_path, start_daemon):
+    """Down at start, then restarted empty under a running daemon, then restarted empty under
+    a stopped one: every event of every log gets a result (500 of 3,000 were lost before)."""
     port = free_port()
     absent = Broker(process=None, port=port)  # nothing listens yet
     config = daemon_config(absent, tmp_path, "late", "late")
@@ -369,26 +381,36 @@ def test_daemon_waits_for_a_broker_that_is_down_at_start(tmp_path, start_daemon)
 
     wait_until(lambda: retries() >= 2, "retries while the broker is down", daemon)
     late = start_broker(port)
+    topics = ["late", "late-scores", "late-dead"]
+
+    def every_offset_scored(count: int) -> bool:
+        scores = TopicReader(late, "late-scores", 1)
+        seen = set(covered_offsets(scores.drain(), []))
+        scores.close()
+        return {(0, offset) for offset in range(count)} <= seen
+
     try:
-        late.create_topic("late", 1)
-        late.create_topic("late-scores", 1)
+        for topic in topics:
+            late.create_topic(topic, 1)
         produce(late, "late", valid_events(0, 100))
-        scores = TopicReader(late, "late-scores", 1)
-        wait_until(lambda: len(scores.drain()) >= 100, "results once the broker is up", daemon)
-        scores.close()
-        # Mid-run outage. Tansu keeps topics in memory, so the broker comes back empty: the
-        # daemon must survive the gap and score what arrives on the new broker.
-        late.stop()
-        time.sleep(3)
-        late = start_broker(port)
-        late.create_topic("late", 1)
-        late.create_topic("late-scores", 1)
+        wait_until(lambda: every_offset_scored(100), "results once the broker is up", daemon)
+        # Mid-run: the daemon keeps running while the broker comes back empty, and the new
+        # log's offsets start again at 0 (the daemon was at 100).
+        late = restart_empty(late, topics)
         produce(late, "late", valid_events(0, 300))
-        scores = TopicReader(late, "late-scores", 1)
-        wait_until(lambda: len(scores.drain()) >= 100, "results after the outage", daemon)
-        scores.close()
+        wait_until(lambda: every_offset_scored(300), "every event after the outage", daemon)
+        assert stop_gracefully(daemon) == 0  # checkpoint at offset 300, committed 300
+
+        # Stopped: the broker comes back empty, and its new log grows past the checkpoint.
+        late = restart_empty(late, topics)
+        produce(late, "late", valid_events(0, 400))
+        second = start_daemon(config, "late-second")
+        wait_until(lambda: every_offset_scored(400), "every event of the new log", second)
+        reset = ("streammem_offset_resets_total", (("partition", "0"), ("topic", "late")))
+        assert scrape(metrics_port)[reset] == 1
+        assert "log moved backwards" in (tmp_path / "late-second.log").read_text()
         # SIGTERM while the broker is gone: the final commit gives up, the daemon still exits.
         late.stop()
-        assert stop_gracefully(daemon) == 0
+        assert stop_gracefully(second) == 0
     finally:
         late.stop()

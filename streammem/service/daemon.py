@@ -49,6 +49,8 @@ class _Partition:
     pipeline: ScoringPipeline
     position: int | None = None  # next offset to process; None until a message is seen
     checkpointed: int | None = None
+    # Whether the checkpoint's offset was checked against the broker's log and commits.
+    verified: bool = False
 
 
 class Daemon(ConsumerRebalanceListener):
@@ -197,16 +199,78 @@ class Daemon(ConsumerRebalanceListener):
 
     def _process(self, tp: TopicPartition, messages: list) -> None:
         state = self._state(tp)
-        if state.checkpointed is not None and state.position is None:
-            # Results below the checkpoint's offset were flushed before it was written; a
-            # crash before the commit that followed it replays them: skip, do not relearn.
-            messages = [m for m in messages if m.offset >= state.checkpointed]
-            if not messages:
-                state.position = state.checkpointed
-                return
-        batch = self.decoder.decode(messages)
-        self.total += state.pipeline.process(batch, self._sink)
-        state.position = messages[-1].offset + 1
+        if not state.verified:
+            messages = self._resume(tp, state, messages)
+        else:
+            self._check_continuity(tp, state, messages)
+        if messages:
+            batch = self.decoder.decode(messages)
+            self.total += state.pipeline.process(batch, self._sink)
+            state.position = messages[-1].offset + 1
+
+    def _resume(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
+        """The messages of a partition's first poll that its model has not seen.
+
+        Results below the checkpoint's offset were flushed before it was written, so a crash
+        before the commit that followed it replays them: skip them, do not relearn them. But
+        only when the broker still holds the log the checkpoint came from: a log that ends
+        below the checkpoint, or a group with no commit at all, means the broker lost it (an
+        empty restart, a recreated topic), and every message is new.
+        """
+        committed = self._consumer.committed(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
+        end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
+        committed = committed if committed is not None and committed >= 0 else None
+        checkpoint, first = state.checkpointed, messages[0].offset
+        state.verified = True
+        if checkpoint is not None and (committed is None or end < checkpoint):
+            evidence = f"checkpoint at {checkpoint}, committed {committed}, log end {end}"
+            self._reset(tp, state, evidence)
+            return messages
+        reached = max(committed or 0, checkpoint or 0)
+        if committed is not None and first > reached:
+            self._skipped(tp, first - reached, first)
+        if checkpoint is None or first >= checkpoint:
+            return messages
+        log.info("%s: offsets %d-%d were scored before the checkpoint", tp, first, checkpoint - 1)
+        state.position = checkpoint
+        kept = [m for m in messages if m.offset >= checkpoint]
+        if not kept:
+            self._consumer.seek(tp, checkpoint)
+        return kept
+
+    def _check_continuity(self, tp: TopicPartition, state: _Partition, messages: list) -> None:
+        """Account for every offset: one below the position means the log was replaced; a gap
+        means the broker no longer holds (retention, compaction) or never delivered them."""
+        first, last = messages[0].offset, messages[-1].offset
+        start = state.position
+        if start is not None and first < start:
+            self._reset(tp, state, f"offset {first} after {start - 1}")
+            start = None
+        missing = last + 1 - (first if start is None else start) - len(messages)
+        if missing > 0:
+            self._skipped(tp, missing, last)
+
+    def _skipped(self, tp: TopicPartition, count: int, before: int) -> None:
+        self.metrics.offsets_skipped.labels(tp.topic, str(tp.partition)).inc(count)
+        log.warning(
+            "%s: %d offsets before %d were not delivered by the broker (retention, compaction "
+            "or transaction markers)",
+            tp,
+            count,
+            before,
+        )
+
+    def _reset(self, tp: TopicPartition, state: _Partition, evidence: str) -> None:
+        """The broker's log moved backwards: keep the model, forget the offsets it had reached."""
+        self.metrics.offset_resets.labels(tp.topic, str(tp.partition)).inc()
+        log.warning(
+            "%s: the broker's log moved backwards (%s): it lost the log or the topic was "
+            "recreated; scoring every message from the new log, with the model kept",
+            tp,
+            evidence,
+        )
+        state.checkpointed = None
+        state.position = None
 
     def _state(self, tp: TopicPartition) -> _Partition:
         if tp not in self.partitions:
