@@ -9,7 +9,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
-__all__ = ["MAX_DETAIL_CHARS", "DeadLetter", "RecordBatch", "Sink", "bounded_text"]
+__all__ = [
+    "MAX_DETAIL_CHARS",
+    "DeadLetter",
+    "RecordBatch",
+    "Sink",
+    "SourceError",
+    "bounded_text",
+]
 
 #: Error texts longer than this are cut: an error that quotes a 1 MB value must not make its
 #: dead letter too large to send.
@@ -60,7 +67,9 @@ class RecordBatch:
     """Decoded records, the origin of each (copied into its result), and the failures.
 
     ``payloads`` holds each record's original bytes where a source has them (Kafka), so a
-    record that decodes but fails validation is dead-lettered exactly as it arrived.
+    record that decodes but fails validation is dead-lettered exactly as it arrived. ``kinds``
+    gives the type a source declares for a field (``"number"`` or ``"text"``), where it has
+    one (Parquet), for fields whose values do not show it (all null).
     """
 
     records: list[dict[str, Any]]
@@ -68,9 +77,14 @@ class RecordBatch:
     dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
     payloads: list[bytes] | None = None
     keys: list[bytes | None] | None = None
+    kinds: dict[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.records) + len(self.dead_letters)
+
+
+class SourceError(ValueError):
+    """A source cannot be read: missing, corrupt or empty, or without the columns asked for."""
 
 
 class Sink(Protocol):

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors import DeadLetter, RecordBatch
+from connectors import DeadLetter, RecordBatch, SourceError
 
 __all__ = ["ParquetSink", "ParquetSource"]
 
@@ -29,6 +29,12 @@ class ParquetSource:
     batch_size
         Rows per batch.
 
+    Raises
+    ------
+    SourceError
+        When the file is missing, not Parquet, empty, lacks a column, or has a feature column
+        that is neither numbers nor text.
+
     """
 
     def __init__(
@@ -41,18 +47,21 @@ class ParquetSource:
         self.path = Path(path)
         self.passthrough = list(passthrough)
         self.batch_size = batch_size
-        # pre_buffer (pyarrow's default) reads every selected column of the whole file up
-        # front: memory would grow with the file instead of the batch.
-        self._file = pq.ParquetFile(self.path, pre_buffer=False)
-        names = self._file.schema_arrow.names
+        self._file = _open(self.path)
+        schema = self._file.schema_arrow
         self.features = (
             list(features)
             if features is not None
-            else [name for name in names if name not in self.passthrough]
+            else [name for name in schema.names if name not in self.passthrough]
         )
-        missing = sorted(set(self.features + self.passthrough) - set(names))
+        missing = [
+            c for c in dict.fromkeys(self.features + self.passthrough) if c not in schema.names
+        ]
         if missing:
-            raise ValueError(f"{self.path}: no column(s) {missing}; the file has {names}")
+            raise SourceError(f"{self.path}: no column(s) {missing}; the file has {schema.names}")
+        self.kinds = {name: _kind(self.path, schema.field(name)) for name in self.features}
+        if len(self) == 0:
+            raise SourceError(f"{self.path} holds no rows")
 
     def __len__(self) -> int:
         return self._file.metadata.num_rows
@@ -60,7 +69,14 @@ class ParquetSource:
     def __iter__(self) -> Iterator[RecordBatch]:
         columns = list(dict.fromkeys(self.features + self.passthrough))
         row = 0
-        for batch in self._file.iter_batches(batch_size=self.batch_size, columns=columns):
+        batches = self._file.iter_batches(batch_size=self.batch_size, columns=columns)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as err:
+                raise SourceError(f"{self.path}: cannot read the rows after {row}: {err}") from err
+            if batch is None:
+                return
             yield self._to_records(batch, row)
             row += batch.num_rows
 
@@ -71,7 +87,37 @@ class ParquetSource:
             {"file": self.path.name, "row": first_row + i, **{k: row[k] for k in self.passthrough}}
             for i, row in enumerate(rows)
         ]
-        return RecordBatch(records, origins)
+        kinds = {name: kind for name, kind in self.kinds.items() if kind is not None}
+        return RecordBatch(records, origins, kinds=kinds)
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    try:
+        # pre_buffer (pyarrow's default) reads every selected column of the whole file up
+        # front: memory would grow with the file instead of the batch.
+        return pq.ParquetFile(path, pre_buffer=False)
+    except (pa.ArrowException, OSError) as err:
+        raise SourceError(f"{path} is not a readable Parquet file: {err}") from err
+
+
+def _kind(path: Path, field: pa.Field) -> str | None:
+    """``"number"`` or ``"text"`` for a feature column's type; None for an all-null column."""
+    kind = field.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return "number"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    if pa.types.is_null(kind):
+        return None
+    raise SourceError(
+        f"{path}: column {field.name!r} is {field.type}; features must be numbers or text "
+        "(list it in source.passthrough to copy it to the output, or leave it out of "
+        "source.features)"
+    )
 
 
 class ParquetSink:

@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 from river import base
 
-__all__ = ["FeatureEncoder", "to_frame_or_array"]
+__all__ = ["FeatureEncoder", "schema_example", "to_frame_or_array"]
 
 _SCALINGS = ("standard", "minmax", None)
 _MISSING = ("error", "impute")
@@ -50,6 +50,71 @@ def _is_number(value: Any) -> bool:
     if kind is float or kind is int or kind is bool:
         return True
     return isinstance(value, numbers.Real)
+
+
+def _text_number(text: str) -> float | None:
+    """The number a string spells, parsed as pandas parses a column of them; None if none."""
+    try:
+        return _as_float(pd.to_numeric(text))
+    except (ValueError, TypeError):
+        return None
+
+
+def _kind(values: Sequence[Any]) -> str | None:
+    """``"number"`` or ``"text"``, whichever most non-null values are (numbers spelled as text
+    count as numbers); None when there is none, or when lists or objects outnumber both."""
+    present = [v for v in values if not _is_null(v)]
+    strings = [v for v in present if isinstance(v, str)]
+    spelled = sum(_text_number(v) is not None for v in strings)
+    numbers = spelled + sum(1 for v in present if not isinstance(v, str) and _is_number(v))
+    text = len(strings) - spelled
+    if not present or len(present) - numbers - text > max(numbers, text):
+        return None
+    return "number" if numbers >= text else "text"
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def schema_example(
+    rows: pd.DataFrame | Sequence[Mapping[Hashable, Any]],
+    kinds: Mapping[Hashable, str] | None = None,
+) -> dict[Hashable, Any]:
+    """One record that stands for a whole batch when a schema is fixed from it.
+
+    A field is kept when more than half of the records hold it, as a number (``0.0``) or as
+    text (``""``), whichever most of its non-null values are; :meth:`FeatureEncoder.fit_schema`
+    then reads the schema from this record. So one odd record cannot set the schema, and a
+    column of numbers written as strings is numeric. ``kinds`` (``"number"`` / ``"text"``)
+    types the fields whose values are all null.
+
+    Examples
+    --------
+    >>> rows = [{"t": "hot", "line": "a"}, {"t": 20.5, "line": "b"}, {"t": "21", "line": "a"}]
+    >>> schema_example(rows)
+    {'t': 0.0, 'line': ''}
+
+    """
+    if isinstance(rows, pd.DataFrame):
+        columns = {name: rows[name] for name in rows.columns}
+        n = len(rows)
+    else:
+        records = [r for r in rows if isinstance(r, Mapping)]
+        fields = dict.fromkeys(k for r in records for k in r)
+        columns = {f: [r[f] for r in records if f in r] for f in fields}
+        n = len(records)
+    example: dict[Hashable, Any] = {}
+    for field, values in columns.items():
+        if 2 * len(values) <= n:
+            continue
+        if isinstance(values, pd.Series) and pd.api.types.is_numeric_dtype(values.dtype):
+            kind = "number"
+        else:
+            kind = _kind(list(values)) or (kinds or {}).get(field)
+        if kind is not None:
+            example[field] = 0.0 if kind == "number" else ""
+    return example
 
 
 def _as_float(value: Any) -> float:
@@ -205,11 +270,12 @@ class FeatureEncoder(base.Transformer):
             if self.missing == "error":
                 raise ValueError(f"field {field!r}: value is missing (None)")
             return math.nan
-        if isinstance(value, str) or not _is_number(value):
+        number = _text_number(value) if isinstance(value, str) else None
+        if number is None and (isinstance(value, str) or not _is_number(value)):
             raise ValueError(
                 f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
             )
-        value = _as_float(value)
+        value = _as_float(value) if number is None else number
         if not math.isfinite(value) and self.nonfinite == "error":
             raise ValueError(f"field {field!r}: non-finite value {value}")
         return value
@@ -357,6 +423,8 @@ class FeatureEncoder(base.Transformer):
         """Raw matrix for a batch (list of dicts, DataFrame, pyarrow table or 2-D array)."""
         X = to_frame_or_array(X)
         if isinstance(X, list):
+            if X and not self.is_fitted:
+                self.fit_schema(schema_example(X))
             rows = [self.vectorize_one(x, learn) for x in X]
             return np.vstack(rows) if rows else np.zeros((0, self.width_ if self.is_fitted else 0))
         if isinstance(X, np.ndarray):
@@ -391,7 +459,7 @@ class FeatureEncoder(base.Transformer):
         if not self.is_fitted:
             if frame.empty:
                 raise ValueError("cannot infer a schema from an empty table")
-            self.fit_schema(frame.iloc[0].to_dict())
+            self.fit_schema(schema_example(frame))
         if self.extra == "error":
             extras = [c for c in frame.columns if c not in self._fields]
             if extras:

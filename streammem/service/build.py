@@ -19,7 +19,14 @@ __all__ = ["new_calibrator", "new_detector", "new_pipeline", "pipeline_from_stat
 
 
 def new_detector(config: Config) -> Any:
-    return getattr(streammem, config.model.name)(**config.model.params)
+    """The configured detector; its encoder declares the fields ``schema`` names."""
+    detector = getattr(streammem, config.model.name)(**config.model.params)
+    schema = config.schema
+    declared = {"numeric": schema.numeric, "categorical": schema.categorical}
+    declared = {part: fields for part, fields in declared.items() if fields is not None}
+    if not declared:
+        return detector
+    return detector.clone({"encoder": detector._new_encoder().clone(declared)})
 
 
 def new_calibrator(config: CalibrationConfig) -> Calibrator:
@@ -34,6 +41,7 @@ def new_pipeline(config: Config, metrics: ServiceMetrics) -> ScoringPipeline:
         new_calibrator(config.calibration),
         metrics,
         learn_on_alert=config.calibration.learn_on_alert,
+        schema_records=config.schema.min_records,
     )
 
 
@@ -47,4 +55,5 @@ def pipeline_from_state(
         calibrator_from_state(state["calibrator"]),
         metrics,
         learn_on_alert=config.calibration.learn_on_alert,
+        schema_records=config.schema.min_records,
     )

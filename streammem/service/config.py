@@ -28,6 +28,7 @@ __all__ = [
     "KafkaConfig",
     "MetricsConfig",
     "ModelConfig",
+    "SchemaConfig",
     "SinkConfig",
     "SourceConfig",
     "bundled_config",
@@ -45,6 +46,15 @@ class ConfigError(ValueError):
 class ModelConfig:
     name: str = "MemAE"
     params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class SchemaConfig:
+    """The fields the model reads: declared here, or inferred from the first records."""
+
+    numeric: list[str] | None = None
+    categorical: dict | None = None  # {field: [values] or None to learn them}
+    min_records: int = 32
 
 
 @dataclasses.dataclass
@@ -120,6 +130,7 @@ class Config:
     kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    schema: SchemaConfig = dataclasses.field(default_factory=SchemaConfig)
 
 
 def detector_names() -> list[str]:
@@ -219,11 +230,23 @@ def _check_semantics(config: Config) -> None:
                 f"model.params.{key}: not a parameter of {config.model.name}; "
                 f"allowed keys are {accepted}"
             )
+    _check_schema(config.schema)
     if config.source.kind == "parquet" and not config.source.path:
         raise ConfigError("source.path: required when source.kind is 'parquet'")
     if config.sink.kind == "parquet" and not config.sink.path:
         raise ConfigError("sink.path: required when sink.kind is 'parquet'")
     _check_positive(config)
+
+
+def _check_schema(schema: SchemaConfig) -> None:
+    for field, values in (schema.categorical or {}).items():
+        if values is not None and not (
+            isinstance(values, list) and all(isinstance(v, str) for v in values)
+        ):
+            raise ConfigError(
+                f"schema.categorical.{field}: expected a list of strings (its values) or null "
+                f"(learn them), got {values!r}"
+            )
 
 
 def _check_positive(config: Config) -> None:
@@ -235,6 +258,7 @@ def _check_positive(config: Config) -> None:
         "kafka.max_message_bytes": config.kafka.max_message_bytes,
         "kafka.max_poll_records": config.kafka.max_poll_records,
         "checkpoint.keep": config.checkpoint.keep,
+        "schema.min_records": config.schema.min_records,
         "source.demo.n_events": config.source.demo.n_events,
     }
     for key, value in checks.items():

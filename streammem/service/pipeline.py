@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,15 @@ import pandas as pd
 
 from connectors import DeadLetter, RecordBatch, Sink
 from streammem.calibration import Calibrator
+from streammem.features import schema_example
 from streammem.metrics import ServiceMetrics
 
 __all__ = ["BatchSummary", "ScoringPipeline"]
 
 log = logging.getLogger(__name__)
+
+# Records kept to infer a schema from while fewer than ``schema_records`` have been seen.
+_MAX_SAMPLE = 10_000
 
 
 @dataclasses.dataclass
@@ -64,6 +69,9 @@ class ScoringPipeline:
     max_attempts
         Tries for a batch whose processing raises; after the last, its records are
         dead-lettered as ``processing_error``.
+    schema_records
+        Records a schema is inferred from, at least (unless the detector's encoder declares
+        it): they need not come in one batch.
 
     """
 
@@ -74,12 +82,15 @@ class ScoringPipeline:
         metrics: ServiceMetrics,
         learn_on_alert: bool = False,
         max_attempts: int = 3,
+        schema_records: int = 32,
     ) -> None:
         self.detector = detector
         self.calibrator = calibrator
         self.metrics = metrics
         self.learn_on_alert = learn_on_alert
         self.max_attempts = max_attempts
+        self.schema_records = schema_records
+        self._sample: list[Mapping] = []
 
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
         """Run one batch through the whole path; results and dead letters go to ``sink``.
@@ -123,76 +134,77 @@ class ScoringPipeline:
         return _Outcome(letters=[*batch.dead_letters, *failed])
 
     def _score_and_learn(self, batch: RecordBatch) -> _Outcome:
-        chunks, invalid = self._validated_scores(batch)
+        judge = self._judge(batch)
+        chunks, invalid = _Judge(judge, batch).run()
         raw = np.concatenate([chunk.scores for chunk in chunks]) if chunks else np.zeros(0)
         scores, p_values, alerts = self._calibrate(raw)
-        self._learn(chunks, scores, alerts)
+        if judge is self.detector:
+            self._learn(chunks, scores, alerts)
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
         return _Outcome(origins, scores, p_values, alerts, [*batch.dead_letters, *invalid])
 
-    def _validated_scores(self, batch: RecordBatch) -> tuple[list[_Chunk], list[DeadLetter]]:
-        """Score the batch as one table (the detector encodes tables column by column, several
-        times faster than record by record, and raises on any bad value without changing
-        state); only when that fails, check record by record to dead-letter the culprits."""
-        rows = list(range(len(batch.records)))
-        if not rows:
-            return [], []
-        try:
-            return [self._chunk(batch, rows)], []
-        except Exception:  # whatever the error, the culprits are found below
-            rows, rejected = self._validate(batch)
-        chunks = self._bisect(batch, rows, rejected)
-        return chunks, [letter for _, letter in sorted(rejected, key=lambda pair: pair[0])]
+    # ------------------------------------------------------------------ schema
+    def _judge(self, batch: RecordBatch) -> Any:
+        """The detector that validates and scores ``batch``.
 
-    def _chunk(self, batch: RecordBatch, rows: list[int]) -> _Chunk:
-        table = _table([batch.records[i] for i in rows])
-        scores = np.asarray(self.detector.score_many(table), dtype=np.float64)
-        return _Chunk(rows, table, scores)
+        Once the detector's schema is fixed, the detector itself. Before that, the schema is
+        inferred from the records seen so far (the type most of them agree on, see
+        :func:`~streammem.features.schema_example`) and fixed once there are at least
+        ``schema_records`` of them, so no single record can set it. Until then a throw-away
+        clone on the provisional schema judges the records (an untrained model scores them 0)
+        and nothing is learned.
+        """
+        if self._schema_fixed():
+            return self.detector
+        sample = [*self._sample, *(r for r in batch.records if isinstance(r, Mapping))]
+        candidate = self._with_schema(sample, batch.kinds)
+        if candidate is None or len(sample) < self.schema_records:
+            self._sample = sample[-_MAX_SAMPLE:]
+            return candidate or self.detector
+        self.detector, self._sample = candidate, []
+        log.info(
+            "schema fixed from %d records: numeric %s, categorical %s",
+            len(sample),
+            candidate.encoder.numeric,
+            list(candidate.encoder.categorical),
+        )
+        return self.detector
 
-    def _bisect(self, batch: RecordBatch, rows: list[int], rejected: list) -> list[_Chunk]:
-        """Score ``rows`` as one table, or in halves until each part scores; a record that
-        fails on its own is dead-lettered. This catches what ``check_one`` cannot see, such as
-        values that a table column cannot hold."""
-        if not rows:
-            return []
-        try:
-            return [self._chunk(batch, rows)]
-        except Exception as err:
-            if len(rows) == 1:
-                rejected.append((rows[0], _invalid(batch, rows[0], err)))
-                return []
-        half = len(rows) // 2
-        return self._bisect(batch, rows[:half], rejected) + self._bisect(
-            batch, rows[half:], rejected
+    def _schema_fixed(self) -> bool:
+        detector = self.detector
+        if not hasattr(detector, "_new_encoder"):  # not a streammem detector: its own rules
+            return True
+        encoder = getattr(detector, "encoder_", None)
+        declared = detector.encoder
+        return (encoder is not None and encoder.is_fitted) or (
+            declared is not None
+            and declared.numeric is not None
+            and declared.categorical is not None
         )
 
-    def _validate(self, batch: RecordBatch) -> tuple[list[int], list[tuple[int, DeadLetter]]]:
-        """Rows that pass ``check_one``, and a dead letter for each that does not."""
-        checker = self._schema_checker(batch.records)
-        rows, rejected = [], []
-        for i, record in enumerate(batch.records):
-            try:
-                checker.check_one(record)
-            except Exception as err:
-                rejected.append((i, _invalid(batch, i, err)))
-                continue
-            rows.append(i)
-        return rows, rejected
-
-    def _schema_checker(self, records: list[dict]) -> Any:
-        """The detector once its schema is fixed; before that, a throw-away clone whose schema
-        is set by the first valid record, so one batch cannot mix incompatible records."""
-        if getattr(self.detector, "encoder_", None) is not None:
-            return self.detector
-        probe = self.detector.clone()
-        for record in records:
-            try:
-                probe.check_one(record)
-                probe.learn_one(record)  # only fixes the schema: far fewer rows than a batch
-            except Exception:
-                continue
-            break
-        return probe
+    def _with_schema(self, records: list[Mapping], kinds: Mapping | None) -> Any:
+        """A fresh clone of the detector whose encoder declares the schema ``records`` agree
+        on (declared fields kept as declared); None if they agree on no field."""
+        base = self.detector._new_encoder()  # the detector's own encoder, unfitted
+        example = schema_example(records, kinds)
+        try:
+            base.fit_schema(example)
+        except ValueError:
+            return None
+        common = {
+            k for k in dict.fromkeys(k for r in records for k in r) if _held_by_most(k, records)
+        }
+        left_out = sorted(
+            map(str, common - set(example) - set(base.numeric_) - set(base.vocabulary_))
+        )
+        if left_out:
+            log.warning(
+                "fields %s hold no number or text in most records: not in the schema", left_out
+            )
+        learned = set(base.learned_fields_)
+        categorical = {k: None if k in learned else list(v) for k, v in base.vocabulary_.items()}
+        encoder = base.clone({"numeric": list(base.numeric_), "categorical": categorical})
+        return self.detector.clone({"encoder": encoder})
 
     def _calibrate(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.is_trained:
@@ -270,6 +282,65 @@ class _Chunk:
     scores: np.ndarray
 
 
+class _Judge:
+    """Validates and scores one batch with one detector, isolating the records it rejects.
+
+    The batch is scored as one table (the detector encodes tables column by column, several
+    times faster than record by record, and raises on any bad value without changing state);
+    only when that fails is each record checked (``check_one``), and what remains scored in
+    halves until each part scores: a record that fails alone is dead-lettered. Halving catches
+    what ``check_one`` cannot see, such as values a table column cannot hold.
+    """
+
+    def __init__(self, detector: Any, batch: RecordBatch) -> None:
+        self.detector = detector
+        self.batch = batch
+        self.rejected: list[tuple[int, DeadLetter]] = []
+
+    def run(self) -> tuple[list[_Chunk], list[DeadLetter]]:
+        rows = list(range(len(self.batch.records)))
+        if not rows:
+            return [], []
+        try:
+            return [self._chunk(rows)], []
+        except Exception:  # whatever the error, the culprits are found below
+            chunks = self._bisect(self._valid(rows))
+        return chunks, [letter for _, letter in sorted(self.rejected, key=lambda pair: pair[0])]
+
+    def _chunk(self, rows: list[int]) -> _Chunk:
+        table = _table([self.batch.records[i] for i in rows])
+        scores = np.asarray(self.detector.score_many(table), dtype=np.float64)
+        return _Chunk(rows, table, scores)
+
+    def _valid(self, rows: list[int]) -> list[int]:
+        valid = []
+        for i in rows:
+            try:
+                self.detector.check_one(self.batch.records[i])
+            except Exception as err:
+                self._reject(i, err)
+                continue
+            valid.append(i)
+        return valid
+
+    def _bisect(self, rows: list[int]) -> list[_Chunk]:
+        if not rows:
+            return []
+        try:
+            return [self._chunk(rows)]
+        except Exception as err:
+            if len(rows) == 1:
+                self._reject(rows[0], err)
+                return []
+        half = len(rows) // 2
+        return self._bisect(rows[:half]) + self._bisect(rows[half:])
+
+    def _reject(self, i: int, err: Exception) -> None:
+        # The detector's own ValueErrors name the field; anything else is shown with its type.
+        detail = str(err) if type(err) is ValueError else f"{type(err).__name__}: {err}"
+        self.rejected.append((i, _dead_letter(self.batch, i, "invalid_record", detail)))
+
+
 def _table(records: list[dict]) -> pd.DataFrame:
     """Column-wise, which is several times faster than ``DataFrame.from_records``; records
     whose fields differ from the first one's take the slower, general path."""
@@ -282,10 +353,8 @@ def _table(records: list[dict]) -> pd.DataFrame:
         return pd.DataFrame.from_records(records)
 
 
-def _invalid(batch: RecordBatch, i: int, err: Exception) -> DeadLetter:
-    # The detector's own ValueErrors name the field; anything else is shown with its type.
-    detail = str(err) if type(err) is ValueError else f"{type(err).__name__}: {err}"
-    return _dead_letter(batch, i, "invalid_record", detail)
+def _held_by_most(field: Any, records: list[Mapping]) -> bool:
+    return 2 * sum(field in r for r in records) > len(records)
 
 
 def _dead_letter(batch: RecordBatch, i: int, reason: str, detail: str) -> DeadLetter:
