@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +169,42 @@ def test_run_survives_batches_that_are_all_invalid(tmp_path, capsys):
     assert "dead letters 600" in capsys.readouterr().out
     out = pq.read_table(tmp_path / "out.parquet").column("id").to_pylist()
     assert out == [*range(1000), *range(1600, n)]
+
+
+def test_a_job_killed_mid_file_goes_on_from_its_checkpoint(tmp_path, capsys):
+    n = 40_000
+    temp = np.random.default_rng(2).normal(20, 1, n)
+    temp[[5000, 30_000]] = np.nan  # dead letters, before and after the kill
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"temp": temp, "id": np.arange(n)}), source, row_group_size=4096)
+    output = tmp_path / "out.parquet"
+    config = {
+        "source": {
+            "kind": "parquet",
+            "path": str(source),
+            "passthrough": ["id"],
+            "batch_size": 256,
+        },
+        "sink": {"kind": "parquet", "path": str(output), "row_group_size": 1000},
+        "checkpoint": {"dir": str(tmp_path / "ckpt"), "interval_s": 0},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "streammem.cli", "run", "--config", str(path), "--no-progress"]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = output.with_name("out.parquet.parts")
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("part-*.parquet"))) < 30 and job.poll() is None:
+        assert time.monotonic() < deadline, "the job wrote no checkpoints"
+        time.sleep(0.05)
+    job.kill()  # kill -9: no chance to write anything out
+    job.wait()
+    assert not output.exists(), "the job finished before it was killed"
+
+    assert main(["run", "--config", str(path), "--no-progress"]) == 0
+    assert "resumed at   row" in capsys.readouterr().out
+    ids = pq.read_table(output).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) and set(ids) == set(range(n)) - {5000, 30_000}
+    letters = (tmp_path / "out.dead-letters.jsonl").read_text().splitlines()
+    assert [json.loads(line)["row"] for line in letters] == [5000, 30_000]
+    assert not parts.exists()

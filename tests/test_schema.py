@@ -143,7 +143,7 @@ def test_a_declared_schema_is_used_from_the_first_record():
             "schema": {"numeric": ["temp"], "categorical": {"line": ["a", "b"]}},
         }
     )
-    pipeline, sink = new_pipeline(config, ServiceMetrics()), ListSink()
+    pipeline, sink = new_pipeline(config, ServiceMetrics(), ("events", "0")), ListSink()
     records = [{"temp": 20.0, "rpm": 1.0, "line": "a"}, {"temp": "hot", "line": "b"}]
     pipeline.process(RecordBatch(records, [{"row": 0}, {"row": 1}]), sink)
     assert [r["row"] for r in sink.results] == [0] and sink.letters[0].origin == {"row": 1}

@@ -100,7 +100,10 @@ def test_metrics_follow_the_batches():
     assert metrics.events._value.get() == len(sink.results) == 3000
     assert metrics.alerts._value.get() == sum(r["alert"] for r in sink.results)
     assert metrics.model_updates._value.get() == pipeline.detector.n_updates_
-    assert metrics.threshold._value.get() == pipeline.calibrator.threshold()
+    threshold = metrics.registry.get_sample_value(
+        "streammem_threshold", {"topic": "", "partition": ""}
+    )
+    assert threshold == pipeline.calibrator.threshold()
 
 
 def test_checkpoint_store_falls_back_to_the_previous_file_when_the_latest_is_corrupt(

@@ -10,6 +10,7 @@ checkpointed when a partition is revoked and loaded after it is assigned, with i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -218,7 +219,11 @@ class Daemon(ConsumerRebalanceListener):
         empty restart, a recreated topic), and every message is new.
         """
         committed = self._consumer.committed(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
-        end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
+        # The high watermark of the fetch that brought these messages; Tansu's ListOffsets
+        # (end_offsets) answers the last record batch's base offset + 1 instead.
+        end = self._consumer.highwater(tp)
+        if end is None:
+            end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
         committed = committed if committed is not None and committed >= 0 else None
         checkpoint, first = state.checkpointed, messages[0].offset
         state.verified = True
@@ -310,6 +315,7 @@ class Daemon(ConsumerRebalanceListener):
         self._last_checkpoint = time.monotonic()
         if self.store is None:
             return
+        saved = False
         for tp in tps:
             state = self.partitions.get(tp)
             if state is None or state.position is None or state.position == state.checkpointed:
@@ -322,22 +328,42 @@ class Daemon(ConsumerRebalanceListener):
             }
             self.store.save(self._model_name(tp), checkpoint)
             state.checkpointed = state.position
-        self.metrics.record_checkpoint()
+            saved = True
+        states = list(self.partitions.values())
+        current = states and all(
+            s.position is not None and s.position == s.checkpointed for s in states
+        )
+        if saved or current:  # the age says how old the state on disk is: never a made-up 0
+            self.metrics.record_checkpoint()
 
     def _model_name(self, tp: TopicPartition) -> str:
         return f"{tp.topic}-{tp.partition}"
 
     def _load(self, tp: TopicPartition) -> _Partition:
-        state = self.store.load_latest(self._model_name(tp)) if self.store else None
-        if state is not None:
-            try:
-                pipeline = pipeline_from_state(state, self.config, self.metrics)
-                log.info("resumed %s from its checkpoint at offset %s", tp, state["offset"])
-                return _Partition(pipeline, checkpointed=int(state["offset"]))
-            except (CheckpointError, KeyError, ValueError, TypeError) as err:
-                log.error("checkpoint of %s does not fit this config (%s); starting fresh", tp, err)
-                self.metrics.checkpoint_fallbacks.inc()
-        return _Partition(new_pipeline(self.config, self.metrics))
+        """The partition's model from its newest checkpoint that rebuilds, else a fresh one."""
+        labels = (tp.topic, str(tp.partition))
+        if self.store is not None:
+            resumed = self.store.load_latest(
+                self._model_name(tp), lambda state: self._rebuild(tp, state)
+            )
+            if resumed is not None:
+                pipeline, offset = resumed
+                log.info("resumed %s from its checkpoint at offset %d", tp, offset)
+                return _Partition(pipeline, checkpointed=offset)
+        return _Partition(new_pipeline(self.config, self.metrics, labels))
+
+    def _rebuild(self, tp: TopicPartition, state: dict) -> tuple[ScoringPipeline, int]:
+        """A checkpoint's pipeline and offset; ``CheckpointError`` if it is not this
+        partition's or its offset is not one (an offset the log never reached is caught on
+        the first poll, by comparing it with the log's end)."""
+        offset = state.get("offset")
+        if type(offset) is not int or not 0 <= offset < 2**63:
+            raise CheckpointError(f"its offset is {offset!r}, not a Kafka offset")
+        if (state.get("topic"), state.get("partition")) != (tp.topic, tp.partition):
+            found = (state.get("topic"), state.get("partition"))
+            raise CheckpointError(f"it belongs to {found}, not to {tp}")
+        labels = (tp.topic, str(tp.partition))
+        return pipeline_from_state(state, self.config, self.metrics, labels), offset
 
     # ------------------------------------------------------------------ rebalancing
     # kafka-python runs these inside poll() on its IO thread, where blocking consumer calls
@@ -348,7 +374,9 @@ class Daemon(ConsumerRebalanceListener):
         self._checkpoint(owned)
         for tp in owned:
             del self.partitions[tp]
-            self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            with contextlib.suppress(KeyError):  # set only once the partition had a message
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            self.metrics.forget_model((tp.topic, str(tp.partition)))
         if owned:
             log.info("revoked %s", sorted(owned))
 

@@ -72,6 +72,8 @@ class ScoringPipeline:
     schema_records
         Records a schema is inferred from, at least (unless the detector's encoder declares
         it): they need not come in one batch.
+    labels
+        (topic, partition) of this model's gauges.
 
     """
 
@@ -83,6 +85,7 @@ class ScoringPipeline:
         learn_on_alert: bool = False,
         max_attempts: int = 3,
         schema_records: int = 32,
+        labels: tuple[str, str] = ("", ""),
     ) -> None:
         self.detector = detector
         self.calibrator = calibrator
@@ -90,6 +93,7 @@ class ScoringPipeline:
         self.learn_on_alert = learn_on_alert
         self.max_attempts = max_attempts
         self.schema_records = schema_records
+        self.labels = labels
         self._sample: list[Mapping] = []
 
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
@@ -112,6 +116,7 @@ class ScoringPipeline:
                 alerts,
                 time.perf_counter() - started,
                 self.calibrator.threshold(),
+                self.labels,
             )
         return BatchSummary(len(outcome.origins), alerts, len(outcome.letters))
 
@@ -232,6 +237,7 @@ class ScoringPipeline:
                 self.n_updates - updates_before,
                 getattr(self.detector, "last_losses_", None),
                 self.detector.memory_usage() if hasattr(self.detector, "memory_usage") else None,
+                self.labels,
             )
 
     @property
