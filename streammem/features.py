@@ -12,11 +12,14 @@ Bad input policy (every error is a ``ValueError`` naming the field):
 
 ========================  ===========================================================
 missing field / ``None``  ``missing="error"`` (default) raises; ``"impute"`` uses the
-                          running mean (numeric) or the unknown bucket (categorical)
-NaN / ±inf                ``nonfinite="error"`` (default) raises; ``"impute"`` as above
+/ NaN                     running mean (numeric) or the unknown bucket (categorical);
+                          NaN is missing in records, tables and arrays alike
+±inf                      ``nonfinite="error"`` (default) raises; ``"impute"`` as above
+                          (a number too large for a float is infinite)
 extra field               ``extra="ignore"`` (default) drops it; ``"error"`` raises
-wrong type                always raises (a string in a numeric field, a number in a
-                          categorical one)
+wrong type                always raises (text that is not a number in a numeric field,
+                          a number in a categorical one); numbers written as text
+                          (``"20.5"``) are numbers
 ========================  ===========================================================
 """
 
@@ -266,9 +269,9 @@ class FeatureEncoder(base.Transformer):
 
     # ------------------------------------------------------------------ one record
     def _numeric_value(self, field: Hashable, value: Any) -> float:
-        if value is None:
+        if _is_null(value):  # None and NaN alike, as in a table
             if self.missing == "error":
-                raise ValueError(f"field {field!r}: value is missing (None)")
+                raise ValueError(f"field {field!r}: value is missing (None/NaN)")
             return math.nan
         number = _text_number(value) if isinstance(value, str) else None
         if number is None and (isinstance(value, str) or not _is_number(value)):
@@ -276,15 +279,17 @@ class FeatureEncoder(base.Transformer):
                 f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
             )
         value = _as_float(value) if number is None else number
-        if not math.isfinite(value) and self.nonfinite == "error":
-            raise ValueError(f"field {field!r}: non-finite value {value}")
+        if math.isinf(value):
+            if self.nonfinite == "error":
+                raise ValueError(f"field {field!r}: non-finite value {value}")
+            return math.nan  # imputed like a missing value
         return value
 
     def _category_slot(self, field: Hashable, value: Any, learn: bool) -> int:
         offset, slots, unknown = self._cat_layout[field]
-        if value is None:
+        if _is_null(value):
             if self.missing == "error":
-                raise ValueError(f"field {field!r}: value is missing (None)")
+                raise ValueError(f"field {field!r}: value is missing (None/NaN)")
             return unknown
         if not isinstance(value, str):
             raise ValueError(
@@ -445,21 +450,32 @@ class FeatureEncoder(base.Transformer):
                 f"numeric fields{' and categorical ones' if self.vocabulary_ else ''}; pass a "
                 "DataFrame or dicts instead"
             )
-        out = X.astype(np.float64)
-        self._check_finite(out, list(range(out.shape[1])))
-        return out
+        return self._checked_numbers(X.astype(np.float64), self.numeric_)
 
-    def _check_finite(self, values: np.ndarray, names: Sequence[Hashable]) -> None:
-        bad = ~np.isfinite(values)
-        if self.nonfinite == "error" and bad.any():
-            col = int(np.argwhere(bad)[0][1])
-            raise ValueError(f"field {names[col]!r}: non-finite value {values[bad][0]}")
+    def _checked_numbers(self, block: np.ndarray, names: Sequence[Hashable]) -> np.ndarray:
+        """One policy on every path: NaN is a missing value, ±inf a non-finite one; an
+        imputed one is NaN, which scaling replaces with the running mean."""
+        nan = np.isnan(block)
+        if self.missing == "error" and nan.any():
+            col = int(np.argwhere(nan)[0][1])
+            raise ValueError(f"field {names[col]!r}: value is missing (None/NaN)")
+        inf = np.isinf(block)
+        if inf.any():
+            if self.nonfinite == "error":
+                col = int(np.argwhere(inf)[0][1])
+                raise ValueError(f"field {names[col]!r}: non-finite value {block[inf][0]}")
+            block = np.where(inf, np.nan, block)
+        return block
 
     def _vectorize_frame(self, frame: pd.DataFrame, learn: bool) -> np.ndarray:
         if not self.is_fitted:
             if frame.empty:
                 raise ValueError("cannot infer a schema from an empty table")
             self.fit_schema(schema_example(frame))
+        if self.missing == "error":
+            absent = [f for f in [*self.numeric_, *self.vocabulary_] if f not in frame.columns]
+            if absent:
+                raise ValueError(f"missing field(s) {absent}")
         if self.extra == "error":
             extras = [c for c in frame.columns if c not in self._fields]
             if extras:
@@ -495,13 +511,7 @@ class FeatureEncoder(base.Transformer):
                     np.full(len(frame), np.nan) if absent else self._numeric_column(field, column)
                 )
             block = np.column_stack(columns)
-        nan = np.isnan(block)
-        if nan.any() and self.missing == "error":
-            raise ValueError(
-                f"field {self.numeric_[int(np.argwhere(nan)[0][1])]!r}: value is missing (None/NaN)"
-            )
-        self._check_finite(np.where(nan, 0.0, block), self.numeric_)
-        return block
+        return self._checked_numbers(block, self.numeric_)
 
     def _numeric_column(self, field: Hashable, column: pd.Series) -> np.ndarray:
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
