@@ -6,16 +6,21 @@ so these run in seconds) on the real Tansu broker of the session.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 
+import numpy as np
+import pandas as pd
 import pytest
 from kafka import KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+import streammem
 from connectors.kafka import make_consumer
 from streammem.metrics import ServiceMetrics
-from streammem.persistence import save_checkpoint
+from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
 from streammem.service.build import new_pipeline
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import parse_config
@@ -145,3 +150,29 @@ def test_resuming_checks_the_checkpoint_offset_against_the_broker(broker, tmp_pa
         "streammem_offset_resets_total", {"topic": "resume", "partition": "1"}
     )
     assert resets == 1 and "checkpoint at 1000000000000" in caplog.text
+
+
+def test_a_detector_loads_from_a_binary_file_object(tmp_path):
+    detector = streammem.MemAE(num_slots=10)
+    detector.learn_many(pd.DataFrame({"a": np.arange(300.0), "b": np.ones(300)}))
+    detector.save(tmp_path / "model.pt")
+    with open(tmp_path / "model.pt", "rb") as handle:
+        loaded = streammem.load(handle)
+    probe = pd.DataFrame({"a": [3.0], "b": [1.0]})
+    assert loaded.score_many(probe)[0] == detector.score_many(probe)[0]
+    buffer = io.BytesIO((tmp_path / "model.pt").read_bytes())
+    assert streammem.load(buffer).n_updates_ == detector.n_updates_
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "truncated or empty"),
+        (b"\x80\x02" + bytes(100), "refused unread (not written by streammem, or tampered"),
+        (b"h" + bytes(200), "corrupt or not a torch checkpoint (KeyError: 0)"),
+    ],
+)
+def test_unreadable_checkpoints_say_why(tmp_path, content, reason):
+    (tmp_path / "bad.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(reason)):
+        load_checkpoint(tmp_path / "bad.pt")
