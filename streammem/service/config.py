@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -36,6 +37,9 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class ConfigError(ValueError):
@@ -106,6 +110,9 @@ class KafkaConfig:
     max_message_bytes: int = 1_048_576
     max_poll_records: int = 500
     poll_timeout_ms: int = 500
+    # How long the group waits for a member that stopped heartbeating (kill -9, a frozen VM)
+    # before giving its partitions to others; kafka-python's 45 s default, 76 s to recover.
+    session_timeout_ms: int = 10_000
 
 
 @dataclasses.dataclass
@@ -231,11 +238,29 @@ def _check_semantics(config: Config) -> None:
                 f"allowed keys are {accepted}"
             )
     _check_schema(config.schema)
+    _check_topics(config.kafka)
+    if config.model.name == "MemGAN" and config.source.kind != "parquet":
+        raise ConfigError(
+            f"model.name: MemGAN scores images only (Parquet files of pixel columns), not the "
+            f"records of a {config.source.kind!r} source; use one of "
+            f"{[n for n in names if n != 'MemGAN']}"
+        )
     if config.source.kind == "parquet" and not config.source.path:
         raise ConfigError("source.path: required when source.kind is 'parquet'")
     if config.sink.kind == "parquet" and not config.sink.path:
         raise ConfigError("sink.path: required when sink.kind is 'parquet'")
     _check_positive(config)
+
+
+def _check_topics(kafka: KafkaConfig) -> None:
+    """Kafka's own rule for topic names (kafka-python raises it late, as a traceback)."""
+    for key in ("input_topic", "output_topic", "dead_letter_topic"):
+        topic = getattr(kafka, key)
+        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+            raise ConfigError(
+                f"kafka.{key}: {topic!r} is not a Kafka topic name (1 to 249 letters, digits, "
+                "'.', '_' or '-', and not '.' or '..')"
+            )
 
 
 def _check_schema(schema: SchemaConfig) -> None:
@@ -257,6 +282,7 @@ def _check_positive(config: Config) -> None:
         "calibration.min_reference": config.calibration.min_reference,
         "kafka.max_message_bytes": config.kafka.max_message_bytes,
         "kafka.max_poll_records": config.kafka.max_poll_records,
+        "kafka.session_timeout_ms": config.kafka.session_timeout_ms,
         "checkpoint.keep": config.checkpoint.keep,
         "schema.min_records": config.schema.min_records,
         "source.demo.n_events": config.source.demo.n_events,

@@ -27,7 +27,7 @@ from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
-from streammem.service.config import Config
+from streammem.service.config import Config, ConfigError
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
 
 __all__ = ["Daemon"]
@@ -41,6 +41,9 @@ _MAX_BACKOFF_S = 30.0
 # bound them, so SIGTERM during an outage still exits (what is not committed replays).
 _COMMIT_TIMEOUT_MS = 10_000
 _SHUTDOWN_TIMEOUT_S = 10.0
+# One attempt to reach the broker; kafka-python's own 30 s kept SIGTERM waiting that long and
+# the retry counter at 0 while the broker was down.
+_BOOTSTRAP_TIMEOUT_MS = 1_000
 
 
 @dataclasses.dataclass
@@ -97,8 +100,8 @@ class Daemon(ConsumerRebalanceListener):
 
     def run(self) -> int:
         """Consume until stopped; returns the process exit status (0 on a clean stop)."""
-        previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         server = self._serve_metrics()
+        previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self._connect()
             if self._consumer is not None:
@@ -112,19 +115,32 @@ class Daemon(ConsumerRebalanceListener):
         return 0
 
     def _serve_metrics(self) -> Any:
-        port = self.config.metrics.port
+        port, address = self.config.metrics.port, self.config.metrics.address
         if port is None:
             return None
-        return self.metrics.serve(port, self.config.metrics.address)
+        try:
+            return self.metrics.serve(port, address)
+        except OSError as err:  # most often another daemon on the same port
+            raise ConfigError(
+                f"metrics.port: cannot serve metrics on {address}:{port} ({err})"
+            ) from err
 
     def _connect(self) -> None:
         kafka = self.config.kafka
         consumer = self._retry(
             lambda: make_consumer(
-                kafka.bootstrap_servers, kafka.group_id, max_poll_records=kafka.max_poll_records
+                kafka.bootstrap_servers,
+                kafka.group_id,
+                max_poll_records=kafka.max_poll_records,
+                session_timeout_ms=kafka.session_timeout_ms,
+                bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS,
             )
         )
-        producer = self._retry(lambda: make_producer(kafka.bootstrap_servers))
+        producer = self._retry(
+            lambda: make_producer(
+                kafka.bootstrap_servers, bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS
+            )
+        )
         if consumer is None or producer is None:  # stopped while the broker was unreachable
             if consumer is not None:
                 consumer.close(autocommit=False)
@@ -194,7 +210,11 @@ class Daemon(ConsumerRebalanceListener):
         self._sink.close(timeout_s=0)
         self._sleep(delay)
         kafka = self.config.kafka
-        producer = self._retry(lambda: make_producer(kafka.bootstrap_servers))
+        producer = self._retry(
+            lambda: make_producer(
+                kafka.bootstrap_servers, bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS
+            )
+        )
         if producer is not None:
             self._sink = KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
 

@@ -149,6 +149,23 @@ def _labels(config: Config) -> tuple[str, str]:
 
 
 def _open_job(config: Config, metrics: ServiceMetrics) -> _Job:
+    job = _resume(config, metrics)
+    _check_width(job.pipeline.detector, job.source)
+    return job
+
+
+def _check_width(detector: Any, source: SensorStream | ParquetSource) -> None:
+    """An image model reads each feature column as one pixel: refuse a file that does not
+    hold its images, before anything runs (it failed on the first full batch before)."""
+    if getattr(detector, "backbone", "mlp") == "mlp" or not isinstance(source, ParquetSource):
+        return
+    try:
+        detector._model_input_shape(len(source.features))
+    except ValueError as err:
+        raise ConfigError(f"model: {err} ({len(source.features)} feature columns)") from err
+
+
+def _resume(config: Config, metrics: ServiceMetrics) -> _Job:
     source = open_source(config)
     labels = _labels(config)
     if config.checkpoint.dir is None:
