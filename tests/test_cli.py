@@ -18,8 +18,11 @@ import yaml
 from kafka_broker import free_port
 
 from streammem.cli import _parser, _with_overrides, main
+from streammem.metrics import ServiceMetrics
 from streammem.persistence import load_checkpoint
+from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import ConfigError, bundled_config, load_config, parse_config
+from streammem.service.job import run_job
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -327,3 +330,19 @@ def retries(port: int) -> float:
         return 0.0
     match = re.search(r"^streammem_broker_retries_total (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+def test_a_job_checkpoint_with_an_absurd_row_falls_back_to_the_older_one(tmp_path):
+    path = parquet_job(tmp_path, pa.table({"x": np.arange(600.0)}))
+    data = yaml.safe_load(path.read_text())
+    data["sink"]["plot"] = None
+    data["checkpoint"] = {"dir": str(tmp_path / "ckpt")}
+    config = parse_config(data)
+    run_job(config, progress=False)
+    store = CheckpointStore(tmp_path / "ckpt")
+    good = store.load_latest("job")
+    store.save("job", {**good, "job": {**good["job"], "row": 10**12, "finished": False}})
+    metrics = ServiceMetrics()
+    report = run_job(config, progress=False, metrics=metrics)
+    assert report.resumed_at == 0 and report.summary.events == 600
+    assert metrics.registry.get_sample_value("streammem_checkpoint_fallbacks_total") == 1

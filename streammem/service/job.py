@@ -166,26 +166,31 @@ def _check_width(detector: Any, source: SensorStream | ParquetSource) -> None:
 
 
 def _resume(config: Config, metrics: ServiceMetrics) -> _Job:
-    source = open_source(config)
-    labels = _labels(config)
-    if config.checkpoint.dir is None:
-        return _Job(config, source, new_pipeline(config, metrics, labels), None)
-    store = CheckpointStore(
-        config.checkpoint.dir, config.checkpoint.keep, metrics.checkpoint_fallbacks.inc
-    )
-    job = _Job(config, source, new_pipeline(config, metrics, labels), store)
+    """The job, with the model of its newest usable checkpoint (and its row, after a crash)."""
+    source, labels = open_source(config), _labels(config)
+    store = None
+    if config.checkpoint.dir is not None:
+        store = CheckpointStore(
+            config.checkpoint.dir, config.checkpoint.keep, metrics.checkpoint_fallbacks.inc
+        )
 
     def rebuild(state: dict[str, Any]) -> tuple[ScoringPipeline, dict]:
         progress = state.get("job", {"finished": True})
         row = progress.get("row", 0)
         if type(row) is not int or not 0 <= row <= len(source):
-            raise CheckpointError(f"its row is {row!r}, and {source} has {len(source)} rows")
+            raise CheckpointError(f"its row is {row!r}, and the source has {len(source)} rows")
+        sink = progress.get("sink", {})
+        if not progress.get("finished", True) and not all(
+            type(sink.get(key)) is int and sink[key] >= 0 for key in ("parts", "dead_letter_bytes")
+        ):
+            raise CheckpointError(f"its sink position is {sink!r}")
         return pipeline_from_state(state, config, metrics, labels), progress
 
-    resumed = store.load_latest(_CHECKPOINT_NAME, rebuild)
-    if resumed is not None:
-        job.pipeline, progress = resumed
-        _go_on(job, progress)
+    resumed = store.load_latest(_CHECKPOINT_NAME, rebuild) if store is not None else None
+    if resumed is None:
+        return _Job(config, source, new_pipeline(config, metrics, labels), store)
+    job = _Job(config, source, resumed[0], store)
+    _go_on(job, resumed[1])
     return job
 
 

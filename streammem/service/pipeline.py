@@ -14,6 +14,7 @@ teach the model's memory that it is normal.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -34,7 +35,7 @@ __all__ = ["BatchSummary", "ScoringPipeline"]
 log = logging.getLogger(__name__)
 
 # Records kept to infer a schema from while fewer than ``schema_records`` have been seen.
-_MAX_SAMPLE = 10_000
+_MAX_SAMPLE = 1_000
 
 
 @dataclasses.dataclass
@@ -139,17 +140,17 @@ class ScoringPipeline:
         return _Outcome(letters=[*batch.dead_letters, *failed])
 
     def _score_and_learn(self, batch: RecordBatch) -> _Outcome:
-        judge = self._judge(batch)
-        chunks, invalid = _Judge(judge, batch).run()
+        scorer = self._scorer(batch)
+        chunks, invalid = _Judge(scorer, batch).run()
         raw = np.concatenate([chunk.scores for chunk in chunks]) if chunks else np.zeros(0)
         scores, p_values, alerts = self._calibrate(raw)
-        if judge is self.detector:
+        if scorer is self.detector:
             self._learn(chunks, scores, alerts)
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
         return _Outcome(origins, scores, p_values, alerts, [*batch.dead_letters, *invalid])
 
     # ------------------------------------------------------------------ schema
-    def _judge(self, batch: RecordBatch) -> Any:
+    def _scorer(self, batch: RecordBatch) -> Any:
         """The detector that validates and scores ``batch``.
 
         Once the detector's schema is fixed, the detector itself. Before that, the schema is
@@ -167,12 +168,22 @@ class ScoringPipeline:
             self._sample = sample[-_MAX_SAMPLE:]
             return candidate or self.detector
         self.detector, self._sample = candidate, []
+        encoder = candidate.encoder
         log.info(
             "schema fixed from %d records: numeric %s, categorical %s",
             len(sample),
-            candidate.encoder.numeric,
-            list(candidate.encoder.categorical),
+            encoder.numeric,
+            list(encoder.categorical),
         )
+        held = collections.Counter(k for r in sample for k in r)
+        schema = {*encoder.numeric, *encoder.categorical}
+        left_out = [str(k) for k, n in held.items() if 2 * n > len(sample) and k not in schema]
+        if left_out:
+            log.warning(
+                "fields %s, held by most records, are not in the schema: no number or text in "
+                "them, or left out of the declared one",
+                left_out,
+            )
         return self.detector
 
     def _schema_fixed(self) -> bool:
@@ -191,21 +202,10 @@ class ScoringPipeline:
         """A fresh clone of the detector whose encoder declares the schema ``records`` agree
         on (declared fields kept as declared); None if they agree on no field."""
         base = self.detector._new_encoder()  # the detector's own encoder, unfitted
-        example = schema_example(records, kinds)
         try:
-            base.fit_schema(example)
+            base.fit_schema(schema_example(records, kinds))
         except ValueError:
             return None
-        common = {
-            k for k in dict.fromkeys(k for r in records for k in r) if _held_by_most(k, records)
-        }
-        left_out = sorted(
-            map(str, common - set(example) - set(base.numeric_) - set(base.vocabulary_))
-        )
-        if left_out:
-            log.warning(
-                "fields %s hold no number or text in most records: not in the schema", left_out
-            )
         learned = set(base.learned_fields_)
         categorical = {k: None if k in learned else list(v) for k, v in base.vocabulary_.items()}
         encoder = base.clone({"numeric": list(base.numeric_), "categorical": categorical})
@@ -357,10 +357,6 @@ def _table(records: list[dict]) -> pd.DataFrame:
         return pd.DataFrame({field: [r[field] for r in records] for field in fields})
     except KeyError:
         return pd.DataFrame.from_records(records)
-
-
-def _held_by_most(field: Any, records: list[Mapping]) -> bool:
-    return 2 * sum(field in r for r in records) > len(records)
 
 
 def _dead_letter(batch: RecordBatch, i: int, reason: str, detail: str) -> DeadLetter:
