@@ -175,8 +175,7 @@ class ParquetSink:
     ) -> None:
         self.path = Path(path)
         self.row_group_size = row_group_size
-        self.dead_letter_path = self.path.with_suffix(".dead-letters.jsonl")
-        self.parts_dir = self.path.with_name(self.path.name + ".parts")
+        self.dead_letter_path, self.parts_dir = _beside(self.path)
         self._schema = schema
         self._pending: list[dict[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
@@ -190,33 +189,24 @@ class ParquetSink:
         self.parts_dir.mkdir(exist_ok=True)
         self._dead_letters = self.dead_letter_path.open("a")
 
-    @classmethod
-    def resumable(cls, path: str | Path, resume: Mapping[str, int]) -> bool:
+    @staticmethod
+    def resumable(path: str | Path, resume: Mapping[str, int]) -> bool:
         """Whether what a sink on ``path`` committed (``resume``) is still on disk."""
-        sink = cls.__new__(cls)
-        sink.path = Path(path)
-        sink.dead_letter_path = sink.path.with_suffix(".dead-letters.jsonl")
-        sink.parts_dir = sink.path.with_name(sink.path.name + ".parts")
+        dead_letters, parts = _beside(Path(path))
         return (
-            len(sink._part_paths()) >= resume["parts"]
-            and sink.dead_letter_size() >= resume["dead_letter_bytes"]
+            len(_parts(parts)) >= resume["parts"]
+            and _size(dead_letters) >= resume["dead_letter_bytes"]
         )
 
     def _reopen(self, parts: int, dead_letter_bytes: int) -> None:
-        committed = self._part_paths()[:parts]
-        for stale in self._part_paths()[parts:]:
+        committed = _parts(self.parts_dir)[:parts]
+        for stale in _parts(self.parts_dir)[parts:]:
             stale.unlink()
         with self.dead_letter_path.open("a") as letters:
             letters.truncate(dead_letter_bytes)
         self._parts = parts
         if committed and self._schema is None:
             self._schema = pq.read_schema(committed[0])
-
-    def dead_letter_size(self) -> int:
-        return self.dead_letter_path.stat().st_size if self.dead_letter_path.exists() else 0
-
-    def _part_paths(self) -> list[Path]:
-        return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
 
     def write(self, results: list[dict[str, Any]]) -> None:
         self._pending.extend(results)
@@ -237,8 +227,7 @@ class ParquetSink:
     def _write_row_group(self, rows: list[dict[str, Any]]) -> None:
         if self._writer is None:
             schema = self._schema or pa.Table.from_pylist(rows).schema
-            part = self.parts_dir / f"part-{self._parts:06d}.parquet"
-            self._writer = pq.ParquetWriter(part, schema)
+            self._writer = pq.ParquetWriter(self._part_path(), schema)
             self._schema = schema
         table = pa.Table.from_pylist(rows, schema=self._schema)
         self._writer.write_table(table, row_group_size=self.row_group_size)
@@ -251,17 +240,20 @@ class ParquetSink:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-            _fsync(self._part_paths()[-1])
+            _fsync(self._part_path())
             self._parts += 1
         self._dead_letters.flush()
         os.fsync(self._dead_letters.fileno())
-        return {"parts": self._parts, "dead_letter_bytes": self.dead_letter_size()}
+        return {"parts": self._parts, "dead_letter_bytes": _size(self.dead_letter_path)}
+
+    def _part_path(self) -> Path:
+        return self.parts_dir / f"part-{self._parts:06d}.parquet"
 
     def close(self) -> None:
         """Merge the parts into the output file (written whole, then renamed into place)."""
         self.commit()
         self._dead_letters.close()
-        parts = self._part_paths()
+        parts = _parts(self.parts_dir)
         if len(parts) == 1:
             os.replace(parts[0], self.path)
         elif parts or self._schema is not None:
@@ -273,8 +265,21 @@ class ParquetSink:
                         writer.write_table(data.read_row_group(group))
             os.replace(partial, self.path)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
-        if self.dead_letter_size() == 0:
+        if _size(self.dead_letter_path) == 0:
             self.dead_letter_path.unlink(missing_ok=True)
+
+
+def _beside(path: Path) -> tuple[Path, Path]:
+    """The dead-letter file and the parts folder of an output file."""
+    return path.with_suffix(".dead-letters.jsonl"), path.with_name(path.name + ".parts")
+
+
+def _parts(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def _fsync(path: Path) -> None:
