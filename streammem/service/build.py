@@ -38,7 +38,7 @@ def new_calibrator(config: CalibrationConfig) -> Calibrator:
 
 
 def new_pipeline(
-    config: Config, metrics: ServiceMetrics, labels: tuple[str, str]
+    config: Config, metrics: ServiceMetrics, labels: tuple[str, str] = ("", "")
 ) -> ScoringPipeline:
     """A fresh pipeline whose model metrics carry ``labels`` (topic, partition)."""
     return ScoringPipeline(
@@ -52,7 +52,10 @@ def new_pipeline(
 
 
 def pipeline_from_state(
-    state: dict[str, Any], config: Config, metrics: ServiceMetrics, labels: tuple[str, str]
+    state: dict[str, Any],
+    config: Config,
+    metrics: ServiceMetrics,
+    labels: tuple[str, str] = ("", ""),
 ) -> ScoringPipeline:
     """Resume a pipeline saved with :meth:`ScoringPipeline.state_dict`; ``CheckpointError``
     (or another error of the state's own making) if the state does not fit."""

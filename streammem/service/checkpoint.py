@@ -75,19 +75,25 @@ class CheckpointStore:
         for path in self.paths(name):
             try:
                 state = load_checkpoint(path)
-                return state if rebuild is None else rebuild(state)
             except CheckpointError as err:
-                log.error("skipping unreadable checkpoint, trying an older one: %s", err)
+                self._fall_back("skipping unreadable checkpoint, trying an older one: %s", err)
+                continue
+            if rebuild is None:
+                return state
+            try:
+                return rebuild(state)
             except Exception as err:  # any error rebuilding it: the file is not usable
-                log.error(
-                    "skipping checkpoint %s, which does not rebuild (%s: %s); trying an older one",
+                self._fall_back(
+                    "skipping checkpoint %s, which does not rebuild (%s); trying an older one",
                     path,
-                    type(err).__name__,
-                    err,
+                    err if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}",
                 )
-            if self.on_fallback is not None:
-                self.on_fallback()
         return None
+
+    def _fall_back(self, message: str, *args: Any) -> None:
+        log.error(message, *args)
+        if self.on_fallback is not None:
+            self.on_fallback()
 
 
 def _safe(name: str) -> str:
