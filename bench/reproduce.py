@@ -153,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.report import write_reports
 
         write_reports(args)
+        print(f"reports in {args.out}")
     return 0
 
 
@@ -163,6 +164,7 @@ def _run_cells(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
     cells = list(iter_cells(args))
     bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)
     counts: dict[str, int] = {}
+    problems: dict[tuple[str, str], list[str]] = {}  # one line per cause, not per cell
     for table, cell in bar:
         bar.set_description(
             f"{table.dataset} {cell.spec.name} {cell.column} c{cell.task} s{cell.seed}"
@@ -170,13 +172,15 @@ def _run_cells(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
         result = run_cell(cell, args.cache_dir, args.data_root, args.download, args.device, bar)
         counts[result.status] = counts.get(result.status, 0) + 1
         if result.status != "ok":
-            bar.write(
-                f"{table.name} {cell.spec.name} task {cell.task}: {result.status}: {result.note}"
-            )
+            where = f"{table.name} {cell.spec.name} task {cell.task}"
+            problems.setdefault((result.status, result.note), []).append(where)
     wall = time.perf_counter() - started
     command = "python -m bench.reproduce " + shlex.join(sys.argv[1:] if argv is None else argv)
     record_run(args, command.strip(), wall, counts)
-    print(f"{len(cells)} cells in {wall:.0f} s: {counts}")
+    for (status, note), where in problems.items():
+        more = f" and {len(where) - 1} more cells" if len(where) > 1 else ""
+        print(f"{where[0]}{more}: {status}: {note}")
+    print(f"{len(cells)} cells in {wall:.0f} s: {counts}; cells cached in {args.cache_dir}")
 
 
 if __name__ == "__main__":

@@ -7,18 +7,38 @@ offsets are produced and flushed (at-least-once). The producer waits for all in-
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from connectors import DeadLetter, RecordBatch
+from connectors import DeadLetter, RecordBatch, bounded_text
 
-__all__ = ["JsonDecoder", "KafkaSink", "encode_result", "make_consumer", "make_producer"]
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "JsonDecoder",
+    "KafkaSink",
+    "encode_result",
+    "make_consumer",
+    "make_producer",
+]
+
+log = logging.getLogger(__name__)
 
 _MISSING = object()
+# A JSON escape of a UTF-16 surrogate; only messages holding one are checked for lone ones.
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+# Keys and timestamps are copied into every result: cut absurd ones so results stay small.
+_MAX_ORIGIN_CHARS = 1024
+#: kafka-python's default ``max_request_size``, set explicitly on the daemon's producer.
+MAX_REQUEST_BYTES = 1_048_576
+# Room for the record batch framing around a record's key, value and headers.
+_RECORD_OVERHEAD = 1024
+_SUMMARY_HEAD_BYTES = 1024
 
 
 class JsonDecoder:
@@ -66,6 +86,7 @@ class JsonDecoder:
         self._reserved = {key_field, timestamp_field} - {None}
 
     def decode(self, messages: Iterable[ConsumerRecord]) -> RecordBatch:
+        """Records and their origins; every message that cannot be read becomes a dead letter."""
         batch = RecordBatch([], [], payloads=[], keys=[])
         for message in messages:
             origin = {"topic": message.topic, "partition": message.partition}
@@ -73,18 +94,27 @@ class JsonDecoder:
             try:
                 event = self._parse(message.value)
                 record = self._select(event)
+                key, timestamp = self._key(message, event), self._timestamp(message, event)
             except _Rejected as rejected:
-                letter = DeadLetter(origin, rejected.reason, str(rejected), message.value or b"")
-                letter.key = message.key
-                batch.dead_letters.append(letter)
+                batch.dead_letters.append(self._letter(message, origin, rejected.reason, rejected))
                 continue
-            origin["key"] = self._key(message, event)
-            origin["timestamp"] = self._timestamp(message, event)
+            except Exception as err:  # a bug, not the message: never let it stop the stream
+                log.exception("decoding %s failed", origin)
+                detail = f"{type(err).__name__}: {err}"
+                batch.dead_letters.append(self._letter(message, origin, "processing_error", detail))
+                continue
+            origin["key"], origin["timestamp"] = key, timestamp
             batch.records.append(record)
             batch.origins.append(origin)
             batch.payloads.append(message.value)
             batch.keys.append(message.key)
         return batch
+
+    @staticmethod
+    def _letter(
+        message: ConsumerRecord, origin: dict[str, Any], reason: str, detail: object
+    ) -> DeadLetter:
+        return DeadLetter(origin, reason, str(detail), message.value or b"", message.key)
 
     def _parse(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
@@ -95,10 +125,14 @@ class JsonDecoder:
             )
         try:
             event = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except RecursionError as err:
+            raise _Rejected("malformed_json", "JSON nested too deeply to read") from err
+        except ValueError as err:  # also UnicodeDecodeError, and integers of 4,301+ digits
             raise _Rejected("malformed_json", f"not valid JSON: {err}") from err
         if not isinstance(event, dict):
             raise _Rejected("not_an_object", f"expected a JSON object, got {type(event).__name__}")
+        if _SURROGATE_ESCAPE.search(value):
+            _check_unicode(event)
         return event
 
     def _select(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -118,15 +152,31 @@ class JsonDecoder:
 
     def _timestamp(self, message: ConsumerRecord, event: dict[str, Any]) -> int | float | str:
         value = event.get(self.timestamp_field, message.timestamp)
-        if isinstance(value, (int, str)) or (isinstance(value, float) and math.isfinite(value)):
+        if isinstance(value, str):
+            return bounded_text(value, _MAX_ORIGIN_CHARS)
+        if (isinstance(value, int) and abs(value) < 2**63) or (
+            isinstance(value, float) and math.isfinite(value)
+        ):
             return value
-        return json.dumps(value)  # keep odd timestamps readable, never let them break a result
+        # keep odd timestamps readable, never let them break a result
+        return bounded_text(json.dumps(value), _MAX_ORIGIN_CHARS)
 
     def _key(self, message: ConsumerRecord, event: dict[str, Any]) -> str | None:
         if message.key is not None:
-            return message.key.decode("utf-8", errors="backslashreplace")
+            key = message.key.decode("utf-8", errors="backslashreplace")
+            return bounded_text(key, _MAX_ORIGIN_CHARS)
         value = event.get(self.key_field) if self.key_field else None
-        return None if value is None else str(value)
+        return None if value is None else bounded_text(str(value), _MAX_ORIGIN_CHARS)
+
+
+def _check_unicode(event: dict[str, Any]) -> None:
+    """Reject lone surrogates: valid JSON escapes, but no text column or UTF-8 sink takes them."""
+    try:
+        json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise _Rejected("malformed_json", "a string holds a lone UTF-16 surrogate") from err
+    except RecursionError as err:
+        raise _Rejected("malformed_json", "JSON nested too deeply to read") from err
 
 
 class _Rejected(Exception):
@@ -140,12 +190,24 @@ class KafkaSink:
 
     Call :meth:`flush` before committing offsets: it raises if any send since the last flush
     failed, so a batch whose results did not reach the broker is never committed.
+
+    A dead letter too large for one produce request (``max_record_bytes``, the producer's
+    ``max_request_size``) would fail every flush and stall its partition for good, so it is sent
+    as a small JSON summary instead (header ``streammem-payload: summary``): reason, error,
+    origin, the payload's size and its first bytes.
     """
 
-    def __init__(self, producer: KafkaProducer, output_topic: str, dead_letter_topic: str):
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        output_topic: str,
+        dead_letter_topic: str,
+        max_record_bytes: int = MAX_REQUEST_BYTES,
+    ) -> None:
         self.producer = producer
         self.output_topic = output_topic
         self.dead_letter_topic = dead_letter_topic
+        self.max_record_bytes = max_record_bytes
         self._futures: list = []
 
     def write(self, results: list[dict[str, Any]]) -> None:
@@ -153,20 +215,22 @@ class KafkaSink:
         for result in results:
             key = result.get("key")
             value = encode_result(result)
-            self._futures.append(
-                send(self.output_topic, value=value, key=None if key is None else key.encode())
-            )
+            self._futures.append(send(self.output_topic, value=value, key=_utf8(key)))
 
     def dead_letter(self, letters: list[DeadLetter]) -> None:
         for letter in letters:
-            origin = letter.origin
             headers = [
                 ("streammem-reason", letter.reason.encode()),
-                ("streammem-error", letter.detail.encode()),
-                ("streammem-origin", encode_result(origin)),
+                ("streammem-error", _utf8(letter.detail)),
+                ("streammem-origin", encode_result(letter.origin)),
             ]
+            value, key = letter.payload, letter.key
+            size = len(value) + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
+            if size + _RECORD_OVERHEAD > self.max_record_bytes:
+                value, key = _summary(letter), None
+                headers.append(("streammem-payload", b"summary"))
             future = self.producer.send(
-                self.dead_letter_topic, value=letter.payload, key=letter.key, headers=headers
+                self.dead_letter_topic, value=value, key=key, headers=headers
             )
             self._futures.append(future)
 
@@ -180,6 +244,25 @@ class KafkaSink:
     def close(self, timeout_s: float | None = None) -> None:
         """Close the producer; ``timeout_s=0`` drops unsent records instead of waiting."""
         self.producer.close(timeout=timeout_s)
+
+
+def _utf8(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("utf-8", "backslashreplace")
+
+
+def _summary(letter: DeadLetter) -> bytes:
+    """A bounded stand-in for a dead letter whose payload does not fit one request."""
+    head = letter.payload[:_SUMMARY_HEAD_BYTES].decode("utf-8", "backslashreplace")
+    return encode_result(
+        {
+            "reason": letter.reason,
+            "error": letter.detail,
+            "origin": letter.origin,
+            "payload_bytes": len(letter.payload),
+            "key_bytes": None if letter.key is None else len(letter.key),
+            "payload_head": head,
+        }
+    )
 
 
 def encode_result(result: dict[str, Any]) -> bytes:
@@ -221,5 +304,6 @@ def make_producer(bootstrap_servers: str, **settings: Any) -> KafkaProducer:
         retries=5,
         linger_ms=20,
         batch_size=262_144,
+        max_request_size=MAX_REQUEST_BYTES,
         **settings,
     )

@@ -1,4 +1,8 @@
-"""``streammem run`` (finite jobs and the bundled demo) and ``streammem serve`` (Kafka daemon)."""
+"""``streammem run`` (finite jobs and the bundled demo) and ``streammem serve`` (Kafka daemon).
+
+Mistakes in what the user gave (the config, the input file, the metrics port) end with one
+line on stderr and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from connectors import SourceError
+from streammem import __version__
 from streammem.service.config import Config, ConfigError, bundled_config, load_config
 
 __all__ = ["main"]
@@ -30,8 +36,16 @@ def _env_name(flag: str) -> str:
     return "STREAMMEM_" + flag.upper().replace("-", "_")
 
 
+_DESCRIPTION = (
+    "Online anomaly detection with memory-augmented autoencoders. 'streammem run' scores a "
+    "Parquet file, or the bundled demo stream when no --config is given; 'streammem serve' "
+    "scores a Kafka topic until SIGTERM."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streammem", description=__doc__)
+    parser = argparse.ArgumentParser(prog="streammem", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"streammem {__version__}")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -91,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return (_run if args.command == "run" else _serve)(args)
     except ConfigError as err:
         print(f"streammem: configuration error: {err}", file=sys.stderr)
-        return 2
+    except SourceError as err:
+        print(f"streammem: input error: {err}", file=sys.stderr)
+    except OSError as err:  # an output folder that cannot be written, a full disk
+        print(f"streammem: error: {err}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -15,11 +15,14 @@ Bad input policy (every error is a ``ValueError`` naming the field):
 
 ========================  ===========================================================
 missing field / ``None``  ``missing="error"`` (default) raises; ``"impute"`` uses the
-                          running mean (numeric) or the unknown bucket (categorical)
-NaN / ±inf                ``nonfinite="error"`` (default) raises; ``"impute"`` as above
+/ NaN                     running mean (numeric) or the unknown bucket (categorical);
+                          NaN is missing in records, tables and arrays alike
+±inf                      ``nonfinite="error"`` (default) raises; ``"impute"`` as above
+                          (a number too large for a float is infinite)
 extra field               ``extra="ignore"`` (default) drops it; ``"error"`` raises
-wrong type                always raises (a string in a numeric field, a number in a
-                          categorical one)
+wrong type                always raises (text that is not a number in a numeric field,
+                          a number in a categorical one); numbers written as text
+                          (``"20.5"``) are numbers
 ========================  ===========================================================
 """
 
@@ -38,7 +41,7 @@ from river import base
 
 from streammem.replay import ReplayWindow
 
-__all__ = ["FeatureEncoder", "to_frame_or_array"]
+__all__ = ["FeatureEncoder", "schema_example", "to_frame_or_array"]
 
 _SCALINGS = ("robust", "standard", "minmax", None)
 _MISSING = ("error", "impute")
@@ -58,6 +61,83 @@ def _is_number(value: Any) -> bool:
     if kind is float or kind is int or kind is bool:
         return True
     return isinstance(value, numbers.Real)
+
+
+def _text_number(text: str) -> float | None:
+    """The number a string spells, parsed as pandas parses a column of them; None if none."""
+    try:
+        return _as_float(pd.to_numeric(text))
+    except (ValueError, TypeError):
+        return None
+
+
+def _kind(values: Sequence[Any]) -> str | None:
+    """``"number"`` or ``"text"``, whichever most non-null values are (numbers spelled as text
+    count as numbers); None when there is none, or when lists or objects outnumber both."""
+    present = [v for v in values if not _is_null(v)]
+    strings = [v for v in present if isinstance(v, str)]
+    spelled = sum(_text_number(v) is not None for v in strings)
+    numbers = spelled + sum(1 for v in present if not isinstance(v, str) and _is_number(v))
+    text = len(strings) - spelled
+    if not present or len(present) - numbers - text > max(numbers, text):
+        return None
+    return "number" if numbers >= text else "text"
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def schema_example(
+    rows: pd.DataFrame | Sequence[Mapping[Hashable, Any]],
+    kinds: Mapping[Hashable, str] | None = None,
+) -> dict[Hashable, Any]:
+    """One record that stands for a whole batch when a schema is fixed from it.
+
+    A field is kept when more than half of the records hold it, as a number (``0.0``) or as
+    text (``""``), whichever most of its non-null values are; :meth:`FeatureEncoder.fit_schema`
+    then reads the schema from this record. So one odd record cannot set the schema, and a
+    column of numbers written as strings is numeric. ``kinds`` (``"number"`` / ``"text"``)
+    types the fields whose values are all null.
+
+    Examples
+    --------
+    >>> rows = [{"t": "hot", "line": "a"}, {"t": 20.5, "line": "b"}, {"t": "21", "line": "a"}]
+    >>> schema_example(rows)
+    {'t': 0.0, 'line': ''}
+
+    """
+    if isinstance(rows, pd.DataFrame):
+        columns = {name: rows[name] for name in rows.columns}
+        n = len(rows)
+    else:
+        records = [r for r in rows if isinstance(r, Mapping)]
+        fields = dict.fromkeys(k for r in records for k in r)
+        columns = {f: [r[f] for r in records if f in r] for f in fields}
+        n = len(records)
+    example: dict[Hashable, Any] = {}
+    for field, values in columns.items():
+        if 2 * len(values) <= n:
+            continue
+        if isinstance(values, pd.Series) and pd.api.types.is_numeric_dtype(values.dtype):
+            kind = "number"
+        else:
+            kind = _kind(list(values)) or (kinds or {}).get(field)
+        if kind is not None:
+            example[field] = 0.0 if kind == "number" else ""
+    return example
+
+
+def _as_float(value: Any) -> float:
+    """``float(value)``; an integer too large for a float is infinite, like ``1e400``."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _as_float_if_int(value: Any) -> Any:
+    return _as_float(value) if isinstance(value, int) else value
 
 
 def to_frame_or_array(X: Any) -> pd.DataFrame | np.ndarray | list:
@@ -229,24 +309,27 @@ class FeatureEncoder(base.Transformer):
 
     # ------------------------------------------------------------------ one record
     def _numeric_value(self, field: Hashable, value: Any) -> float:
-        if value is None:
+        if _is_null(value):  # None and NaN alike, as in a table
             if self.missing == "error":
-                raise ValueError(f"field {field!r}: value is missing (None)")
+                raise ValueError(f"field {field!r}: value is missing (None/NaN)")
             return math.nan
-        if isinstance(value, str) or not _is_number(value):
+        number = _text_number(value) if isinstance(value, str) else None
+        if number is None and (isinstance(value, str) or not _is_number(value)):
             raise ValueError(
                 f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
             )
-        value = float(value)
-        if not math.isfinite(value) and self.nonfinite == "error":
-            raise ValueError(f"field {field!r}: non-finite value {value}")
+        value = _as_float(value) if number is None else number
+        if math.isinf(value):
+            if self.nonfinite == "error":
+                raise ValueError(f"field {field!r}: non-finite value {value}")
+            return math.nan  # imputed like a missing value
         return value
 
     def _category_slot(self, field: Hashable, value: Any, learn: bool) -> int:
         offset, slots, unknown = self._cat_layout[field]
-        if value is None:
+        if _is_null(value):
             if self.missing == "error":
-                raise ValueError(f"field {field!r}: value is missing (None)")
+                raise ValueError(f"field {field!r}: value is missing (None/NaN)")
             return unknown
         if not isinstance(value, str):
             raise ValueError(
@@ -420,6 +503,8 @@ class FeatureEncoder(base.Transformer):
         """Raw matrix for a batch (list of dicts, DataFrame, pyarrow table or 2-D array)."""
         X = to_frame_or_array(X)
         if isinstance(X, list):
+            if X and not self.is_fitted:
+                self.fit_schema(schema_example(X))
             rows = [self.vectorize_one(x, learn) for x in X]
             return np.vstack(rows) if rows else np.zeros((0, self.width_ if self.is_fitted else 0))
         if isinstance(X, np.ndarray):
@@ -440,21 +525,32 @@ class FeatureEncoder(base.Transformer):
                 f"numeric fields{' and categorical ones' if self.vocabulary_ else ''}; pass a "
                 "DataFrame or dicts instead"
             )
-        out = X.astype(np.float64)
-        self._check_finite(out, list(range(out.shape[1])))
-        return out
+        return self._checked_numbers(X.astype(np.float64), self.numeric_)
 
-    def _check_finite(self, values: np.ndarray, names: Sequence[Hashable]) -> None:
-        bad = ~np.isfinite(values)
-        if self.nonfinite == "error" and bad.any():
-            col = int(np.argwhere(bad)[0][1])
-            raise ValueError(f"field {names[col]!r}: non-finite value {values[bad][0]}")
+    def _checked_numbers(self, block: np.ndarray, names: Sequence[Hashable]) -> np.ndarray:
+        """One policy on every path: NaN is a missing value, ±inf a non-finite one; an
+        imputed one is NaN, which scaling replaces with the running mean."""
+        nan = np.isnan(block)
+        if self.missing == "error" and nan.any():
+            col = int(np.argwhere(nan)[0][1])
+            raise ValueError(f"field {names[col]!r}: value is missing (None/NaN)")
+        inf = np.isinf(block)
+        if inf.any():
+            if self.nonfinite == "error":
+                col = int(np.argwhere(inf)[0][1])
+                raise ValueError(f"field {names[col]!r}: non-finite value {block[inf][0]}")
+            block = np.where(inf, np.nan, block)
+        return block
 
     def _vectorize_frame(self, frame: pd.DataFrame, learn: bool) -> np.ndarray:
         if not self.is_fitted:
             if frame.empty:
                 raise ValueError("cannot infer a schema from an empty table")
-            self.fit_schema(frame.iloc[0].to_dict())
+            self.fit_schema(schema_example(frame))
+        if self.missing == "error":
+            absent = [f for f in [*self.numeric_, *self.vocabulary_] if f not in frame.columns]
+            if absent:
+                raise ValueError(f"missing field(s) {absent}")
         if self.extra == "error":
             extras = [c for c in frame.columns if c not in self._fields]
             if extras:
@@ -490,18 +586,15 @@ class FeatureEncoder(base.Transformer):
                     np.full(len(frame), np.nan) if absent else self._numeric_column(field, column)
                 )
             block = np.column_stack(columns)
-        nan = np.isnan(block)
-        if nan.any() and self.missing == "error":
-            raise ValueError(
-                f"field {self.numeric_[int(np.argwhere(nan)[0][1])]!r}: value is missing (None/NaN)"
-            )
-        self._check_finite(np.where(nan, 0.0, block), self.numeric_)
-        return block
+        return self._checked_numbers(block, self.numeric_)
 
     def _numeric_column(self, field: Hashable, column: pd.Series) -> np.ndarray:
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
             # object columns (tables built from JSON) may hold numbers mixed with None
-            converted = pd.to_numeric(column, errors="coerce")
+            try:
+                converted = pd.to_numeric(column, errors="coerce")
+            except OverflowError:  # an integer too large for a float
+                converted = pd.to_numeric(column.map(_as_float_if_int), errors="coerce")
             wrong = converted.isna() & column.notna()
             if wrong.any():
                 bad = column[wrong].iloc[0]

@@ -2,20 +2,33 @@
 
 Each :class:`ServiceMetrics` owns its own registry, so several pipelines (or tests) in one
 process never clash on metric names. Labels stay low-cardinality: dead-letter reasons come from
-a fixed set, loss names from the model, partitions from the topic.
+a fixed set, loss names from the model, topics and partitions from the subscription.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["DEAD_LETTER_REASONS", "SCORE_BUCKETS", "ServiceMetrics"]
+__all__ = ["DEAD_LETTER_REASONS", "MODEL_LABELS", "SCORE_BUCKETS", "ServiceMetrics"]
 
-#: Every reason a record can be sent to the dead-letter topic (the label's whole value set).
-DEAD_LETTER_REASONS = ("malformed_json", "not_an_object", "oversize", "invalid_record")
+#: Labels of the gauges each model sets: one model per partition (a file job's is its file).
+MODEL_LABELS = ("topic", "partition")
+
+#: Every reason a record can be sent to the dead-letter topic (the label's whole value set):
+#: not readable as JSON (or not valid Unicode, or nested too deeply); JSON but not an object;
+#: larger than ``kafka.max_message_bytes``; rejected by the model's schema; and the last
+#: resort, a batch whose processing kept failing for a reason that is not the record's.
+DEAD_LETTER_REASONS = (
+    "malformed_json",
+    "not_an_object",
+    "oversize",
+    "invalid_record",
+    "processing_error",
+)
 
 #: Reconstruction errors of standardised features span several decades around 1.
 SCORE_BUCKETS = (
@@ -33,7 +46,7 @@ class ServiceMetrics:
     --------
     >>> from prometheus_client import generate_latest
     >>> metrics = ServiceMetrics()
-    >>> metrics.record_batch(scores=[0.1, 5.0], alerts=1, seconds=0.02, threshold=3.0)
+    >>> metrics.record_batch([0.1, 5.0], alerts=1, seconds=0.02, threshold=3.0, model=("t", "0"))
     >>> metrics.record_dead_letter("malformed_json")
     >>> text = generate_latest(metrics.registry).decode()
     >>> "streammem_events_total 2.0" in text, "streammem_alerts_total 1.0" in text
@@ -46,6 +59,7 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._last_checkpoint: float | None = None
+        self._loss_names: dict[tuple[str, str], set[str]] = {}
         self._build_instruments()
 
     def _build_instruments(self) -> None:
@@ -64,7 +78,10 @@ class ServiceMetrics:
             "streammem_score", "Raw anomaly scores.", buckets=SCORE_BUCKETS, registry=reg
         )
         self.threshold = Gauge(
-            "streammem_threshold", "Score above which records are flagged now.", registry=reg
+            "streammem_threshold",
+            "Score above which records are flagged now, by model.",
+            MODEL_LABELS,
+            registry=reg,
         )
         self.batch_seconds = Histogram(
             "streammem_batch_seconds",
@@ -76,16 +93,21 @@ class ServiceMetrics:
             "streammem_model_updates", "Gradient steps taken by the models.", registry=reg
         )
         self.training_loss = Gauge(
-            "streammem_training_loss", "Last training loss, by loss term.", ["loss"], registry=reg
+            "streammem_training_loss",
+            "Last training loss, by model and loss term.",
+            [*MODEL_LABELS, "loss"],
+            registry=reg,
         )
         self.memory_usage = Gauge(
             "streammem_memory_slot_usage",
-            "Fraction of memory slots carrying addressing weight on recent data.",
+            "Fraction of memory slots carrying addressing weight on recent data, by model.",
+            MODEL_LABELS,
             registry=reg,
         )
         self.checkpoint_age = Gauge(
             "streammem_checkpoint_age_seconds",
-            "Seconds since the last successful checkpoint (-1 before the first).",
+            "Seconds since the model state on disk was last brought up to date by this process "
+            "(-1 before its first checkpoint).",
             registry=reg,
         )
         self.checkpoint_age.set_function(self._checkpoint_age)
@@ -100,6 +122,25 @@ class ServiceMetrics:
             ["topic", "partition"],
             registry=reg,
         )
+        self.batch_failures = Counter(
+            "streammem_batch_failures",
+            "Attempts to process a batch that raised; retried, then dead-lettered.",
+            registry=reg,
+        )
+        self.offset_resets = Counter(
+            "streammem_offset_resets",
+            "Times a partition's log moved backwards (the broker lost it, or the topic was "
+            "recreated); its offsets were started over with the model kept.",
+            ["topic", "partition"],
+            registry=reg,
+        )
+        self.offsets_skipped = Counter(
+            "streammem_offsets_skipped",
+            "Offsets the broker did not deliver (deleted by retention or compaction, or "
+            "transaction markers); nothing to score.",
+            ["topic", "partition"],
+            registry=reg,
+        )
         self.broker_retries = Counter(
             "streammem_broker_retries",
             "Attempts to reach the broker that failed and were retried.",
@@ -107,15 +148,21 @@ class ServiceMetrics:
         )
 
     def record_batch(
-        self, scores: list[float], alerts: int, seconds: float, threshold: float
+        self,
+        scores: list[float],
+        alerts: int,
+        seconds: float,
+        threshold: float,
+        model: tuple[str, str],
     ) -> None:
-        """Count a processed batch and observe its scores and latency."""
+        """Count a processed batch and observe its scores and latency; ``model`` is the
+        (topic, partition) whose model scored it."""
         self.events.inc(len(scores))
         self.alerts.inc(alerts)
         for score in scores:
             self.scores.observe(score)
         self.batch_seconds.observe(seconds)
-        self.threshold.set(threshold)
+        self.threshold.labels(*model).set(threshold)
 
     def record_dead_letter(self, reason: str) -> None:
         if reason not in DEAD_LETTER_REASONS:
@@ -123,15 +170,28 @@ class ServiceMetrics:
         self.dead_letters.labels(reason).inc()
 
     def record_training(
-        self, new_updates: int, losses: Mapping[str, float] | None, memory_usage: float | None
+        self,
+        new_updates: int,
+        losses: Mapping[str, float] | None,
+        memory_usage: float | None,
+        model: tuple[str, str],
     ) -> None:
-        """Observe the model after a learning step."""
+        """Observe the model of ``model`` (topic, partition) after a learning step."""
         if new_updates > 0:
             self.model_updates.inc(new_updates)
         for name, value in (losses or {}).items():
-            self.training_loss.labels(name).set(value)
+            self.training_loss.labels(*model, name).set(value)
+            self._loss_names.setdefault(model, set()).add(name)
         if memory_usage is not None:
-            self.memory_usage.set(memory_usage)
+            self.memory_usage.labels(*model).set(memory_usage)
+
+    def forget_model(self, model: tuple[str, str]) -> None:
+        """Drop the gauges of a model this process no longer owns (a revoked partition)."""
+        for gauge in (self.threshold, self.memory_usage):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*model)
+        for name in self._loss_names.pop(model, ()):
+            self.training_loss.remove(*model, name)
 
     def record_checkpoint(self) -> None:
         self._last_checkpoint = time.monotonic()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -53,20 +53,40 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` without unpickling code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+def load_checkpoint(source: str | os.PathLike | BinaryIO) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` without unpickling code.
+
+    ``source`` is a path or a binary file object (an open file, ``io.BytesIO``).
+    """
+    name = getattr(source, "name", "the file object") if hasattr(source, "read") else source
+    if not hasattr(source, "read"):
+        source = Path(source)
+        if not source.is_file():
+            raise CheckpointError(f"no checkpoint at {source}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+        raise CheckpointError(f"cannot read checkpoint {name}: {_why(err)}") from err
     if not isinstance(payload, dict) or "format_version" not in payload:
-        raise CheckpointError(f"{path} is not a streammem checkpoint")
+        raise CheckpointError(f"{name} is not a streammem checkpoint")
     version = payload["format_version"]
     if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has format version {version}; this streammem reads version {FORMAT_VERSION}"
+            f"{name} has format version {version}; this streammem reads version {FORMAT_VERSION}"
         )
     return payload
+
+
+def _why(err: Exception) -> str:
+    """What a failed ``torch.load`` means, in a line (torch's own text can be a bare key such
+    as ``101``, or advice to turn off the safe loader)."""
+    text = str(err)
+    if "Weights only load failed" in text:
+        return (
+            "it holds objects other than tensors and plain values, so it was refused unread "
+            "(not written by streammem, or tampered with)"
+        )
+    if "central directory" in text or isinstance(err, EOFError) or not text.strip():
+        return "the file is truncated or empty, or not a torch checkpoint"
+    first = text.strip().splitlines()[0]
+    return f"the file is corrupt or not a torch checkpoint ({type(err).__name__}: {first})"

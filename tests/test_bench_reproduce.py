@@ -92,11 +92,14 @@ def test_second_run_is_served_from_the_cache(tmp_path, data_root):
     assert len(runs) == 2 and json.loads(runs[-1])["counts"] == {"ok": 2}
 
 
-def test_missing_training_images_are_reported_not_substituted(tmp_path, data_root):
+def test_missing_training_images_are_reported_not_substituted(tmp_path, data_root, capsys):
     assert (
         run(tmp_path, data_root, "--paper", "memorizer", "--dataset", "kmnist", "--models", "AE")
         == 0
     )
+    printed = capsys.readouterr().out.splitlines()
+    assert len([line for line in printed if "train-images-idx3-ubyte.gz" in line]) == 1
+    assert printed[-1] == f"reports in {tmp_path / 'out'}"
     markdown = (tmp_path / "out" / "memorizer_kmnist.md").read_text()
     assert "**Data missing**" in markdown and "train-images-idx3-ubyte.gz" in markdown
     assert not list((tmp_path / "cache").glob("kmnist-*"))

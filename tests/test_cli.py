@@ -1,6 +1,13 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from kafka_broker import free_port
 
 from streammem.cli import _parser, _with_overrides, main
+from streammem.metrics import ServiceMetrics
 from streammem.persistence import load_checkpoint
+from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import ConfigError, bundled_config, load_config, parse_config
+from streammem.service.job import run_job
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -148,3 +159,190 @@ def test_run_on_a_parquet_file_accounts_for_every_row(tmp_path, capsys):
     assert set(out.column("id").to_pylist()) == set(range(n)) - {100, 2000, 2500}
     letters = (tmp_path / "out.dead-letters.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["row"] for line in letters) == [100, 2000, 2500]
+
+
+def test_run_survives_batches_that_are_all_invalid(tmp_path, capsys):
+    # Rows 1000-1599 hold NaN: rows 1024-1535 are a whole batch of bad records (IndexError).
+    n = 3000
+    temp = np.random.default_rng(1).normal(20, 1, n)
+    temp[1000:1600] = np.nan
+    pq.write_table(pa.table({"temp": temp, "id": np.arange(n)}), tmp_path / "in.parquet")
+    config = {
+        "source": {"kind": "parquet", "path": str(tmp_path / "in.parquet"), "passthrough": ["id"]},
+        "sink": {"kind": "parquet", "path": str(tmp_path / "out.parquet")},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(path), "--no-progress"]) == 0
+    assert "dead letters 600" in capsys.readouterr().out
+    out = pq.read_table(tmp_path / "out.parquet").column("id").to_pylist()
+    assert out == [*range(1000), *range(1600, n)]
+
+
+def test_a_job_killed_mid_file_goes_on_from_its_checkpoint(tmp_path, capsys):
+    n = 40_000
+    temp = np.random.default_rng(2).normal(20, 1, n)
+    temp[[5000, 30_000]] = np.nan  # dead letters, before and after the kill
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"temp": temp, "id": np.arange(n)}), source, row_group_size=4096)
+    output = tmp_path / "out.parquet"
+    config = {
+        "source": {
+            "kind": "parquet",
+            "path": str(source),
+            "passthrough": ["id"],
+            "batch_size": 256,
+        },
+        "sink": {"kind": "parquet", "path": str(output), "row_group_size": 1000},
+        "checkpoint": {"dir": str(tmp_path / "ckpt"), "interval_s": 0},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "streammem.cli", "run", "--config", str(path), "--no-progress"]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = output.with_name("out.parquet.parts")
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("part-*.parquet"))) < 30 and job.poll() is None:
+        assert time.monotonic() < deadline, "the job wrote no checkpoints"
+        time.sleep(0.05)
+    job.kill()  # kill -9: no chance to write anything out
+    job.wait()
+    assert not output.exists(), "the job finished before it was killed"
+
+    assert main(["run", "--config", str(path), "--no-progress"]) == 0
+    assert "resumed at   row" in capsys.readouterr().out
+    ids = pq.read_table(output).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) and set(ids) == set(range(n)) - {5000, 30_000}
+    letters = (tmp_path / "out.dead-letters.jsonl").read_text().splitlines()
+    assert [json.loads(line)["row"] for line in letters] == [5000, 30_000]
+    assert not parts.exists()
+
+
+def test_version_and_help_read_as_plain_text(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == "streammem 0.1.0"
+    assert "``" not in _parser().format_help()
+
+
+def parquet_job(tmp_path: Path, table: pa.Table | None, **source) -> Path:
+    data = tmp_path / "in.parquet"
+    if table is not None:
+        pq.write_table(table, data)
+    config = {
+        "source": {"kind": "parquet", "path": str(data), **source},
+        "sink": {"kind": "parquet", "path": str(tmp_path / "out.parquet"), "plot": "p.png"},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("missing", "in.parquet: no such file"),
+        ("corrupt", "in.parquet is not a readable Parquet file"),
+        ("empty", "in.parquet holds no rows"),
+        ("columns", "no column(s) ['a', 'b']; the file has ['x']"),
+        ("list", "column 'x' is list<"),
+    ],
+)
+def test_bad_input_files_end_with_one_line_and_status_2(tmp_path, capsys, case, error):
+    table = {"empty": pa.table({"x": pa.array([], pa.float64())}), "list": pa.table({"x": [[1]]})}
+    path = parquet_job(
+        tmp_path,
+        table.get(case, pa.table({"x": [1.0]})) if case != "missing" else None,
+        **({"features": ["a", "x", "b"]} if case == "columns" else {}),
+    )
+    if case == "corrupt":
+        (tmp_path / "in.parquet").write_bytes(b"PAR1 not really")
+    assert main(["run", "--config", str(path), "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("streammem: input error: ") and error in line
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"model": {"name": "MemGAN"}, "source": {"kind": "kafka"}}, "MemGAN scores images only"),
+        ({"kafka": {"input_topic": "x" * 260}}, "kafka.input_topic: 'xxx"),
+        ({"kafka": {"output_topic": "a/b"}}, "is not a Kafka topic name"),
+        ({"kafka": {"session_timeout_ms": 0}}, "kafka.session_timeout_ms: must be >= 1"),
+    ],
+)
+def test_service_mistakes_are_config_errors(data, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(data)
+
+
+def test_an_image_model_on_a_file_of_records_is_refused_before_it_runs(tmp_path, capsys):
+    path = parquet_job(tmp_path, pa.table({"x": [1.0] * 10, "y": [2.0] * 10}))
+    config = yaml.safe_load(path.read_text())
+    config["model"] = {"name": "MemGAN"}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: model: input_shape (1, 28, 28) holds 784 values" in err
+
+
+def test_serve_on_a_metrics_port_in_use_ends_with_one_line(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        path = tmp_path / "serve.yaml"
+        data = yaml.safe_load((REPO / "configs" / "kafka_daemon.yaml").read_text())
+        data["metrics"]["port"] = taken.getsockname()[1]
+        path.write_text(yaml.safe_dump(data))
+        assert main(["serve", "--config", str(path)]) == 2
+    assert "metrics.port: cannot serve metrics on 127.0.0.1:" in capsys.readouterr().err
+
+
+def test_serve_counts_attempts_while_the_broker_is_down_and_stops_at_once(tmp_path):
+    metrics_port = free_port()
+    data = yaml.safe_load((REPO / "configs" / "kafka_daemon.yaml").read_text())
+    data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{free_port()}"  # nothing listens
+    data["metrics"]["port"] = metrics_port
+    data["checkpoint"]["dir"] = str(tmp_path / "ckpt")
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(data))
+    command = [sys.executable, "-m", "streammem.cli", "serve", "--config", str(path)]
+    daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while retries(metrics_port) < 2:
+            assert daemon.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        daemon.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert daemon.wait(timeout=30) == 0
+        assert time.monotonic() - stopped < 5  # generous: the target is 2 s (it took 14-30 s)
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+
+def retries(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    match = re.search(r"^streammem_broker_retries_total (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_a_job_checkpoint_with_an_absurd_row_falls_back_to_the_older_one(tmp_path):
+    path = parquet_job(tmp_path, pa.table({"x": np.arange(600.0)}))
+    data = yaml.safe_load(path.read_text())
+    data["sink"]["plot"] = None
+    data["checkpoint"] = {"dir": str(tmp_path / "ckpt")}
+    config = parse_config(data)
+    run_job(config, progress=False)
+    store = CheckpointStore(tmp_path / "ckpt")
+    good = store.load_latest("job")
+    store.save("job", {**good, "job": {**good["job"], "row": 10**12, "finished": False}})
+    metrics = ServiceMetrics()
+    report = run_job(config, progress=False, metrics=metrics)
+    assert report.resumed_at == 0 and report.summary.events == 600
+    assert metrics.registry.get_sample_value("streammem_checkpoint_fallbacks_total") == 1

@@ -36,7 +36,9 @@ def event(i: int) -> dict:
 
 
 def produce(broker: Broker, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, acks="all", max_request_size=4_000_000
+    )
     for key, value in messages:
         producer.send(topic, value=value, key=key)
     producer.flush()
@@ -64,7 +66,9 @@ class TopicReader:
 
     def __init__(self, broker: Broker, topic: str, partitions: int) -> None:
         self.consumer = KafkaConsumer(
-            bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+            bootstrap_servers=broker.bootstrap,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4_000_000,  # room for the largest poison message
         )
         self.consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         self.messages: list = []
@@ -113,7 +117,7 @@ def daemon_config(broker: Broker, tmp_path: Path, topic: str, group: str, **kafk
             "dead_letter_topic": f"{topic}-dead",
             "group_id": group,
             "max_poll_records": 100,
-            "max_message_bytes": 2000,
+            "max_message_bytes": 30_000,
             **kafka,
         },
         "metrics": {"port": free_port()},
@@ -181,14 +185,22 @@ def stop_gracefully(process: subprocess.Popen) -> int:
 
 
 # ---------------------------------------------------------------------------- tests
+HUGE = json.dumps({**event(0), "pad": "x" * 1_100_000}).encode()  # above one produce request
 POISON = {
-    "malformed_json": [b'{"temp": 1.0, "load":', b"\xff\xfe not utf-8"],
+    "malformed_json": [
+        b'{"temp": 1.0, "load":',
+        b"\xff\xfe not utf-8",
+        b'{"temp": 1, "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",  # too deep to read
+        b'{"temp": 1' + b"0" * 4300 + b', "load": 1.0, "proto": "tcp"}',  # too long an int
+        b'{"temp": 20.0, "load": 1.0, "proto": "\\ud800"}',  # a lone surrogate
+    ],
     "not_an_object": [b"[1, 2, 3]"],
-    "oversize": [json.dumps({**event(0), "pad": "x" * 3000}).encode()],
+    "oversize": [json.dumps({**event(0), "pad": "x" * 40_000}).encode(), HUGE],
     "invalid_record": [
         json.dumps({"temp": "hot", "load": 1.0, "proto": "tcp"}).encode(),
         b'{"temp": NaN, "load": 1.0, "proto": "tcp"}',
         json.dumps({"temp": 20.0, "proto": "tcp"}).encode(),  # missing field
+        b'{"temp": 1' + b"0" * 400 + b', "load": 1.0, "proto": "tcp"}',  # too large a float
     ],
 }
 ACCEPTED_ODDITIES = [  # unusual but valid: scored, never dead-lettered
@@ -234,15 +246,34 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
         "every input offset in the outputs",
         second,
     )
+    # A poll holding nothing but one bad record crash-looped the partition before.
+    for value in (POISON["invalid_record"][0], json.dumps(event(3000)).encode()):
+        produce(broker, topic, [(None, value)])
+        expected = input_offsets(broker, topic, partitions)
+        wait_until(
+            lambda expected=expected: (
+                expected <= set(covered_offsets(scores.drain(), dead.drain()))
+            ),
+            "a poll of one message in the outputs",
+            second,
+        )
 
-    # Dead letters: original bytes, a reason header, and a counter per reason.
+    # Dead letters: original bytes (a summary when they would not fit one produce request),
+    # a reason header, and a counter per reason.
     letters = dead.drain()
-    assert sorted(m.value for m in letters) == sorted(poison)
+    summaries = [m for m in letters if dict(m.headers).get("streammem-payload") == b"summary"]
+    assert [json.loads(m.value)["payload_bytes"] for m in summaries] == [len(HUGE)]
+    poison.append(POISON["invalid_record"][0])
+    assert sorted(m.value for m in letters if m not in summaries) == sorted(
+        p for p in poison if p != HUGE
+    )
     reasons = Counter(dict(m.headers)["streammem-reason"].decode() for m in letters)
-    assert reasons == {reason: len(values) for reason, values in POISON.items()}
+    counts = {reason: len(values) for reason, values in POISON.items()}
+    counts["invalid_record"] += 1
+    assert reasons == counts
     metrics = scrape(config["metrics"]["port"])
-    for reason, values in POISON.items():
-        assert metrics[("streammem_dead_letters_total", (("reason", reason),))] == len(values)
+    for reason, count in counts.items():
+        assert metrics[("streammem_dead_letters_total", (("reason", reason),))] == count
     assert metrics[("streammem_events_total", ())] >= 1000 + len(ACCEPTED_ODDITIES)
     assert metrics[("streammem_model_updates_total", ())] > 0
     assert metrics[("streammem_checkpoint_age_seconds", ())] >= 0
@@ -323,7 +354,19 @@ def test_a_second_daemon_takes_over_partitions_with_their_models(broker, tmp_pat
     scores.close()
 
 
-def test_daemon_waits_for_a_broker_that_is_down_at_start(tmp_path, start_daemon):
+def restart_empty(broker: Broker, topics: list[str]) -> Broker:
+    """Stop the broker and start a new, empty one on its port (Tansu keeps nothing)."""
+    broker.stop()
+    time.sleep(3)
+    fresh = start_broker(broker.port)
+    for topic in topics:
+        fresh.create_topic(topic, 1)
+    return fresh
+
+
+def test_broker_faults_lose_no_event(tmp_path, start_daemon):
+    """Down at start, then restarted empty under a running daemon, then restarted empty under
+    a stopped one: every event of every log gets a result (500 of 3,000 were lost before)."""
     port = free_port()
     absent = Broker(process=None, port=port)  # nothing listens yet
     config = daemon_config(absent, tmp_path, "late", "late")
@@ -338,26 +381,36 @@ def test_daemon_waits_for_a_broker_that_is_down_at_start(tmp_path, start_daemon)
 
     wait_until(lambda: retries() >= 2, "retries while the broker is down", daemon)
     late = start_broker(port)
+    topics = ["late", "late-scores", "late-dead"]
+
+    def every_offset_scored(count: int) -> bool:
+        scores = TopicReader(late, "late-scores", 1)
+        seen = set(covered_offsets(scores.drain(), []))
+        scores.close()
+        return {(0, offset) for offset in range(count)} <= seen
+
     try:
-        late.create_topic("late", 1)
-        late.create_topic("late-scores", 1)
+        for topic in topics:
+            late.create_topic(topic, 1)
         produce(late, "late", valid_events(0, 100))
-        scores = TopicReader(late, "late-scores", 1)
-        wait_until(lambda: len(scores.drain()) >= 100, "results once the broker is up", daemon)
-        scores.close()
-        # Mid-run outage. Tansu keeps topics in memory, so the broker comes back empty: the
-        # daemon must survive the gap and score what arrives on the new broker.
-        late.stop()
-        time.sleep(3)
-        late = start_broker(port)
-        late.create_topic("late", 1)
-        late.create_topic("late-scores", 1)
+        wait_until(lambda: every_offset_scored(100), "results once the broker is up", daemon)
+        # Mid-run: the daemon keeps running while the broker comes back empty, and the new
+        # log's offsets start again at 0 (the daemon was at 100).
+        late = restart_empty(late, topics)
         produce(late, "late", valid_events(0, 300))
-        scores = TopicReader(late, "late-scores", 1)
-        wait_until(lambda: len(scores.drain()) >= 100, "results after the outage", daemon)
-        scores.close()
+        wait_until(lambda: every_offset_scored(300), "every event after the outage", daemon)
+        assert stop_gracefully(daemon) == 0  # checkpoint at offset 300, committed 300
+
+        # Stopped: the broker comes back empty, and its new log grows past the checkpoint.
+        late = restart_empty(late, topics)
+        produce(late, "late", valid_events(0, 400))
+        second = start_daemon(config, "late-second")
+        wait_until(lambda: every_offset_scored(400), "every event of the new log", second)
+        reset = ("streammem_offset_resets_total", (("partition", "0"), ("topic", "late")))
+        assert scrape(metrics_port)[reset] == 1
+        assert "log moved backwards" in (tmp_path / "late-second.log").read_text()
         # SIGTERM while the broker is gone: the final commit gives up, the daemon still exits.
         late.stop()
-        assert stop_gracefully(daemon) == 0
+        assert stop_gracefully(second) == 0
     finally:
         late.stop()

@@ -16,8 +16,9 @@ def scrape(port: int) -> list:
 
 def test_endpoint_serves_every_instrument_on_loopback():
     metrics = ServiceMetrics()
-    metrics.record_batch(scores=[0.01, 0.5, 40.0], alerts=1, seconds=0.004, threshold=2.5)
-    metrics.record_training(3, {"reconstruction": 0.2, "entropy": 0.01}, memory_usage=0.4)
+    model = ("events", "0")
+    metrics.record_batch([0.01, 0.5, 40.0], alerts=1, seconds=0.004, threshold=2.5, model=model)
+    metrics.record_training(3, {"reconstruction": 0.2, "entropy": 0.01}, 0.4, model=model)
     metrics.record_checkpoint()
     metrics.consumer_lag.labels("events", "0").set(12)
     port = free_port()
@@ -52,7 +53,8 @@ def test_endpoint_serves_every_instrument_on_loopback():
     }
     assert samples[("streammem_events_total", ())] == 3
     assert samples[("streammem_model_updates_total", ())] == 3
-    assert samples[("streammem_training_loss", (("loss", "entropy"),))] == 0.01
+    loss = (("loss", "entropy"), ("partition", "0"), ("topic", "events"))
+    assert samples[("streammem_training_loss", loss)] == 0.01
     assert samples[("streammem_score_bucket", (("le", "+Inf"),))] == 3
     assert 0 <= samples[("streammem_checkpoint_age_seconds", ())] < 60
     reasons = {dict(s.labels)["reason"] for s in families["streammem_dead_letters"].samples}

@@ -66,3 +66,29 @@ def test_sink_writes_row_groups_and_a_dead_letter_file(tmp_path):
         "detail": "bad",
         "payload": "x",
     }
+
+
+def test_a_sink_resumed_after_a_crash_keeps_what_it_committed_and_nothing_after(tmp_path):
+    def results(rows: range) -> list[dict]:
+        return [{"row": i, "score": i / 10, "p_value": 0.5, "alert": False} for i in rows]
+
+    def letter(row: int) -> DeadLetter:
+        return DeadLetter({"row": row}, "invalid_record", "bad", b"x")
+
+    sink = ParquetSink(tmp_path / "out.parquet", row_group_size=100)
+    sink.write(results(range(0, 250)))
+    sink.dead_letter([letter(250)])
+    position = sink.commit()
+    sink.write(results(range(251, 400)))  # lost in the crash: never committed
+    sink.dead_letter([letter(400)])
+    sink.commit()
+    assert ParquetSink.resumable(tmp_path / "out.parquet", position)
+
+    resumed = ParquetSink(tmp_path / "out.parquet", row_group_size=100, resume=position)
+    resumed.write(results(range(251, 300)))
+    resumed.close()
+    rows = pq.read_table(tmp_path / "out.parquet").column("row").to_pylist()
+    assert rows == [*range(250), *range(251, 300)]
+    lines = resumed.dead_letter_path.read_text().splitlines()
+    assert [json.loads(line)["row"] for line in lines] == [250]
+    assert not resumed.parts_dir.exists()

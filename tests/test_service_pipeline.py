@@ -38,9 +38,7 @@ def normal_batch(rng: np.random.Generator, n: int, first_row: int = 0) -> Record
 def warmed_pipeline(learn_on_alert: bool = False) -> tuple[ScoringPipeline, ListSink]:
     rng = np.random.default_rng(0)
     calibrator = ConformalCalibrator(alpha=0.01, window_size=500, min_reference=100)
-    pipeline = ScoringPipeline(
-        streammem.MemAE(batch_size=32), calibrator, ServiceMetrics(), learn_on_alert
-    )
+    pipeline = ScoringPipeline(streammem.MemAE(), calibrator, ServiceMetrics(), learn_on_alert)
     sink = ListSink()
     for i in range(12):
         pipeline.process(normal_batch(rng, 250, 250 * i), sink)
@@ -100,7 +98,10 @@ def test_metrics_follow_the_batches():
     assert metrics.events._value.get() == len(sink.results) == 3000
     assert metrics.alerts._value.get() == sum(r["alert"] for r in sink.results)
     assert metrics.model_updates._value.get() == pipeline.detector.n_updates_
-    assert metrics.threshold._value.get() == pipeline.calibrator.threshold()
+    threshold = metrics.registry.get_sample_value(
+        "streammem_threshold", {"topic": "", "partition": ""}
+    )
+    assert threshold == pipeline.calibrator.threshold()
 
 
 def test_checkpoint_store_falls_back_to_the_previous_file_when_the_latest_is_corrupt(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import streammem
@@ -12,6 +13,7 @@ from streammem.calibration import (
     calibrator_from_state,
 )
 from streammem.metrics import ServiceMetrics
+from streammem.persistence import CheckpointError
 from streammem.service.config import CalibrationConfig, Config
 from streammem.service.pipeline import ScoringPipeline
 
@@ -19,10 +21,17 @@ __all__ = ["new_calibrator", "new_detector", "new_pipeline", "pipeline_from_stat
 
 
 def new_detector(config: Config) -> Any:
+    """The configured detector; its encoder declares the fields ``schema`` names."""
     params = dict(config.model.params)
     if isinstance(params.get("schedule"), dict):
         params["schedule"] = streammem.Schedule(**params["schedule"])
-    return getattr(streammem, config.model.name)(**params)
+    detector = getattr(streammem, config.model.name)(**params)
+    schema = config.schema
+    declared = {"numeric": schema.numeric, "categorical": schema.categorical}
+    declared = {part: fields for part, fields in declared.items() if fields is not None}
+    if not declared:
+        return detector
+    return detector.clone({"encoder": detector._new_encoder().clone(declared)})
 
 
 def new_calibrator(config: CalibrationConfig) -> Calibrator:
@@ -31,23 +40,37 @@ def new_calibrator(config: CalibrationConfig) -> Calibrator:
     return ConformalCalibrator(config.alpha, config.window_size, config.min_reference)
 
 
-def new_pipeline(config: Config, metrics: ServiceMetrics) -> ScoringPipeline:
+def new_pipeline(
+    config: Config, metrics: ServiceMetrics, labels: tuple[str, str] = ("", "")
+) -> ScoringPipeline:
+    """A fresh pipeline whose model metrics carry ``labels`` (topic, partition)."""
     return ScoringPipeline(
         new_detector(config),
         new_calibrator(config.calibration),
         metrics,
         learn_on_alert=config.calibration.learn_on_alert,
+        schema_records=config.schema.min_records,
+        labels=labels,
     )
 
 
 def pipeline_from_state(
-    state: dict[str, Any], config: Config, metrics: ServiceMetrics
+    state: dict[str, Any],
+    config: Config,
+    metrics: ServiceMetrics,
+    labels: tuple[str, str] = ("", ""),
 ) -> ScoringPipeline:
-    """Resume a pipeline saved with :meth:`ScoringPipeline.state_dict` (``ValueError`` or
-    ``CheckpointError`` if the state does not fit)."""
+    """Resume a pipeline saved with :meth:`ScoringPipeline.state_dict`; ``CheckpointError``
+    (or another error of the state's own making) if the state does not fit."""
+    for part in ("detector", "calibrator"):
+        if not isinstance(state.get(part), Mapping):
+            found = type(state.get(part)).__name__
+            raise CheckpointError(f"the checkpoint's {part!r} is a {found}, not a mapping")
     return ScoringPipeline(
         streammem.detector_from_state(state["detector"]),
         calibrator_from_state(state["calibrator"]),
         metrics,
         learn_on_alert=config.calibration.learn_on_alert,
+        schema_records=config.schema.min_records,
+        labels=labels,
     )

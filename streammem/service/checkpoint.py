@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -15,6 +16,8 @@ __all__ = ["CheckpointStore"]
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^ckpt-(\d{10})\.pt$")
+
+T = TypeVar("T")
 
 
 class CheckpointStore:
@@ -58,18 +61,53 @@ class CheckpointStore:
             old.unlink(missing_ok=True)
         return path
 
-    def load_latest(self, name: str) -> dict[str, Any] | None:
-        """The newest readable checkpoint of ``name``, or None if there is none."""
+    def load_latest(
+        self, name: str, rebuild: Callable[[dict[str, Any]], T] | None = None
+    ) -> T | dict[str, Any] | None:
+        """The newest usable checkpoint of ``name``, or None if there is none.
+
+        A file is used when it reads and, if ``rebuild`` is given, when ``rebuild`` turns its
+        contents into what the caller needs (the result is returned instead); a file that
+        fails either is skipped for the next older one, with an error log. A readable file can
+        still be wrong inside (a hand-edited or hostile one), so any error ``rebuild`` raises
+        counts as a bad file.
+        """
         for path in self.paths(name):
             try:
-                return load_checkpoint(path)
+                state = load_checkpoint(path)
             except CheckpointError as err:
-                log.error("skipping unreadable checkpoint, trying an older one: %s", err)
-                if self.on_fallback is not None:
-                    self.on_fallback()
+                self._fall_back("skipping unreadable checkpoint, trying an older one: %s", err)
+                continue
+            if rebuild is None:
+                return state
+            try:
+                return rebuild(state)
+            except Exception as err:  # any error rebuilding it: the file is not usable
+                self._fall_back(
+                    "skipping checkpoint %s, which does not rebuild (%s); trying an older one",
+                    path,
+                    err if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}",
+                )
         return None
+
+    def _fall_back(self, message: str, *args: Any) -> None:
+        log.error(message, *args)
+        if self.on_fallback is not None:
+            self.on_fallback()
 
 
 def _safe(name: str) -> str:
-    """Model names come from topic names: keep them to one harmless path component."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    """One harmless path component per model name, a different one for every name.
+
+    Topic names become folder names: characters other than letters, digits, ``-``, ``_`` and
+    ``.`` are percent-encoded (so ``a/b``, ``a b`` and ``a_b`` stay apart), and so are the dots
+    of a name made only of dots (``.`` and ``..`` would leave the folder).
+
+    Examples
+    --------
+    >>> [_safe(n) for n in ("events-0", "a/b-0", "a b-0", "a_b-0", "..", "50%")]
+    ['events-0', 'a%2Fb-0', 'a%20b-0', 'a_b-0', '%2E%2E', '50%25']
+
+    """
+    encoded = urllib.parse.quote(name, safe="-_.")
+    return encoded.replace(".", "%2E") if set(encoded) <= {"."} else encoded

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "KafkaConfig",
     "MetricsConfig",
     "ModelConfig",
+    "SchemaConfig",
     "SinkConfig",
     "SourceConfig",
     "bundled_config",
@@ -35,6 +37,9 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class ConfigError(ValueError):
@@ -45,6 +50,15 @@ class ConfigError(ValueError):
 class ModelConfig:
     name: str = "MemAE"
     params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class SchemaConfig:
+    """The fields the model reads: declared here, or inferred from the first records."""
+
+    numeric: list[str] | None = None
+    categorical: dict | None = None  # {field: [values] or None to learn them}
+    min_records: int = 32
 
 
 @dataclasses.dataclass
@@ -96,6 +110,9 @@ class KafkaConfig:
     max_message_bytes: int = 1_048_576
     max_poll_records: int = 500
     poll_timeout_ms: int = 500
+    # How long the group waits for a member that stopped heartbeating (kill -9, a frozen VM)
+    # before giving its partitions to others; kafka-python's 45 s default, 76 s to recover.
+    session_timeout_ms: int = 10_000
 
 
 @dataclasses.dataclass
@@ -120,6 +137,7 @@ class Config:
     kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    schema: SchemaConfig = dataclasses.field(default_factory=SchemaConfig)
 
 
 def detector_names() -> list[str]:
@@ -220,6 +238,14 @@ def _check_semantics(config: Config) -> None:
                 f"allowed keys are {accepted}"
             )
     _check_schedule(config.model.params.get("schedule"))
+    _check_schema(config.schema)
+    _check_topics(config.kafka)
+    if config.model.name == "MemGAN" and config.source.kind != "parquet":
+        raise ConfigError(
+            f"model.name: MemGAN scores images only (Parquet files of pixel columns), not the "
+            f"records of a {config.source.kind!r} source; use one of "
+            f"{[n for n in names if n != 'MemGAN']}"
+        )
     if config.source.kind == "parquet" and not config.source.path:
         raise ConfigError("source.path: required when source.kind is 'parquet'")
     if config.sink.kind == "parquet" and not config.sink.path:
@@ -248,6 +274,28 @@ def _check_schedule(schedule: Any) -> None:
         raise ConfigError(f"model.params.{err}") from err
 
 
+def _check_topics(kafka: KafkaConfig) -> None:
+    """Kafka's own rule for topic names (kafka-python raises it late, as a traceback)."""
+    for key in ("input_topic", "output_topic", "dead_letter_topic"):
+        topic = getattr(kafka, key)
+        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+            raise ConfigError(
+                f"kafka.{key}: {topic!r} is not a Kafka topic name (1 to 249 letters, digits, "
+                "'.', '_' or '-', and not '.' or '..')"
+            )
+
+
+def _check_schema(schema: SchemaConfig) -> None:
+    for field, values in (schema.categorical or {}).items():
+        if values is not None and not (
+            isinstance(values, list) and all(isinstance(v, str) for v in values)
+        ):
+            raise ConfigError(
+                f"schema.categorical.{field}: expected a list of strings (its values) or null "
+                f"(learn them), got {values!r}"
+            )
+
+
 def _check_positive(config: Config) -> None:
     checks = {
         "source.batch_size": config.source.batch_size,
@@ -256,7 +304,9 @@ def _check_positive(config: Config) -> None:
         "calibration.min_reference": config.calibration.min_reference,
         "kafka.max_message_bytes": config.kafka.max_message_bytes,
         "kafka.max_poll_records": config.kafka.max_poll_records,
+        "kafka.session_timeout_ms": config.kafka.session_timeout_ms,
         "checkpoint.keep": config.checkpoint.keep,
+        "schema.min_records": config.schema.min_records,
         "source.demo.n_events": config.source.demo.n_events,
     }
     for key, value in checks.items():

@@ -10,6 +10,7 @@ checkpointed when a partition is revoked and loaded after it is assigned, with i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -26,7 +27,7 @@ from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
-from streammem.service.config import Config
+from streammem.service.config import Config, ConfigError
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
 
 __all__ = ["Daemon"]
@@ -40,6 +41,9 @@ _MAX_BACKOFF_S = 30.0
 # bound them, so SIGTERM during an outage still exits (what is not committed replays).
 _COMMIT_TIMEOUT_MS = 10_000
 _SHUTDOWN_TIMEOUT_S = 10.0
+# One attempt to reach the broker; kafka-python's own 30 s kept SIGTERM waiting that long and
+# the retry counter at 0 while the broker was down.
+_BOOTSTRAP_TIMEOUT_MS = 1_000
 
 
 @dataclasses.dataclass
@@ -49,6 +53,8 @@ class _Partition:
     pipeline: ScoringPipeline
     position: int | None = None  # next offset to process; None until a message is seen
     checkpointed: int | None = None
+    # Whether the checkpoint's offset was checked against the broker's log and commits.
+    verified: bool = False
 
 
 class Daemon(ConsumerRebalanceListener):
@@ -94,8 +100,8 @@ class Daemon(ConsumerRebalanceListener):
 
     def run(self) -> int:
         """Consume until stopped; returns the process exit status (0 on a clean stop)."""
-        previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         server = self._serve_metrics()
+        previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self._connect()
             if self._consumer is not None:
@@ -109,19 +115,32 @@ class Daemon(ConsumerRebalanceListener):
         return 0
 
     def _serve_metrics(self) -> Any:
-        port = self.config.metrics.port
+        port, address = self.config.metrics.port, self.config.metrics.address
         if port is None:
             return None
-        return self.metrics.serve(port, self.config.metrics.address)
+        try:
+            return self.metrics.serve(port, address)
+        except OSError as err:  # most often another daemon on the same port
+            raise ConfigError(
+                f"metrics.port: cannot serve metrics on {address}:{port} ({err})"
+            ) from err
 
     def _connect(self) -> None:
         kafka = self.config.kafka
         consumer = self._retry(
             lambda: make_consumer(
-                kafka.bootstrap_servers, kafka.group_id, max_poll_records=kafka.max_poll_records
+                kafka.bootstrap_servers,
+                kafka.group_id,
+                max_poll_records=kafka.max_poll_records,
+                session_timeout_ms=kafka.session_timeout_ms,
+                bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS,
             )
         )
-        producer = self._retry(lambda: make_producer(kafka.bootstrap_servers))
+        producer = self._retry(
+            lambda: make_producer(
+                kafka.bootstrap_servers, bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS
+            )
+        )
         if consumer is None or producer is None:  # stopped while the broker was unreachable
             if consumer is not None:
                 consumer.close(autocommit=False)
@@ -191,22 +210,92 @@ class Daemon(ConsumerRebalanceListener):
         self._sink.close(timeout_s=0)
         self._sleep(delay)
         kafka = self.config.kafka
-        producer = self._retry(lambda: make_producer(kafka.bootstrap_servers))
+        producer = self._retry(
+            lambda: make_producer(
+                kafka.bootstrap_servers, bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS
+            )
+        )
         if producer is not None:
             self._sink = KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
 
     def _process(self, tp: TopicPartition, messages: list) -> None:
         state = self._state(tp)
-        if state.checkpointed is not None and state.position is None:
-            # Results below the checkpoint's offset were flushed before it was written; a
-            # crash before the commit that followed it replays them: skip, do not relearn.
-            messages = [m for m in messages if m.offset >= state.checkpointed]
-            if not messages:
-                state.position = state.checkpointed
-                return
-        batch = self.decoder.decode(messages)
-        self.total += state.pipeline.process(batch, self._sink)
-        state.position = messages[-1].offset + 1
+        if not state.verified:
+            messages = self._resume(tp, state, messages)
+        else:
+            self._check_continuity(tp, state, messages)
+        if messages:
+            batch = self.decoder.decode(messages)
+            self.total += state.pipeline.process(batch, self._sink)
+            state.position = messages[-1].offset + 1
+
+    def _resume(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
+        """The messages of a partition's first poll that its model has not seen.
+
+        Results below the checkpoint's offset were flushed before it was written, so a crash
+        before the commit that followed it replays them: skip them, do not relearn them. But
+        only when the broker still holds the log the checkpoint came from: a log that ends
+        below the checkpoint, or a group with no commit at all, means the broker lost it (an
+        empty restart, a recreated topic), and every message is new.
+        """
+        committed = self._consumer.committed(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
+        # The high watermark of the fetch that brought these messages; Tansu's ListOffsets
+        # (end_offsets) answers the last record batch's base offset + 1 instead.
+        end = self._consumer.highwater(tp)
+        if end is None:
+            end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
+        committed = committed if committed is not None and committed >= 0 else None
+        checkpoint, first = state.checkpointed, messages[0].offset
+        state.verified = True
+        if checkpoint is not None and (committed is None or end < checkpoint):
+            evidence = f"checkpoint at {checkpoint}, committed {committed}, log end {end}"
+            self._reset(tp, state, evidence)
+            return messages
+        reached = max(committed or 0, checkpoint or 0)
+        if committed is not None and first > reached:
+            self._skipped(tp, first - reached, first)
+        if checkpoint is None or first >= checkpoint:
+            return messages
+        log.info("%s: offsets %d-%d were scored before the checkpoint", tp, first, checkpoint - 1)
+        state.position = checkpoint
+        kept = [m for m in messages if m.offset >= checkpoint]
+        if not kept:
+            self._consumer.seek(tp, checkpoint)
+        return kept
+
+    def _check_continuity(self, tp: TopicPartition, state: _Partition, messages: list) -> None:
+        """Account for every offset: one below the position means the log was replaced; a gap
+        means the broker no longer holds (retention, compaction) or never delivered them."""
+        first, last = messages[0].offset, messages[-1].offset
+        start = state.position
+        if start is not None and first < start:
+            self._reset(tp, state, f"offset {first} after {start - 1}")
+            start = None
+        missing = last + 1 - (first if start is None else start) - len(messages)
+        if missing > 0:
+            self._skipped(tp, missing, last)
+
+    def _skipped(self, tp: TopicPartition, count: int, before: int) -> None:
+        self.metrics.offsets_skipped.labels(tp.topic, str(tp.partition)).inc(count)
+        log.warning(
+            "%s: %d offsets before %d were not delivered by the broker (retention, compaction "
+            "or transaction markers)",
+            tp,
+            count,
+            before,
+        )
+
+    def _reset(self, tp: TopicPartition, state: _Partition, evidence: str) -> None:
+        """The broker's log moved backwards: keep the model, forget the offsets it had reached."""
+        self.metrics.offset_resets.labels(tp.topic, str(tp.partition)).inc()
+        log.warning(
+            "%s: the broker's log moved backwards (%s): it lost the log or the topic was "
+            "recreated; scoring every message from the new log, with the model kept",
+            tp,
+            evidence,
+        )
+        state.checkpointed = None
+        state.position = None
 
     def _state(self, tp: TopicPartition) -> _Partition:
         if tp not in self.partitions:
@@ -246,6 +335,7 @@ class Daemon(ConsumerRebalanceListener):
         self._last_checkpoint = time.monotonic()
         if self.store is None:
             return
+        saved = False
         for tp in tps:
             state = self.partitions.get(tp)
             if state is None or state.position is None or state.position == state.checkpointed:
@@ -258,22 +348,42 @@ class Daemon(ConsumerRebalanceListener):
             }
             self.store.save(self._model_name(tp), checkpoint)
             state.checkpointed = state.position
-        self.metrics.record_checkpoint()
+            saved = True
+        states = list(self.partitions.values())
+        current = states and all(
+            s.position is not None and s.position == s.checkpointed for s in states
+        )
+        if saved or current:  # the age says how old the state on disk is: never a made-up 0
+            self.metrics.record_checkpoint()
 
     def _model_name(self, tp: TopicPartition) -> str:
         return f"{tp.topic}-{tp.partition}"
 
     def _load(self, tp: TopicPartition) -> _Partition:
-        state = self.store.load_latest(self._model_name(tp)) if self.store else None
-        if state is not None:
-            try:
-                pipeline = pipeline_from_state(state, self.config, self.metrics)
-                log.info("resumed %s from its checkpoint at offset %s", tp, state["offset"])
-                return _Partition(pipeline, checkpointed=int(state["offset"]))
-            except (CheckpointError, KeyError, ValueError, TypeError) as err:
-                log.error("checkpoint of %s does not fit this config (%s); starting fresh", tp, err)
-                self.metrics.checkpoint_fallbacks.inc()
-        return _Partition(new_pipeline(self.config, self.metrics))
+        """The partition's model from its newest checkpoint that rebuilds, else a fresh one."""
+        labels = (tp.topic, str(tp.partition))
+        if self.store is not None:
+            resumed = self.store.load_latest(
+                self._model_name(tp), lambda state: self._rebuild(tp, state)
+            )
+            if resumed is not None:
+                pipeline, offset = resumed
+                log.info("resumed %s from its checkpoint at offset %d", tp, offset)
+                return _Partition(pipeline, checkpointed=offset)
+        return _Partition(new_pipeline(self.config, self.metrics, labels))
+
+    def _rebuild(self, tp: TopicPartition, state: dict) -> tuple[ScoringPipeline, int]:
+        """A checkpoint's pipeline and offset; ``CheckpointError`` if it is not this
+        partition's or its offset is not one (an offset the log never reached is caught on
+        the first poll, by comparing it with the log's end)."""
+        offset = state.get("offset")
+        if type(offset) is not int or not 0 <= offset < 2**63:
+            raise CheckpointError(f"its offset is {offset!r}, not a Kafka offset")
+        if (state.get("topic"), state.get("partition")) != (tp.topic, tp.partition):
+            found = (state.get("topic"), state.get("partition"))
+            raise CheckpointError(f"it belongs to {found}, not to {tp}")
+        labels = (tp.topic, str(tp.partition))
+        return pipeline_from_state(state, self.config, self.metrics, labels), offset
 
     # ------------------------------------------------------------------ rebalancing
     # kafka-python runs these inside poll() on its IO thread, where blocking consumer calls
@@ -284,7 +394,9 @@ class Daemon(ConsumerRebalanceListener):
         self._checkpoint(owned)
         for tp in owned:
             del self.partitions[tp]
-            self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            with contextlib.suppress(KeyError):  # set only once the partition had a message
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            self.metrics.forget_model((tp.topic, str(tp.partition)))
         if owned:
             log.info("revoked %s", sorted(owned))
 

@@ -1,18 +1,29 @@
-"""Run a finite job: a demo stream or a Parquet file through the pipeline into a file sink."""
+"""Run a finite job: a demo stream or a Parquet file through the pipeline into a file sink.
+
+With ``checkpoint.dir`` set, a job checkpoints every ``checkpoint.interval_s`` (and when it
+stops on an error or Ctrl-C): the sink first makes the results so far durable, then the model
+and the row reached are saved. A run of the same config after a crash goes on from that row,
+so no computed result is lost or written twice; a run after a finished job scores the file
+again with the model it left.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 from tqdm import tqdm
 
-from connectors import RecordBatch, Sink
+from connectors import RecordBatch
 from connectors.parquet import ParquetSink, ParquetSource
 from streammem.demo import SensorStream
 from streammem.metrics import ServiceMetrics
+from streammem.persistence import CheckpointError
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import Config, ConfigError
@@ -20,7 +31,14 @@ from streammem.service.pipeline import BatchSummary, ScoringPipeline
 
 __all__ = ["JobReport", "open_source", "run_job"]
 
+log = logging.getLogger(__name__)
+
 _CHECKPOINT_NAME = "job"
+_RESULT_FIELDS = [
+    pa.field("score", pa.float64()),
+    pa.field("p_value", pa.float64()),
+    pa.field("alert", pa.bool_()),
+]
 
 
 @dataclasses.dataclass
@@ -31,6 +49,7 @@ class JobReport:
     seconds: float
     output: Path | None = None
     plot: Path | None = None
+    resumed_at: int = 0
 
     @property
     def events_per_second(self) -> float:
@@ -38,7 +57,8 @@ class JobReport:
         return handled / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        lines = [
+        lines = [f"resumed at   row {self.resumed_at}"] if self.resumed_at else []
+        lines += [
             f"events       {self.summary.events}",
             f"alerts       {self.summary.alerts}",
             f"dead letters {self.summary.dead_letters}",
@@ -49,7 +69,7 @@ class JobReport:
         return "\n".join(lines)
 
 
-def open_source(config: Config) -> Iterable[RecordBatch]:
+def open_source(config: Config) -> SensorStream | ParquetSource:
     source = config.source
     if source.kind == "demo":
         demo = source.demo
@@ -61,14 +81,6 @@ def open_source(config: Config) -> Iterable[RecordBatch]:
     raise ConfigError(f"source.kind: {source.kind!r} is served by `streammem serve`, not `run`")
 
 
-def _open_sink(config: Config) -> Sink | None:
-    if config.sink.kind == "parquet":
-        return ParquetSink(config.sink.path, config.sink.row_group_size)
-    if config.sink.kind == "none":
-        return None
-    raise ConfigError(f"sink.kind: {config.sink.kind!r} is served by `streammem serve`, not `run`")
-
-
 class _NullSink:
     def write(self, results: list) -> None:
         pass
@@ -76,49 +88,174 @@ class _NullSink:
     def dead_letter(self, letters: list) -> None:
         pass
 
+    def commit(self) -> dict[str, int]:
+        return {"parts": 0, "dead_letter_bytes": 0}
+
     def close(self) -> None:
         pass
 
 
-def _resume(
-    config: Config, metrics: ServiceMetrics
-) -> tuple[ScoringPipeline, CheckpointStore | None]:
-    if config.checkpoint.dir is None:
-        return new_pipeline(config, metrics), None
-    store = CheckpointStore(
-        config.checkpoint.dir, config.checkpoint.keep, metrics.checkpoint_fallbacks.inc
-    )
-    state = store.load_latest(_CHECKPOINT_NAME)
-    pipeline = (
-        new_pipeline(config, metrics)
-        if state is None
-        else pipeline_from_state(state, config, metrics)
-    )
-    return pipeline, store
+@dataclasses.dataclass
+class _Job:
+    """Where a job stands: its source, sink, pipeline and the next row to score."""
+
+    config: Config
+    source: SensorStream | ParquetSource
+    pipeline: ScoringPipeline
+    store: CheckpointStore | None
+    row: int = 0
+    sink_position: dict[str, int] | None = None
+
+    @property
+    def identity(self) -> dict[str, Any] | None:
+        """What a checkpoint must match to go on mid-file; None for the demo (not resumable)."""
+        if not isinstance(self.source, ParquetSource):
+            return None
+        return {
+            "source": str(self.source.path.resolve()),
+            "rows": len(self.source),
+            "output": str(Path(self.config.sink.path or "").resolve()),
+        }
+
+    def batches(self) -> Iterator[RecordBatch]:
+        if self.row:
+            return self.source.iter_from(self.row)
+        return iter(self.source)
+
+    def open_sink(self) -> ParquetSink | _NullSink:
+        sink = self.config.sink
+        if sink.kind == "none":
+            return _NullSink()
+        if sink.kind != "parquet":
+            raise ConfigError(f"sink.kind: {sink.kind!r} is served by `streammem serve`, not `run`")
+        schema = None
+        if isinstance(self.source, ParquetSource):
+            schema = pa.schema([*self.source.origin_fields(), *_RESULT_FIELDS])
+        return ParquetSink(sink.path, sink.row_group_size, schema, self.sink_position)
+
+    def save(self, sink: ParquetSink | _NullSink, finished: bool) -> None:
+        """Checkpoint the model and the row reached, once the sink made its results durable."""
+        if self.store is None:
+            return
+        position = sink.commit() if not finished else {"parts": 0, "dead_letter_bytes": 0}
+        job = {"row": self.row, "finished": finished, "sink": position, **(self.identity or {})}
+        self.store.save(_CHECKPOINT_NAME, {**self.pipeline.state_dict(), "job": job})
+        self.pipeline.metrics.record_checkpoint()
+
+
+def _labels(config: Config) -> tuple[str, str]:
+    """The model gauges' (topic, partition) for a file job: its file's name, or the demo."""
+    return (Path(config.source.path).name if config.source.path else "demo", "0")
+
+
+def _open_job(config: Config, metrics: ServiceMetrics) -> _Job:
+    job = _resume(config, metrics)
+    _check_width(job.pipeline.detector, job.source)
+    return job
+
+
+def _check_width(detector: Any, source: SensorStream | ParquetSource) -> None:
+    """An image model reads each feature column as one pixel: refuse a file that does not
+    hold its images, before anything runs (it failed on the first full batch before)."""
+    if getattr(detector, "backbone", "mlp") == "mlp" or not isinstance(source, ParquetSource):
+        return
+    try:
+        detector._model_input_shape(len(source.features))
+    except ValueError as err:
+        raise ConfigError(f"model: {err} ({len(source.features)} feature columns)") from err
+
+
+def _resume(config: Config, metrics: ServiceMetrics) -> _Job:
+    """The job, with the model of its newest usable checkpoint (and its row, after a crash)."""
+    source, labels = open_source(config), _labels(config)
+    store = None
+    if config.checkpoint.dir is not None:
+        store = CheckpointStore(
+            config.checkpoint.dir, config.checkpoint.keep, metrics.checkpoint_fallbacks.inc
+        )
+
+    def rebuild(state: dict[str, Any]) -> tuple[ScoringPipeline, dict]:
+        progress = state.get("job", {"finished": True})
+        row = progress.get("row", 0)
+        if type(row) is not int or not 0 <= row <= len(source):
+            raise CheckpointError(f"its row is {row!r}, and the source has {len(source)} rows")
+        sink = progress.get("sink", {})
+        if not progress.get("finished", True) and not all(
+            type(sink.get(key)) is int and sink[key] >= 0 for key in ("parts", "dead_letter_bytes")
+        ):
+            raise CheckpointError(f"its sink position is {sink!r}")
+        return pipeline_from_state(state, config, metrics, labels), progress
+
+    resumed = store.load_latest(_CHECKPOINT_NAME, rebuild) if store is not None else None
+    if resumed is None:
+        return _Job(config, source, new_pipeline(config, metrics, labels), store)
+    job = _Job(config, source, resumed[0], store)
+    _go_on(job, resumed[1])
+    return job
+
+
+def _go_on(job: _Job, progress: dict[str, Any]) -> None:
+    """Start at the row a crashed run reached, when its output is still there."""
+    if progress.get("finished", True) or job.identity is None:
+        return
+    if any(progress.get(key) != value for key, value in job.identity.items()):
+        log.warning("the last checkpoint is of a run on another file: scoring from row 0")
+        return
+    if job.config.sink.kind == "parquet" and not ParquetSink.resumable(
+        job.config.sink.path, progress["sink"]
+    ):
+        log.warning("the output of the interrupted run is gone: scoring from row 0")
+        return
+    job.row, job.sink_position = progress["row"], progress["sink"]
+    log.info("going on from row %d, where the interrupted run checkpointed", job.row)
 
 
 def run_job(
     config: Config, progress: bool = True, metrics: ServiceMetrics | None = None
 ) -> JobReport:
-    """Score every record of the configured source; write results, a checkpoint and a plot."""
+    """Score every record of the configured source; write results, checkpoints and a plot."""
     metrics = metrics or ServiceMetrics()
-    pipeline, store = _resume(config, metrics)
-    source = open_source(config)
-    sink = _open_sink(config) or _NullSink()
+    job = _open_job(config, metrics)
+    resumed_at = job.row
+    sink = job.open_sink()
     total = BatchSummary()
-    started = time.perf_counter()
-    with tqdm(total=len(source), unit="ev", disable=not progress, smoothing=0.1) as bar:
-        for batch in source:
-            total += pipeline.process(batch, sink)
-            bar.update(len(batch))
+    started = last_checkpoint = time.perf_counter()
+    between_batches = True
+    try:
+        with tqdm(
+            total=len(job.source), initial=job.row, unit="ev", disable=not progress, smoothing=0.1
+        ) as bar:
+            for batch in job.batches():
+                between_batches = False
+                total += job.pipeline.process(batch, sink)
+                job.row += len(batch)
+                between_batches = True
+                bar.update(len(batch))
+                if time.perf_counter() - last_checkpoint >= config.checkpoint.interval_s:
+                    job.save(sink, finished=False)
+                    last_checkpoint = time.perf_counter()
+    except BaseException:
+        _stop(job, sink, between_batches)
+        raise
     sink.close()
+    job.save(sink, finished=True)
     seconds = time.perf_counter() - started
-    if store is not None:
-        store.save(_CHECKPOINT_NAME, pipeline.state_dict())
-        metrics.record_checkpoint()
     output = Path(config.sink.path) if config.sink.kind == "parquet" else None
     plot = _plot(output, config.sink.plot) if output and config.sink.plot else None
-    return JobReport(total, seconds, output, plot)
+    return JobReport(total, seconds, output, plot, resumed_at)
+
+
+def _stop(job: _Job, sink: ParquetSink | _NullSink, between_batches: bool) -> None:
+    """An error or Ctrl-C: keep what was computed. Without checkpoints, the results so far
+    are written out. With them, they are checkpointed for the next run to go on from; if a
+    batch was cut halfway, the last checkpoint stands instead (the next run drops what came
+    after it and scores those rows again)."""
+    if job.store is None:
+        sink.close()
+        return
+    if between_batches:
+        job.save(sink, finished=False)
+    log.error("stopped; run the same config again to go on from its last checkpoint")
 
 
 def _plot(results: Path, target: str) -> Path:

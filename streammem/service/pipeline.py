@@ -1,9 +1,11 @@
 """The one processing path shared by the Python API, file jobs and the Kafka daemon.
 
-validate (bad -> dead letters) -> score_many -> calibrate -> sink -> learn_many -> metrics.
+validate (bad -> dead letters) -> score_many -> calibrate -> learn_many -> sink -> metrics.
 
 Validation and scoring share one pass: a batch is scored as a table, and only a batch that the
-detector rejects is checked record by record (``check_one``) to isolate its bad records.
+detector rejects is checked record by record (``check_one``), then scored in halves, to isolate
+its bad records. No record can make :meth:`ScoringPipeline.process` raise: each one becomes a
+result or a dead letter.
 
 Scoring happens before learning, so every record is judged by a model that has not seen it.
 Records the calibrator flags are not learned (unless ``learn_on_alert``): an attack must not
@@ -12,9 +14,12 @@ teach the model's memory that it is normal.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -22,9 +27,15 @@ import pandas as pd
 
 from connectors import DeadLetter, RecordBatch, Sink
 from streammem.calibration import Calibrator
+from streammem.features import schema_example
 from streammem.metrics import ServiceMetrics
 
 __all__ = ["BatchSummary", "ScoringPipeline"]
+
+log = logging.getLogger(__name__)
+
+# Records kept to infer a schema from while fewer than ``schema_records`` have been seen.
+_MAX_SAMPLE = 1_000
 
 
 @dataclasses.dataclass
@@ -56,6 +67,14 @@ class ScoringPipeline:
         Where counts, scores and latencies are recorded.
     learn_on_alert
         Also learn from flagged records.
+    max_attempts
+        Tries for a batch whose processing raises; after the last, its records are
+        dead-lettered as ``processing_error``.
+    schema_records
+        Records a schema is inferred from, at least (unless the detector's encoder declares
+        it): they need not come in one batch.
+    labels
+        (topic, partition) of this model's gauges.
 
     """
 
@@ -65,82 +84,132 @@ class ScoringPipeline:
         calibrator: Calibrator,
         metrics: ServiceMetrics,
         learn_on_alert: bool = False,
+        max_attempts: int = 3,
+        schema_records: int = 32,
+        labels: tuple[str, str] = ("", ""),
     ) -> None:
         self.detector = detector
         self.calibrator = calibrator
         self.metrics = metrics
         self.learn_on_alert = learn_on_alert
+        self.max_attempts = max_attempts
+        self.schema_records = schema_records
+        self.labels = labels
+        self._sample: list[Mapping] = []
 
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
-        """Run one batch through the whole path; results and dead letters go to ``sink``."""
+        """Run one batch through the whole path; results and dead letters go to ``sink``.
+
+        Never raises on input: every record of the batch becomes one result or one dead
+        letter. Only the sink's own errors (a broker that is gone) reach the caller.
+        """
         started = time.perf_counter()
-        origins, table, raw_scores, letters = self._validated_scores(batch)
-        sink.dead_letter(letters)
-        for letter in letters:
+        outcome = self._attempt(batch)
+        alerts = int(outcome.alerts.sum())
+        # The sink comes last, so a failed attempt leaves nothing of its batch in the output.
+        sink.dead_letter(outcome.letters)
+        for letter in outcome.letters:
             self.metrics.record_dead_letter(letter.reason)
-        summary = BatchSummary(dead_letters=len(letters))
-        if origins:
-            scores, p_values, alerts = self._calibrate(raw_scores)
-            sink.write(_results(origins, scores, p_values, alerts))
-            self._learn(table, scores, alerts)
-            summary.events, summary.alerts = len(origins), int(alerts.sum())
+        if outcome.origins:
+            sink.write(outcome.results())
             self.metrics.record_batch(
-                scores.tolist(),
-                summary.alerts,
+                outcome.scores.tolist(),
+                alerts,
                 time.perf_counter() - started,
                 self.calibrator.threshold(),
+                self.labels,
             )
-        return summary
+        return BatchSummary(len(outcome.origins), alerts, len(outcome.letters))
 
-    def _validated_scores(
-        self, batch: RecordBatch
-    ) -> tuple[list[dict], pd.DataFrame, np.ndarray, list[DeadLetter]]:
-        """Score the batch as one table (the detector encodes tables column by column, several
-        times faster than record by record, and raises on any bad value without changing
-        state); only when that fails, check record by record to dead-letter the culprits."""
-        letters = list(batch.dead_letters)
-        records, origins = batch.records, batch.origins
-        if not records:
-            return [], pd.DataFrame(), np.zeros(0), letters
-        try:
-            table = _table(records)
-            return origins, table, self._raw_scores(table), letters
-        except ValueError:
-            records, origins, invalid = self._validate(batch)
-        table = _table(records)
-        scores = self._raw_scores(table) if records else np.zeros(0)
-        return origins, table, scores, letters + invalid
-
-    def _raw_scores(self, table: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.detector.score_many(table), dtype=np.float64)
-
-    def _validate(self, batch: RecordBatch) -> tuple[list[dict], list[dict], list[DeadLetter]]:
-        checker = self._schema_checker(batch.records)
-        records, origins, letters = [], [], []
-        for i, (record, origin) in enumerate(zip(batch.records, batch.origins, strict=True)):
+    def _attempt(self, batch: RecordBatch) -> _Outcome:
+        """Score, calibrate and learn; a batch that keeps failing for a reason that is not one
+        of its records (a bug) is dead-lettered whole, so it cannot stop the stream."""
+        for attempt in range(1, self.max_attempts + 1):
             try:
-                checker.check_one(record)
-            except ValueError as err:
-                letters.append(_invalid(batch, i, str(err)))
-                continue
-            records.append(record)
-            origins.append(origin)
-        return records, origins, letters
+                return self._score_and_learn(batch)
+            except Exception as err:
+                self.metrics.batch_failures.inc()
+                log.exception(
+                    "processing a batch failed (attempt %d of %d)", attempt, self.max_attempts
+                )
+                failure = err
+        detail = f"processing failed {self.max_attempts} times: {type(failure).__name__}: {failure}"
+        failed = [
+            _dead_letter(batch, i, "processing_error", detail) for i in range(len(batch.records))
+        ]
+        return _Outcome(letters=[*batch.dead_letters, *failed])
 
-    def _schema_checker(self, records: list[dict]) -> Any:
-        """The detector once its schema is fixed; before that, a throw-away clone whose schema
-        is set by the first valid record, so one batch cannot mix incompatible records."""
-        if getattr(self.detector, "encoder_", None) is not None:
+    def _score_and_learn(self, batch: RecordBatch) -> _Outcome:
+        scorer = self._scorer(batch)
+        chunks, invalid = _Judge(scorer, batch).run()
+        raw = np.concatenate([chunk.scores for chunk in chunks]) if chunks else np.zeros(0)
+        scores, p_values, alerts = self._calibrate(raw)
+        if scorer is self.detector:
+            self._learn(chunks, scores, alerts)
+        origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
+        return _Outcome(origins, scores, p_values, alerts, [*batch.dead_letters, *invalid])
+
+    # ------------------------------------------------------------------ schema
+    def _scorer(self, batch: RecordBatch) -> Any:
+        """The detector that validates and scores ``batch``.
+
+        Once the detector's schema is fixed, the detector itself. Before that, the schema is
+        inferred from the records seen so far (the type most of them agree on, see
+        :func:`~streammem.features.schema_example`) and fixed once there are at least
+        ``schema_records`` of them, so no single record can set it. Until then a throw-away
+        clone on the provisional schema judges the records (an untrained model scores them 0)
+        and nothing is learned.
+        """
+        if self._schema_fixed():
             return self.detector
-        probe = self.detector.clone()
-        for record in records:
-            try:
-                probe.check_one(record)
-            except ValueError:
-                continue
-            probe.learn_one(record)  # only fixes the schema: far fewer rows than a batch
-            break
-        return probe
+        sample = [*self._sample, *(r for r in batch.records if isinstance(r, Mapping))]
+        candidate = self._with_schema(sample, batch.kinds)
+        if candidate is None or len(sample) < self.schema_records:
+            self._sample = sample[-_MAX_SAMPLE:]
+            return candidate or self.detector
+        self.detector, self._sample = candidate, []
+        encoder = candidate.encoder
+        log.info(
+            "schema fixed from %d records: numeric %s, categorical %s",
+            len(sample),
+            encoder.numeric,
+            list(encoder.categorical),
+        )
+        held = collections.Counter(k for r in sample for k in r)
+        schema = {*encoder.numeric, *encoder.categorical}
+        left_out = [str(k) for k, n in held.items() if 2 * n > len(sample) and k not in schema]
+        if left_out:
+            log.warning(
+                "fields %s, held by most records, are not in the schema: no number or text in "
+                "them, or left out of the declared one",
+                left_out,
+            )
+        return self.detector
+
+    def _schema_fixed(self) -> bool:
+        detector = self.detector
+        if not hasattr(detector, "_new_encoder"):  # not a streammem detector: its own rules
+            return True
+        encoder = getattr(detector, "encoder_", None)
+        declared = detector.encoder
+        return (encoder is not None and encoder.is_fitted) or (
+            declared is not None
+            and declared.numeric is not None
+            and declared.categorical is not None
+        )
+
+    def _with_schema(self, records: list[Mapping], kinds: Mapping | None) -> Any:
+        """A fresh clone of the detector whose encoder declares the schema ``records`` agree
+        on (declared fields kept as declared); None if they agree on no field."""
+        base = self.detector._new_encoder()  # the detector's own encoder, unfitted
+        try:
+            base.fit_schema(schema_example(records, kinds))
+        except ValueError:
+            return None
+        learned = set(base.learned_fields_)
+        categorical = {k: None if k in learned else list(v) for k, v in base.vocabulary_.items()}
+        encoder = base.clone({"numeric": list(base.numeric_), "categorical": categorical})
+        return self.detector.clone({"encoder": encoder})
 
     def _calibrate(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.is_trained:
@@ -149,12 +218,16 @@ class ScoringPipeline:
         p_values = self.calibrator.p_values(scores)
         return scores, p_values, self.calibrator.alerts(scores, p_values)
 
-    def _learn(self, table: pd.DataFrame, scores: np.ndarray, alerts: np.ndarray) -> None:
+    def _learn(self, chunks: list[_Chunk], scores: np.ndarray, alerts: np.ndarray) -> None:
         was_trained = self.is_trained
         updates_before = self.n_updates
-        learnable = table if self.learn_on_alert else table[~alerts]
-        if len(learnable):
-            self.detector.learn_many(learnable)
+        start = 0
+        for chunk in chunks:
+            flagged = alerts[start : start + len(chunk.rows)]
+            start += len(chunk.rows)
+            learnable = chunk.table if self.learn_on_alert else chunk.table[~flagged]
+            if len(learnable):
+                self.detector.learn_many(learnable)
         if was_trained:
             # All scores, flagged or not: a window that drops its own top alpha shrinks its
             # threshold every turnover until everything is flagged.
@@ -164,6 +237,7 @@ class ScoringPipeline:
                 self.n_updates - updates_before,
                 getattr(self.detector, "last_losses_", None),
                 self.detector.memory_usage() if hasattr(self.detector, "memory_usage") else None,
+                self.labels,
             )
 
     @property
@@ -182,9 +256,102 @@ class ScoringPipeline:
         }
 
 
+@dataclasses.dataclass
+class _Outcome:
+    """What a batch became: scored records (origin, score, p-value, alert) and dead letters."""
+
+    origins: list[dict] = dataclasses.field(default_factory=list)
+    scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    p_values: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    alerts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+    letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+
+    def results(self) -> list[dict]:
+        return [
+            {**origin, "score": score, "p_value": p, "alert": alert}
+            for origin, score, p, alert in zip(
+                self.origins,
+                self.scores.tolist(),
+                self.p_values.tolist(),
+                self.alerts.tolist(),
+                strict=True,
+            )
+        ]
+
+
+@dataclasses.dataclass
+class _Chunk:
+    """Rows of a batch (their positions in it) that scored together as one table."""
+
+    rows: list[int]
+    table: pd.DataFrame
+    scores: np.ndarray
+
+
+class _Judge:
+    """Validates and scores one batch with one detector, isolating the records it rejects.
+
+    The batch is scored as one table (the detector encodes tables column by column, several
+    times faster than record by record, and raises on any bad value without changing state);
+    only when that fails is each record checked (``check_one``), and what remains scored in
+    halves until each part scores: a record that fails alone is dead-lettered. Halving catches
+    what ``check_one`` cannot see, such as values a table column cannot hold.
+    """
+
+    def __init__(self, detector: Any, batch: RecordBatch) -> None:
+        self.detector = detector
+        self.batch = batch
+        self.rejected: list[tuple[int, DeadLetter]] = []
+
+    def run(self) -> tuple[list[_Chunk], list[DeadLetter]]:
+        rows = list(range(len(self.batch.records)))
+        if not rows:
+            return [], []
+        try:
+            return [self._chunk(rows)], []
+        except Exception:  # whatever the error, the culprits are found below
+            chunks = self._bisect(self._valid(rows))
+        return chunks, [letter for _, letter in sorted(self.rejected, key=lambda pair: pair[0])]
+
+    def _chunk(self, rows: list[int]) -> _Chunk:
+        table = _table([self.batch.records[i] for i in rows])
+        scores = np.asarray(self.detector.score_many(table), dtype=np.float64)
+        return _Chunk(rows, table, scores)
+
+    def _valid(self, rows: list[int]) -> list[int]:
+        valid = []
+        for i in rows:
+            try:
+                self.detector.check_one(self.batch.records[i])
+            except Exception as err:
+                self._reject(i, err)
+                continue
+            valid.append(i)
+        return valid
+
+    def _bisect(self, rows: list[int]) -> list[_Chunk]:
+        if not rows:
+            return []
+        try:
+            return [self._chunk(rows)]
+        except Exception as err:
+            if len(rows) == 1:
+                self._reject(rows[0], err)
+                return []
+        half = len(rows) // 2
+        return self._bisect(rows[:half]) + self._bisect(rows[half:])
+
+    def _reject(self, i: int, err: Exception) -> None:
+        # The detector's own ValueErrors name the field; anything else is shown with its type.
+        detail = str(err) if type(err) is ValueError else f"{type(err).__name__}: {err}"
+        self.rejected.append((i, _dead_letter(self.batch, i, "invalid_record", detail)))
+
+
 def _table(records: list[dict]) -> pd.DataFrame:
     """Column-wise, which is several times faster than ``DataFrame.from_records``; records
     whose fields differ from the first one's take the slower, general path."""
+    if not records:
+        return pd.DataFrame()
     fields = records[0].keys()
     try:
         return pd.DataFrame({field: [r[field] for r in records] for field in fields})
@@ -192,20 +359,19 @@ def _table(records: list[dict]) -> pd.DataFrame:
         return pd.DataFrame.from_records(records)
 
 
-def _invalid(batch: RecordBatch, i: int, detail: str) -> DeadLetter:
+def _dead_letter(batch: RecordBatch, i: int, reason: str, detail: str) -> DeadLetter:
     if batch.payloads is not None:
         payload, key = batch.payloads[i], batch.keys[i] if batch.keys else None
     else:
-        payload, key = json.dumps(batch.records[i], default=repr).encode(), None
-    return DeadLetter(batch.origins[i], "invalid_record", detail, payload, key)
+        payload, key = _record_bytes(batch.records[i]), None
+    return DeadLetter(batch.origins[i], reason, detail, payload, key)
 
 
-def _results(
-    origins: list[dict], scores: np.ndarray, p_values: np.ndarray, alerts: np.ndarray
-) -> list[dict]:
-    return [
-        {**origin, "score": score, "p_value": p, "alert": alert}
-        for origin, score, p, alert in zip(
-            origins, scores.tolist(), p_values.tolist(), alerts.tolist(), strict=True
-        )
-    ]
+def _record_bytes(record: Any) -> bytes:
+    """A record as JSON bytes for its dead letter, whatever it holds."""
+    for show in (lambda r: json.dumps(r, default=repr), repr):
+        try:
+            return show(record).encode("utf-8", "backslashreplace")
+        except (ValueError, RecursionError):  # circular, too deep, or an int too long to print
+            continue
+    return f"<unprintable {type(record).__name__}>".encode()

@@ -28,7 +28,7 @@ def plot_scores(results: str | Path, target: str | Path, label_column: str = "is
         positive = scores[scores > 0]
         floor = np.full(labelled.sum(), positive.min() / 2 if len(positive) else 1e-6)
         ax.scatter(
-            index[labelled], floor, marker="|", s=60, color="tab:orange", label="injected anomaly"
+            index[labelled], floor, marker="|", s=60, color="tab:orange", label="labelled anomaly"
         )
     ax.set_yscale("log")
     ax.set_xlabel("event")
@@ -43,15 +43,17 @@ def plot_scores(results: str | Path, target: str | Path, label_column: str = "is
 
 
 def _agreement(alerts: np.ndarray, labelled: np.ndarray) -> str:
-    """How the alerts match the known anomalies.
+    """How the alerts match the labelled anomalies: precision and recall.
 
     Examples
     --------
     >>> _agreement(np.array([True, True, False, False]), np.array([True, False, True, False]))
-    ': 1 of 2 injected anomalies caught, precision 0.50'
+    ': precision 0.50, recall 0.50 (1 of 2 labelled anomalies caught)'
     """
     caught = int((alerts & labelled).sum())
     precision = caught / alerts.sum() if alerts.any() else float("nan")
+    recall = caught / labelled.sum() if labelled.any() else float("nan")
     return (
-        f": {caught} of {int(labelled.sum())} injected anomalies caught, precision {precision:.2f}"
+        f": precision {precision:.2f}, recall {recall:.2f} "
+        f"({caught} of {int(labelled.sum())} labelled anomalies caught)"
     )

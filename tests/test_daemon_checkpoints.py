@@ -1,0 +1,178 @@
+"""The daemon's checkpoints and offsets tell the truth (reliability report, failures 4 and 5).
+
+The daemon is driven in-process here: its consumer is assigned its partition (no group join,
+so these run in seconds) on the real Tansu broker of the session.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from kafka import KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+import streammem
+from connectors.kafka import make_consumer
+from streammem.metrics import ServiceMetrics
+from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
+from streammem.service.build import new_pipeline
+from streammem.service.checkpoint import CheckpointStore
+from streammem.service.config import parse_config
+from streammem.service.daemon import Daemon, _Partition
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.results: list[dict] = []
+        self.letters: list = []
+
+    def write(self, results: list[dict]) -> None:
+        self.results.extend(results)
+
+    def dead_letter(self, letters: list) -> None:
+        self.letters.extend(letters)
+
+
+def daemon(tmp_path, bootstrap: str = "127.0.0.1:1") -> Daemon:
+    config = parse_config(
+        {
+            "model": {"name": "MemAE", "params": {"num_slots": 10}},
+            "source": {"kind": "kafka"},
+            "sink": {"kind": "kafka"},
+            "kafka": {"bootstrap_servers": bootstrap, "group_id": "ckpt"},
+            "checkpoint": {"dir": str(tmp_path / "checkpoints"), "interval_s": 0},
+            "metrics": {"port": None},
+        }
+    )
+    return Daemon(config, ServiceMetrics())
+
+
+def checkpoint(d: Daemon, tp: TopicPartition, offset: int) -> dict:
+    pipeline = new_pipeline(d.config, d.metrics, (tp.topic, str(tp.partition)))
+    return {**pipeline.state_dict(), "topic": tp.topic, "partition": tp.partition, "offset": offset}
+
+
+def fallbacks(d: Daemon) -> float:
+    return d.metrics.registry.get_sample_value("streammem_checkpoint_fallbacks_total")
+
+
+TP = TopicPartition("events", 0)
+BAD = {
+    "detector_a_string": lambda good: {**good, "detector": "x"},
+    "calibrator_a_list": lambda good: {**good, "calibrator": []},
+    "detector_wrong_inside": lambda good: {**good, "detector": {"class": "MemAE", "params": 1}},
+    "offset_missing": lambda good: {k: v for k, v in good.items() if k != "offset"},
+    "offset_not_an_int": lambda good: {**good, "offset": "12"},
+    "offset_too_large": lambda good: {**good, "offset": 2**70},
+    "another_partition": lambda good: {**good, "partition": 3},
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD), ids=list(BAD))
+def test_a_checkpoint_that_does_not_rebuild_falls_back_to_the_older_one(tmp_path, bad, caplog):
+    d = daemon(tmp_path)
+    good = checkpoint(d, TP, 100)
+    d.store.save("events-0", good)
+    d.store.save("events-0", BAD[bad](good))
+    with caplog.at_level(logging.ERROR):
+        state = d._load(TP)
+    assert state.checkpointed == 100 and fallbacks(d) == 1
+    assert "trying an older one" in caplog.text
+
+
+def test_a_checkpoint_holding_code_is_never_run(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    d = daemon(tmp_path)
+    d.store.save("events-0", checkpoint(d, TP, 100))
+    save_checkpoint({"detector": Payload()}, d.store.root / "events-0" / "ckpt-0000000009.pt")
+    assert d._load(TP).checkpointed == 100
+    assert not (tmp_path / "ran").exists() and fallbacks(d) == 1
+
+
+def test_topic_names_map_to_distinct_folders_inside_the_root(tmp_path):
+    store = CheckpointStore(tmp_path / "root")
+    paths = [store.save(name, {"offset": 1}) for name in ("a/b-0", "a b-0", "a_b-0", "..", ".")]
+    assert len({path.parent for path in paths}) == 5
+    assert all(path.parent.parent == tmp_path / "root" for path in paths)
+
+
+def test_checkpoint_age_is_not_reset_while_no_checkpoint_exists(tmp_path):
+    d = daemon(tmp_path)
+    age = "streammem_checkpoint_age_seconds"
+    d._checkpoint([])  # what an empty poll during the group join does
+    assert d.metrics.registry.get_sample_value(age) == -1
+    d.partitions[TP] = _Partition(new_pipeline(d.config, d.metrics, ("events", "0")))
+    d._checkpoint([TP])  # a partition with no message yet: nothing to save
+    assert d.metrics.registry.get_sample_value(age) == -1
+    d.partitions[TP].position = 5
+    d._checkpoint([TP])
+    assert 0 <= d.metrics.registry.get_sample_value(age) < 60
+    assert d.store.load_latest("events-0")["offset"] == 5
+
+
+@pytest.mark.kafka
+def test_resuming_checks_the_checkpoint_offset_against_the_broker(broker, tmp_path, caplog):
+    """A checkpoint ahead of the commit skips what it covers (seeking past it); one beyond the
+    log's end (10^12, or a broker that lost its log) is not trusted: nothing is skipped."""
+    broker.create_topic("resume", 2)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for i in range(20):
+        event = {"temp": 20.0 + i % 3, "rpm": 900.0, "line": "ab"[i % 2]}
+        producer.send("resume", json.dumps(event).encode(), partition=i % 2)
+    producer.flush()
+    producer.close()
+    consumer = make_consumer(broker.bootstrap, "resume-group", max_poll_records=3)
+    ahead, absurd = TopicPartition("resume", 0), TopicPartition("resume", 1)
+    consumer.assign([ahead, absurd])
+    consumer.commit({tp: OffsetAndMetadata(2, "", -1) for tp in (ahead, absurd)})
+    d = daemon(tmp_path, broker.bootstrap)
+    d._consumer, d._sink = consumer, ListSink()
+    d.store.save("resume-0", checkpoint(d, ahead, 7))
+    d.store.save("resume-1", checkpoint(d, absurd, 10**12))
+    with caplog.at_level(logging.INFO):
+        for _ in range(20):
+            for tp, messages in consumer.poll(timeout_ms=500).items():
+                d._process(tp, messages)
+    consumer.close()
+    scored = {(r["partition"], r["offset"]) for r in d._sink.results}
+    assert scored == {(0, o) for o in range(7, 10)} | {(1, o) for o in range(2, 10)}
+    assert "offsets 2-6 were scored before the checkpoint" in caplog.text
+    resets = d.metrics.registry.get_sample_value(
+        "streammem_offset_resets_total", {"topic": "resume", "partition": "1"}
+    )
+    assert resets == 1 and "checkpoint at 1000000000000" in caplog.text
+
+
+def test_a_detector_loads_from_a_binary_file_object(tmp_path):
+    detector = streammem.MemAE(num_slots=10)
+    detector.learn_many(pd.DataFrame({"a": np.arange(300.0), "b": np.ones(300)}))
+    detector.save(tmp_path / "model.pt")
+    with open(tmp_path / "model.pt", "rb") as handle:
+        loaded = streammem.load(handle)
+    probe = pd.DataFrame({"a": [3.0], "b": [1.0]})
+    assert loaded.score_many(probe)[0] == detector.score_many(probe)[0]
+    buffer = io.BytesIO((tmp_path / "model.pt").read_bytes())
+    assert streammem.load(buffer).n_updates_ == detector.n_updates_
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "truncated or empty"),
+        (b"\x80\x02" + bytes(100), "refused unread (not written by streammem, or tampered"),
+        (b"h" + bytes(200), "corrupt or not a torch checkpoint (KeyError: 0)"),
+    ],
+)
+def test_unreadable_checkpoints_say_why(tmp_path, content, reason):
+    (tmp_path / "bad.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(reason)):
+        load_checkpoint(tmp_path / "bad.pt")
