@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from streammem.alerts import AlertFilter
+from streammem.calibration import Calibrator, ConformalCalibrator, QuantileThreshold
 from streammem.detectors import (
     AE,
     RFTM,
@@ -20,11 +22,15 @@ __version__ = "0.1.0"
 __all__ = [
     "AE",
     "RFTM",
+    "AlertFilter",
+    "Calibrator",
+    "ConformalCalibrator",
     "FeatureEncoder",
     "MemAE",
     "MemGAN",
     "Memorizer",
     "MemoryDetector",
+    "QuantileThreshold",
     "Schedule",
     "__version__",
     "detector_from_state",

@@ -106,7 +106,7 @@ def wait_until(condition: Callable[[], bool], what: str, process: subprocess.Pop
 
 def daemon_config(broker: Broker, tmp_path: Path, topic: str, group: str, **kafka) -> dict:
     return {
-        "model": {"name": "MemAE", "params": {"batch_size": 32}},
+        "model": {"name": "MemAE", "params": {"schedule": {"batch_size": 32}}},
         "calibration": {"window_size": 200, "min_reference": 50},
         "source": {"kind": "kafka"},
         "sink": {"kind": "kafka"},

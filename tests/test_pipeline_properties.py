@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import streammem
 from connectors import RecordBatch
 from connectors.kafka import JsonDecoder
+from streammem.alerts import AlertFilter
 from streammem.calibration import ConformalCalibrator
 from streammem.metrics import ServiceMetrics
 from streammem.service.pipeline import ScoringPipeline
@@ -104,7 +105,7 @@ class ListSink:
 def new_pipeline() -> ScoringPipeline:
     detector = streammem.MemAE(num_slots=10, hidden_sizes=(8,), latent_size=4)
     calibrator = ConformalCalibrator(alpha=0.05, window_size=200, min_reference=20)
-    return ScoringPipeline(detector, calibrator, ServiceMetrics())
+    return ScoringPipeline(AlertFilter(detector, calibrator), ServiceMetrics())
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def start_from(trained: ScoringPipeline, fresh: bool) -> ScoringPipeline:
     if fresh:
         return new_pipeline()
     detector, calibrator = copy.deepcopy((trained.detector, trained.calibrator))
-    return ScoringPipeline(detector, calibrator, ServiceMetrics())
+    return ScoringPipeline(AlertFilter(detector, calibrator), ServiceMetrics())
 
 
 def assert_each_input_out_once(sink: ListSink, key: str, expected: list) -> None:

@@ -17,6 +17,7 @@ import pytest
 import streammem
 from connectors import RecordBatch
 from connectors.kafka import JsonDecoder
+from streammem.alerts import AlertFilter
 from streammem.calibration import ConformalCalibrator
 from streammem.metrics import ServiceMetrics
 from streammem.service.pipeline import ScoringPipeline
@@ -93,7 +94,7 @@ def warmed() -> tuple[ScoringPipeline, JsonDecoder]:
     rng = random.Random(0)
     detector = streammem.MemAE(num_slots=20, hidden_sizes=(16,), latent_size=4)
     calibrator = ConformalCalibrator(alpha=0.01, window_size=500, min_reference=50)
-    pipeline = ScoringPipeline(detector, calibrator, ServiceMetrics())
+    pipeline = ScoringPipeline(AlertFilter(detector, calibrator), ServiceMetrics())
     decoder = JsonDecoder(max_message_bytes=100_000)
     for start in range(0, 300, 100):
         batch = decoder.decode([message(valid(i, rng), i) for i in range(start, start + 100)])
@@ -106,7 +107,9 @@ def fresh_copy(warmed: tuple[ScoringPipeline, JsonDecoder]) -> tuple[ScoringPipe
     """The warmed pipeline's state in a new pipeline with its own metrics."""
     pipeline, decoder = warmed
     detector, calibrator = copy.deepcopy((pipeline.detector, pipeline.calibrator))
-    return ScoringPipeline(detector, calibrator, ServiceMetrics()), copy.deepcopy(decoder)
+    return ScoringPipeline(AlertFilter(detector, calibrator), ServiceMetrics()), copy.deepcopy(
+        decoder
+    )
 
 
 class ListSink:

@@ -21,6 +21,7 @@ import streammem
 from connectors import RecordBatch, SourceError
 from connectors.kafka import JsonDecoder
 from connectors.parquet import ParquetSource
+from streammem.alerts import AlertFilter
 from streammem.calibration import ConformalCalibrator
 from streammem.features import FeatureEncoder, schema_example
 from streammem.metrics import ServiceMetrics
@@ -56,7 +57,7 @@ def message(value: bytes, offset: int) -> SimpleNamespace:
 
 def fresh_pipeline(**kwargs) -> ScoringPipeline:
     detector = streammem.MemAE(num_slots=10, hidden_sizes=(8,), latent_size=4)
-    return ScoringPipeline(detector, ConformalCalibrator(), ServiceMetrics(), **kwargs)
+    return ScoringPipeline(AlertFilter(detector, ConformalCalibrator()), ServiceMetrics(), **kwargs)
 
 
 def run_polls(pipeline: ScoringPipeline, first: dict, polls: list[int]) -> ListSink:

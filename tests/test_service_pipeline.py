@@ -7,6 +7,7 @@ import pytest
 
 import streammem
 from connectors import RecordBatch
+from streammem.alerts import AlertFilter
 from streammem.calibration import ConformalCalibrator
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import load_checkpoint
@@ -38,7 +39,9 @@ def normal_batch(rng: np.random.Generator, n: int, first_row: int = 0) -> Record
 def warmed_pipeline(learn_on_alert: bool = False) -> tuple[ScoringPipeline, ListSink]:
     rng = np.random.default_rng(0)
     calibrator = ConformalCalibrator(alpha=0.01, window_size=500, min_reference=100)
-    pipeline = ScoringPipeline(streammem.MemAE(), calibrator, ServiceMetrics(), learn_on_alert)
+    pipeline = ScoringPipeline(
+        AlertFilter(streammem.MemAE(), calibrator, not learn_on_alert), ServiceMetrics()
+    )
     sink = ListSink()
     for i in range(12):
         pipeline.process(normal_batch(rng, 250, 250 * i), sink)
@@ -57,7 +60,9 @@ def test_every_record_gets_a_result_or_a_dead_letter_even_in_the_first_batch():
         ],
         [{"row": i} for i in range(6)],
     )
-    pipeline = ScoringPipeline(streammem.MemAE(), ConformalCalibrator(), ServiceMetrics())
+    pipeline = ScoringPipeline(
+        AlertFilter(streammem.MemAE(), ConformalCalibrator()), ServiceMetrics()
+    )
     sink = ListSink()
     summary = pipeline.process(batch, sink)
     assert [r["row"] for r in sink.results] == [0, 5]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import streammem
+from streammem.alerts import AlertFilter
 from streammem.calibration import (
     Calibrator,
     ConformalCalibrator,
@@ -44,14 +45,12 @@ def new_pipeline(
     config: Config, metrics: ServiceMetrics, labels: tuple[str, str] = ("", "")
 ) -> ScoringPipeline:
     """A fresh pipeline whose model metrics carry ``labels`` (topic, partition)."""
-    return ScoringPipeline(
+    alerts = AlertFilter(
         new_detector(config),
         new_calibrator(config.calibration),
-        metrics,
-        learn_on_alert=config.calibration.learn_on_alert,
-        schema_records=config.schema.min_records,
-        labels=labels,
+        protect_anomaly_detector=not config.calibration.learn_on_alert,
     )
+    return ScoringPipeline(alerts, metrics, schema_records=config.schema.min_records, labels=labels)
 
 
 def pipeline_from_state(
@@ -66,11 +65,9 @@ def pipeline_from_state(
         if not isinstance(state.get(part), Mapping):
             found = type(state.get(part)).__name__
             raise CheckpointError(f"the checkpoint's {part!r} is a {found}, not a mapping")
-    return ScoringPipeline(
+    alerts = AlertFilter(
         streammem.detector_from_state(state["detector"]),
         calibrator_from_state(state["calibrator"]),
-        metrics,
-        learn_on_alert=config.calibration.learn_on_alert,
-        schema_records=config.schema.min_records,
-        labels=labels,
+        protect_anomaly_detector=not config.calibration.learn_on_alert,
     )
+    return ScoringPipeline(alerts, metrics, schema_records=config.schema.min_records, labels=labels)

@@ -1,6 +1,9 @@
-"""The one processing path shared by the Python API, file jobs and the Kafka daemon.
+"""The one processing path shared by file jobs and the Kafka daemon.
 
 validate (bad -> dead letters) -> score_many -> calibrate -> learn_many -> sink -> metrics.
+Calibration and protected learning are the :class:`~streammem.AlertFilter`'s, the same
+object a Python user wraps a detector in; the pipeline adds validation, schema inference,
+dead letters, retries and metrics.
 
 Validation and scoring share one pass: a batch is scored as a table, and only a batch that the
 detector rejects is checked record by record (``check_one``), then scored in halves, to isolate
@@ -8,8 +11,8 @@ its bad records. No record can make :meth:`ScoringPipeline.process` raise: each 
 result or a dead letter.
 
 Scoring happens before learning, so every record is judged by a model that has not seen it.
-Records the calibrator flags are not learned (unless ``learn_on_alert``): an attack must not
-teach the model's memory that it is normal.
+Records the calibrator flags are not learned (unless the filter's ``protect_anomaly_detector``
+is off): an attack must not teach the model's memory that it is normal.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from connectors import DeadLetter, RecordBatch, Sink
+from streammem.alerts import AlertFilter, Judged
 from streammem.calibration import Calibrator
 from streammem.features import schema_example
 from streammem.metrics import ServiceMetrics
@@ -54,19 +58,15 @@ class BatchSummary:
 
 
 class ScoringPipeline:
-    """A detector, its calibrator and the steps that run every batch through them.
+    """An alert filter (detector + calibrator) and the steps that run every batch through it.
 
     Parameters
     ----------
-    detector
-        A streammem detector (any River anomaly detector with ``check_one``, ``score_many`` and
-        ``learn_many``).
-    calibrator
-        Turns scores into p-values and alerts.
+    alerts
+        The detector (any River anomaly detector with ``check_one``, ``score_many`` and
+        ``learn_many``) behind its calibrator; it decides p-values, alerts and what is learned.
     metrics
         Where counts, scores and latencies are recorded.
-    learn_on_alert
-        Also learn from flagged records.
     max_attempts
         Tries for a batch whose processing raises; after the last, its records are
         dead-lettered as ``processing_error``.
@@ -80,18 +80,14 @@ class ScoringPipeline:
 
     def __init__(
         self,
-        detector: Any,
-        calibrator: Calibrator,
+        alerts: AlertFilter,
         metrics: ServiceMetrics,
-        learn_on_alert: bool = False,
         max_attempts: int = 3,
         schema_records: int = 32,
         labels: tuple[str, str] = ("", ""),
     ) -> None:
-        self.detector = detector
-        self.calibrator = calibrator
+        self.alerts = alerts
         self.metrics = metrics
-        self.learn_on_alert = learn_on_alert
         self.max_attempts = max_attempts
         self.schema_records = schema_records
         self.labels = labels
@@ -143,11 +139,25 @@ class ScoringPipeline:
         scorer = self._scorer(batch)
         chunks, invalid = _Judge(scorer, batch).run()
         raw = np.concatenate([chunk.scores for chunk in chunks]) if chunks else np.zeros(0)
-        scores, p_values, alerts = self._calibrate(raw)
+        judged = self.alerts.judge(raw)
         if scorer is self.detector:
-            self._learn(chunks, scores, alerts)
+            self._learn(chunks, judged)
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
-        return _Outcome(origins, scores, p_values, alerts, [*batch.dead_letters, *invalid])
+        return _Outcome(
+            origins, judged.scores, judged.p_values, judged.alerts, [*batch.dead_letters, *invalid]
+        )
+
+    @property
+    def detector(self) -> Any:
+        return self.alerts.anomaly_detector
+
+    @detector.setter
+    def detector(self, detector: Any) -> None:
+        self.alerts.anomaly_detector = detector
+
+    @property
+    def calibrator(self) -> Calibrator:
+        return self.alerts.calibrator_
 
     # ------------------------------------------------------------------ schema
     def _scorer(self, batch: RecordBatch) -> Any:
@@ -211,27 +221,16 @@ class ScoringPipeline:
         encoder = base.clone({"numeric": list(base.numeric_), "categorical": categorical})
         return self.detector.clone({"encoder": encoder})
 
-    def _calibrate(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not self.is_trained:
-            # An untrained model scores 0.0: nothing to judge yet, and nothing to calibrate on.
-            return scores, np.ones_like(scores), np.zeros(len(scores), dtype=bool)
-        p_values = self.calibrator.p_values(scores)
-        return scores, p_values, self.calibrator.alerts(scores, p_values)
-
-    def _learn(self, chunks: list[_Chunk], scores: np.ndarray, alerts: np.ndarray) -> None:
-        was_trained = self.is_trained
+    def _learn(self, chunks: list[_Chunk], judged: Judged) -> None:
         updates_before = self.n_updates
         start = 0
         for chunk in chunks:
-            flagged = alerts[start : start + len(chunk.rows)]
+            part = slice(start, start + len(chunk.rows))
             start += len(chunk.rows)
-            learnable = chunk.table if self.learn_on_alert else chunk.table[~flagged]
-            if len(learnable):
-                self.detector.learn_many(learnable)
-        if was_trained:
-            # All scores, flagged or not: a window that drops its own top alpha shrinks its
-            # threshold every turnover until everything is flagged.
-            self.calibrator.learn_many(scores)
+            self.alerts.learn_judged(
+                chunk.table,
+                Judged(judged.scores[part], judged.p_values[part], judged.alerts[part]),
+            )
         if self.n_updates > updates_before:
             self.metrics.record_training(
                 self.n_updates - updates_before,

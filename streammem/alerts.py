@@ -1,0 +1,177 @@
+"""AlertFilter: a detector, a calibrator and learning that skips what it flags.
+
+A raw score says how unusual a record is to one model at one moment; an alert needs a scale
+that does not drift with the model. :class:`AlertFilter` puts a calibrator behind any River
+anomaly detector: scores become conformal p-values and alert flags, every score feeds the
+calibrator's reference window, and (by default) a flagged record is not learned, so an attack
+or a fault that lasts minutes does not teach the model that it is normal.
+
+It is River's ``AnomalyFilter`` (``classify``, ``protect_anomaly_detector``, usable in
+``evaluate.progressive_val_score``) with two differences: ``protect_anomaly_detector=False``
+learns every record (River's own filter then learns none), and it has batch methods and
+p-values. The service runs every batch through this same object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from river import base as river_base
+
+from streammem.calibration import Calibrator, ConformalCalibrator
+from streammem.features import to_frame_or_array
+
+__all__ = ["AlertFilter", "Judged"]
+
+
+@dataclasses.dataclass
+class Judged:
+    """Scores of a batch, their p-values and alert flags (one entry per record)."""
+
+    scores: np.ndarray
+    p_values: np.ndarray
+    alerts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class AlertFilter(river_base.AnomalyFilter):
+    """Calibrated alerts around an anomaly detector, learning only what it does not flag.
+
+    Parameters
+    ----------
+    anomaly_detector
+        Any River anomaly detector; its ``score_many`` / ``learn_many`` are used when it has
+        them (every streammem detector does).
+    calibrator
+        Turns scores into p-values and alerts; ``None``: ``ConformalCalibrator()`` (alert when
+        the conformal p-value is below 0.01, against a window of the last 1,000 scores).
+    protect_anomaly_detector
+        ``True``: flagged records are not learned. ``False``: every record is learned.
+
+    Examples
+    --------
+    >>> import random
+    >>> import streammem
+    >>> rng = random.Random(0)
+    >>> alerts = streammem.AlertFilter(streammem.MemAE(seed=1))
+    >>> for i in range(1500):
+    ...     a = rng.gauss(0, 1)
+    ...     alerts.learn_one({"a": a, "b": 2 * a + rng.gauss(0, 0.1)})
+    >>> alerts.classify(alerts.score_one({"a": 0.3, "b": 0.6}))
+    False
+    >>> broken = {"a": 0.3, "b": -5.0}
+    >>> alerts.classify(alerts.score_one(broken)), alerts.p_value_one(broken) < 0.01
+    (True, True)
+    """
+
+    def __init__(
+        self,
+        anomaly_detector: river_base.AnomalyDetector,
+        calibrator: Calibrator | None = None,
+        protect_anomaly_detector: bool = True,
+    ) -> None:
+        super().__init__(anomaly_detector, protect_anomaly_detector)
+        self.calibrator = calibrator
+
+    @property
+    def calibrator_(self) -> Calibrator:
+        """The calibrator in use (``calibrator``, else a default made on first use)."""
+        if self.calibrator is not None:
+            return self.calibrator
+        default = self.__dict__.get("_default_calibrator")
+        if default is None:
+            default = self._default_calibrator = ConformalCalibrator()
+        return default
+
+    # ------------------------------------------------------------------ one record
+    def classify(self, score: float) -> bool:
+        """Whether ``score`` raises an alert now (never while the calibrator warms up)."""
+        return bool(self.judge(np.array([score], dtype=np.float64)).alerts[0])
+
+    def p_value_one(self, x: Mapping[Hashable, Any]) -> float:
+        """Conformal p-value of ``x``'s score: small means unusual. Pure."""
+        return float(self.calibrator_.p_values(np.array([self.score_one(x)]))[0])
+
+    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+        judged = self.judge(np.array([self.score_one(x)], dtype=np.float64))
+        self.calibrator_.learn_many(judged.scores)
+        if not (self.protect_anomaly_detector and judged.alerts[0]):
+            self.anomaly_detector.learn_one(x)
+
+    # ------------------------------------------------------------------ batches
+    def score_many(self, X: Any) -> np.ndarray:
+        """Raw scores of a batch (pure)."""
+        detector = self.anomaly_detector
+        if hasattr(detector, "score_many"):
+            return np.asarray(detector.score_many(X), dtype=np.float64)
+        return np.array([detector.score_one(x) for x in _records(X)], dtype=np.float64)
+
+    def p_values_many(self, X: Any) -> np.ndarray:
+        """Conformal p-values of a batch (pure)."""
+        return self.calibrator_.p_values(self.score_many(X))
+
+    def judge(self, scores: np.ndarray) -> Judged:
+        """p-values and alert flags of raw scores (pure)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        p_values = self.calibrator_.p_values(scores)
+        return Judged(scores, p_values, np.asarray(self.calibrator_.alerts(scores, p_values)))
+
+    def learn_many(self, X: Any) -> None:
+        """Score the batch, then learn it as :meth:`learn_judged` does."""
+        self.learn_judged(X, self.judge(self.score_many(X)))
+
+    def process_many(self, X: Any) -> Judged:
+        """Score, judge, then learn a batch, scoring it once: the service's path."""
+        judged = self.judge(self.score_many(X))
+        self.learn_judged(X, judged)
+        return judged
+
+    def learn_judged(self, X: Any, judged: Judged) -> None:
+        """Learn a batch whose scores were judged before any of it was learned.
+
+        Every score enters the calibrator's reference window, flagged or not (a window that
+        drops its own top alpha shrinks at every turnover until it flags far more than alpha);
+        the detector learns the records that were not flagged, or all of them when
+        ``protect_anomaly_detector`` is off.
+        """
+        self.calibrator_.learn_many(judged.scores)
+        keep = ~judged.alerts if self.protect_anomaly_detector else np.ones(len(judged), bool)
+        if keep.any():
+            self._learn_rows(to_frame_or_array(X), keep)
+
+    def _learn_rows(self, X: Any, keep: np.ndarray) -> None:
+        detector = self.anomaly_detector
+        if not hasattr(detector, "learn_many"):
+            for x, kept in zip(_records(X), keep, strict=True):
+                if kept:
+                    detector.learn_one(x)
+            return
+        if keep.all():
+            detector.learn_many(X)
+        elif isinstance(X, (pd.DataFrame, np.ndarray)):
+            detector.learn_many(X[keep])
+        else:
+            detector.learn_many([x for x, kept in zip(_records(X), keep, strict=True) if kept])
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Detector and calibrator state (``torch.load(weights_only=True)``-safe)."""
+        return {
+            "detector": self.anomaly_detector.state_dict(),
+            "calibrator": self.calibrator_.state_dict(),
+            "protect_anomaly_detector": self.protect_anomaly_detector,
+        }
+
+
+def _records(X: Any) -> list[Mapping[Hashable, Any]]:
+    if isinstance(X, pd.DataFrame):
+        return X.to_dict("records")
+    if isinstance(X, np.ndarray):
+        return [dict(enumerate(row)) for row in X.reshape(len(X), -1).tolist()]
+    return list(X)
