@@ -1,19 +1,25 @@
-"""Throughput: streammem's per-event and batch paths against River's HalfSpaceTrees, same events.
+"""Throughput on real KDDCUP99 events: streammem against River's HalfSpaceTrees, same events.
 
-Run ``python -m bench.throughput`` (``--events``, ``--models``, ``--out``). Events are
-KDDCUP99-shaped: 38 numeric fields and 3 categorical ones (``protocol_type``, ``service``,
-``flag``), generated with a fixed seed. Each contender sees the same events, scores each one
-before learning it (progressive validation order), and is timed end to end:
+``python -m bench.throughput`` times, on the KDDCUP99 10 % set's raw records in a seeded random
+order (38 numbers and the three string fields ``protocol_type``, ``service``, ``flag``):
 
-* River: ``MinMaxScaler() | HalfSpaceTrees()`` with defaults; ``MinMaxScaler`` only takes
-  numbers, so the three string fields go through River's ``OneHotEncoder`` beside it;
+* River: ``MinMaxScaler() | HalfSpaceTrees()`` with defaults (the string fields go through
+  River's ``OneHotEncoder`` beside the scaler, which only takes numbers), event by event;
 * streammem per event: ``score_one`` then ``learn_one``;
-* streammem batches: ``score_many`` then ``learn_many`` on DataFrames of ``--batch`` rows,
-  built before the clock starts (they are the input format of that path).
+* streammem batches: ``encode_many`` then ``score_many`` and ``learn_many`` on DataFrames of
+  ``--batch`` rows (built before the clock starts; they are that path's input format).
 
-Each contender first sees ``--warmup`` other events untimed (imports, first allocations, the
-first model build), so the figures are the steady state of a long-running stream. Ratios are
-events/s over River's events/s measured in the same run.
+Every contender runs in its own process (so its peak RSS is its own), first learns
+``--warmup`` events untimed (3,000 by default: imports, the first model build and the young
+model's extra training are behind it), then is timed on the next ``--events`` events, each
+scored before it is learned. Reported: events/s (wall), events per CPU-second (per core),
+peak RSS, and the ratio to River's events/s measured in the same run. ``--load`` repeats every
+measurement with a CPU-bound competitor process running, and reports quiet and loaded figures
+side by side.
+
+``--curve`` adds the quality / speed curve of the learning schedule: for each ``--budgets``
+value, MemAE's mean AUROC on the 35 ADBench streams (``bench.stream``, cached) against its
+events/s here, plotted to ``throughput_curve.png``.
 """
 
 from __future__ import annotations
@@ -21,121 +27,235 @@ from __future__ import annotations
 import argparse
 import json
 import numbers
+import os
 import platform
+import resource
+import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from river import anomaly, compose, preprocessing
 
-import streammem
-
-PROTOCOLS = ["tcp", "udp", "icmp"]
-SERVICES = [f"svc{i}" for i in range(66)]
-FLAGS = ["SF", "S0", "REJ", "RSTR", "SH", "RSTO", "S1", "RSTOS0", "S3", "S2", "OTH"]
-N_NUMERIC = 38
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results"
+DEFAULT_BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def kdd_shaped_events(n: int, seed: int = 0) -> list[dict]:
-    """``n`` events with 41 fields: heavy-tailed counts, rates in [0, 1], 3 categories."""
-    rng = np.random.default_rng(seed)
-    counts = rng.lognormal(mean=3.0, sigma=2.0, size=(n, N_NUMERIC // 2))
-    rates = rng.beta(0.5, 2.0, size=(n, N_NUMERIC - N_NUMERIC // 2))
-    numeric = np.hstack([counts, rates])
-    proto = rng.choice(PROTOCOLS, size=n, p=[0.6, 0.3, 0.1])
-    service = rng.choice(SERVICES, size=n)
-    flag = rng.choice(FLAGS, size=n)
-    names = [f"f{i:02d}" for i in range(N_NUMERIC)]
-    events = []
-    for i in range(n):
-        event = dict(zip(names, numeric[i].tolist(), strict=True))
-        event.update(protocol_type=str(proto[i]), service=str(service[i]), flag=str(flag[i]))
-        events.append(event)
-    return events
+# ---------------------------------------------------------------------------------- events
+def kdd_events(n: int, root: str | None = None) -> pd.DataFrame:
+    """``n`` raw KDDCUP99 records (label dropped) in ``default_rng(1)`` order.
+
+    The sample is kept in ``bench/cache/`` so that a worker process reads only its rows: its
+    peak RSS is then the contender's, not the 494,021-row file's.
+    """
+    from bench.datasets import KDDCUP99
+
+    cached = BENCH_DIR / "cache" / f"kdd_events_{n}.parquet"
+    if cached.is_file():
+        return pd.read_parquet(cached)
+    records = KDDCUP99(root).records().drop(columns="label")
+    order = np.random.default_rng(1).permutation(len(records))[:n]
+    sample = records.iloc[order].reset_index(drop=True)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    sample.to_parquet(cached)
+    return sample
 
 
-def river_baseline():
+def river_baseline() -> Any:
+    from river import anomaly, compose, preprocessing
+
     numbers_scaled = compose.SelectType(numbers.Number) | preprocessing.MinMaxScaler()
     strings_encoded = compose.SelectType(str) | preprocessing.OneHotEncoder()
     return (numbers_scaled + strings_encoded) | anomaly.HalfSpaceTrees()
 
 
-def per_event(model, events: list[dict]) -> float:
-    start = time.perf_counter()
-    for x in events:
+def streammem_detector(spec: str) -> Any:
+    """``MemAE`` or ``MemAE[budget=2]`` (a schedule budget)."""
+    import streammem
+
+    name, _, rest = spec.partition("[")
+    if not rest:
+        return getattr(streammem, name)(device="cpu")
+    budget = float(rest.rstrip("]").partition("=")[2])
+    return getattr(streammem, name)(device="cpu", schedule=streammem.Schedule(budget=budget))
+
+
+# ---------------------------------------------------------------------------------- timing
+def per_event(model: Any, rows: list[dict]) -> None:
+    for x in rows:
         model.score_one(x)
         model.learn_one(x)
-    return time.perf_counter() - start
 
 
-def batched(model, batches: list[pd.DataFrame]) -> float:
-    start = time.perf_counter()
-    for frame in batches:
-        model.score_many(frame)
-        model.learn_many(frame)
-    return time.perf_counter() - start
+def batched(model: Any, frames: list[pd.DataFrame]) -> None:
+    for frame in frames:
+        encoded = model.encode_many(frame)
+        model.score_many(encoded)
+        model.learn_many(encoded)
 
 
-def _frames(events: list[dict], batch: int) -> list[pd.DataFrame]:
-    return [pd.DataFrame(events[i : i + batch]) for i in range(0, len(events), batch)]
+def measure(contender: str, path: str, n_events: int, warmup: int, batch: int) -> dict:
+    """Warm one contender up, then time it; runs inside the worker process."""
+    frame = kdd_events(warmup + n_events)
+    warm, timed = frame.iloc[:warmup], frame.iloc[warmup:]
+    model = river_baseline() if contender == "river" else streammem_detector(contender)
+    if path == "per-event":
+        run, warm_input, timed_input = per_event, warm.to_dict("records"), timed.to_dict("records")
+    else:
+        split = [timed.iloc[i : i + batch] for i in range(0, len(timed), batch)]
+        warm_split = [warm.iloc[i : i + batch] for i in range(0, len(warm), batch)]
+        run, warm_input, timed_input = batched, warm_split, split
+    run(model, warm_input)
+    wall, cpu = time.perf_counter(), time.process_time()
+    run(model, timed_input)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {
+        "contender": contender,
+        "path": path,
+        "events_per_s": n_events / wall,
+        "events_per_cpu_s": n_events / cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "updates": getattr(model, "n_updates_", None),
+    }
 
 
-def run(n_events: int, batch: int, warmup: int, model_names: list[str]) -> dict:
-    warm_events = kdd_shaped_events(warmup, seed=1)
-    events = kdd_shaped_events(n_events)
-    warm_frames, frames = _frames(warm_events, batch), _frames(events, batch)
-    rows: list[dict] = []
+def run_worker(contender: str, path: str, args: argparse.Namespace) -> dict:
+    """Measure in a fresh process: its own imports, memory and thread pools."""
+    command = [
+        sys.executable, "-m", "bench.throughput", "--worker", contender, "--path", path,
+        "--events", str(args.events), "--warmup", str(args.warmup), "--batch", str(args.batch),
+    ]  # fmt: skip
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "")}
+    env = {k: v for k, v in env.items() if v != ""}  # the detector limits its own pools
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
-    def record(name: str, path: str, seconds: float) -> None:
-        rows.append({"model": name, "path": path, "events_per_s": n_events / seconds})
-        print(f"  {name:<32} {path:<10} {n_events / seconds:>12,.0f} events/s", flush=True)
 
-    def warm(model, by_event: bool):
-        per_event(model, warm_events) if by_event else batched(model, warm_frames)
-        return model
+class Competitor:
+    """A CPU-bound process on the side (a NumPy loop), for the loaded measurements."""
 
-    print(f"{n_events:,} KDDCUP-shaped events (41 fields), batches of {batch}, {warmup:,} warm-up")
-    river = warm(river_baseline(), by_event=True)
-    record("river MinMaxScaler|HST", "per-event", per_event(river, events))
-    for name in model_names:
-        make: Callable[..., streammem.MemoryDetector] = getattr(streammem, name)
-        det = warm(make(device="cpu"), by_event=True)
-        record(f"streammem.{name}", "per-event", per_event(det, events))
-        det = warm(make(device="cpu"), by_event=False)
-        record(f"streammem.{name}", "many", batched(det, frames))
-    baseline = rows[0]["events_per_s"]
+    def __enter__(self) -> Competitor:
+        code = "import numpy as np\na = np.random.rand(300, 300)\nwhile True: a = a @ a / 300.0"
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        self.process = subprocess.Popen([sys.executable, "-c", code], env=env)
+        time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+# ---------------------------------------------------------------------------------- report
+def run(args: argparse.Namespace) -> dict:
+    plan = [("river", "per-event")]
+    for name in args.models.split(","):
+        plan += [(name, "per-event"), (name, "many")]
+    conditions = ["quiet", "loaded"] if args.load else ["quiet"]
+    rows = []
+    for condition in conditions:
+        print(f"{condition}:", flush=True)
+        for contender, path in plan:
+            if condition == "loaded":
+                with Competitor():
+                    row = run_worker(contender, path, args)
+            else:
+                row = run_worker(contender, path, args)
+            row["condition"] = condition
+            rows.append(row)
+            print(f"  {contender:<18} {path:<10} {row['events_per_s']:>10,.0f} events/s "
+                  f"{row['peak_rss_mb']:>7.0f} MB", flush=True)  # fmt: skip
     for row in rows:
-        row["ratio_vs_river"] = row["events_per_s"] / baseline
+        river = next(r for r in rows if r["contender"] == "river"
+                     and r["condition"] == row["condition"])  # fmt: skip
+        row["ratio_vs_river"] = row["events_per_s"] / river["events_per_s"]
     return {
         "command": "python -m bench.throughput " + " ".join(sys.argv[1:]),
-        "events": n_events,
-        "batch": batch,
-        "warmup": warmup,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads available",
-        "torch": torch.__version__,
+        "events": args.events,
+        "warmup": args.warmup,
+        "batch": args.batch,
+        "data": "KDDCUP99 10% raw records, default_rng(1) order",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
+        "load_average_at_start": os.getloadavg(),
         "rows": rows,
     }
 
 
+def curve(args: argparse.Namespace, out: Path) -> list[dict]:
+    """Mean AUROC on the ADBench streams against events/s, one point per budget."""
+    from bench.stream import all_streams, parse_contender, run_cell
+
+    sets = [name for name in all_streams() if name.startswith("adbench:")]
+    points = []
+    for budget in args.budgets:
+        spec = f"MemAE[schedule=Schedule(budget={budget})]"
+        contender = parse_contender("MemAE" if budget == 1.0 else spec)
+        aurocs = [run_cell(s, contender, BENCH_DIR / "cache" / "stream").metrics["auroc"]
+                  for s in sets]  # fmt: skip
+        timing = run_worker(f"MemAE[budget={budget}]", "many", args)
+        points.append({"budget": budget, "mean_auroc": float(np.mean(aurocs)), **timing})
+        print(f"  budget {budget:<5} mean AUROC {points[-1]['mean_auroc']:.4f} "
+              f"{timing['events_per_s']:>10,.0f} events/s", flush=True)  # fmt: skip
+    _plot_curve(points, out / "throughput_curve.png")
+    return points
+
+
+def _plot_curve(points: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    speed = [p["events_per_s"] for p in points]
+    quality = [p["mean_auroc"] for p in points]
+    ax.plot(speed, quality, "o-", color="tab:red")
+    for p in points:
+        ax.annotate(f"budget {p['budget']:g}", (p["events_per_s"], p["mean_auroc"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)  # fmt: skip
+    ax.set_xlabel("events/s, batched path (KDDCUP99, this machine)")
+    ax.set_ylabel("mean AUROC, 35 ADBench streams")
+    ax.set_title("MemAE: quality against speed by schedule budget")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.throughput",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--warmup", type=int, default=3_000)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--models", default="MemAE", help="comma-separated detector names")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--load", action="store_true", help="also measure under CPU load")
+    parser.add_argument("--curve", action="store_true", help="quality / speed by budget")
+    parser.add_argument("--budgets", type=lambda t: [float(b) for b in t.split(",")],
+                        default=list(DEFAULT_BUDGETS))  # fmt: skip
+    parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    result = run(args.events, args.batch, args.warmup, args.models.split(","))
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.path, args.events, args.warmup, args.batch)))
+        return
+    result = run(args)
+    if args.curve:
+        print("quality / speed by budget:", flush=True)
+        result["curve"] = curve(args, args.out.parent)
     print("\nratio vs River (same events, same run):")
     for row in result["rows"][1:]:
-        print(f"  {row['model']:<32} {row['path']:<10} {row['ratio_vs_river']:>6.2f}x")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"  {row['condition']:<7} {row['contender']:<18} {row['path']:<10} "
+              f"{row['ratio_vs_river']:>6.2f}x")  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

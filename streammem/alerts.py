@@ -23,7 +23,7 @@ import pandas as pd
 from river import base as river_base
 
 from streammem.calibration import Calibrator, ConformalCalibrator
-from streammem.features import to_frame_or_array
+from streammem.features import EncodedBatch, to_frame_or_array
 
 __all__ = ["AlertFilter", "Judged"]
 
@@ -124,13 +124,19 @@ class AlertFilter(river_base.AnomalyFilter):
 
     def learn_many(self, X: Any) -> None:
         """Score the batch, then learn it as :meth:`learn_judged` does."""
-        self.learn_judged(X, self.judge(self.score_many(X)))
+        self.process_many(X)
 
     def process_many(self, X: Any) -> Judged:
-        """Score, judge, then learn a batch, scoring it once: the service's path."""
-        judged = self.judge(self.score_many(X))
-        self.learn_judged(X, judged)
+        """Score, judge, then learn a batch, reading it once: the fast path."""
+        batch = self.encode_many(X)
+        judged = self.judge(self.score_many(batch))
+        self.learn_judged(batch, judged)
         return judged
+
+    def encode_many(self, X: Any) -> Any:
+        """The batch read once by the detector (its ``encode_many``), else as given."""
+        detector = self.anomaly_detector
+        return detector.encode_many(X) if hasattr(detector, "encode_many") else X
 
     def learn_judged(self, X: Any, judged: Judged) -> None:
         """Learn a batch whose scores were judged before any of it was learned.
@@ -143,7 +149,7 @@ class AlertFilter(river_base.AnomalyFilter):
         self.calibrator_.learn_many(judged.scores)
         keep = ~judged.alerts if self.protect_anomaly_detector else np.ones(len(judged), bool)
         if keep.any():
-            self._learn_rows(to_frame_or_array(X), keep)
+            self._learn_rows(X if isinstance(X, EncodedBatch) else to_frame_or_array(X), keep)
 
     def _learn_rows(self, X: Any, keep: np.ndarray) -> None:
         detector = self.anomaly_detector
@@ -154,6 +160,8 @@ class AlertFilter(river_base.AnomalyFilter):
             return
         if keep.all():
             detector.learn_many(X)
+        elif isinstance(X, EncodedBatch):
+            detector.learn_many(X.select(keep))
         elif isinstance(X, (pd.DataFrame, np.ndarray)):
             detector.learn_many(X[keep])
         else:

@@ -28,8 +28,10 @@ wrong type                always raises (text that is not a number in a numeric 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+import operator
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -41,13 +43,14 @@ from river import base
 
 from streammem.replay import ReplayWindow
 
-__all__ = ["FeatureEncoder", "schema_example", "to_frame_or_array"]
+__all__ = ["EncodedBatch", "FeatureEncoder", "schema_example", "to_frame_or_array"]
 
 _SCALINGS = ("robust", "standard", "minmax", None)
 _MISSING = ("error", "impute")
 _EXTRA = ("ignore", "error")
 _STD_FLOOR = 1e-6
 _LARGEST_SCALED = 1e15
+_LARGEST_INT = 2**1000  # ints below convert to float without overflow
 _IQR_TO_STD = 1.349  # the interquartile range of a normal distribution, in standard deviations
 
 
@@ -152,10 +155,37 @@ def to_frame_or_array(X: Any) -> pd.DataFrame | np.ndarray | list:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class EncodedBatch:
+    """A batch read once by a detector's encoder, for ``score_many`` and ``learn_many``.
+
+    ``raw`` holds the unscaled vectors (``None`` when the detector had nothing to read them
+    with yet); ``source`` the records as given; ``learnable`` whether learning from ``raw``
+    equals learning from ``source`` (no category can be added any more).
+    """
+
+    raw: np.ndarray | None
+    source: pd.DataFrame | np.ndarray | list
+    learnable: bool
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def select(self, keep: np.ndarray) -> EncodedBatch:
+        """The rows where ``keep`` is true."""
+        keep = np.asarray(keep, dtype=bool)
+        if isinstance(self.source, (pd.DataFrame, np.ndarray)):
+            source = self.source[keep]
+        else:
+            source = [record for record, kept in zip(self.source, keep, strict=True) if kept]
+        raw = self.raw[keep] if self.raw is not None else None
+        return EncodedBatch(raw, source, self.learnable)
+
+
 def _soft_clip(values: np.ndarray, limit: float) -> np.ndarray:
     """Identity within ``±limit``, ``±(limit + log(1 + |x| - limit))`` beyond it."""
     magnitude = np.abs(values)
-    if not (magnitude > limit).any():
+    if magnitude.max(initial=0.0) <= limit:
         return values
     excess = np.log1p(np.maximum(magnitude - limit, 0.0))
     return np.where(magnitude > limit, np.sign(values) * (limit + excess), values)
@@ -292,6 +322,8 @@ class FeatureEncoder(base.Transformer):
     def _init_layout(self) -> None:
         """Index maps used by the per-record path; derived state, rebuilt after loading."""
         self._numeric_index = {name: i for i, name in enumerate(self.numeric_)}
+        pick = operator.itemgetter(*self.numeric_) if self.numeric_ else (lambda x: ())
+        self._pick_numbers = pick if len(self.numeric_) != 1 else (lambda x: (pick(x),))
         self._fields = set(self.numeric_) | set(self.vocabulary_)
         offset = len(self.numeric_)
         self._cat_layout: dict[Hashable, tuple[int, dict[str, int], int]] = {}
@@ -346,6 +378,12 @@ class FeatureEncoder(base.Transformer):
             return slot
         return unknown
 
+    @property
+    def vocabulary_frozen_(self) -> bool:
+        """Whether learning can no longer add a category (so learning and reading a record
+        give the same vector)."""
+        return not any(self._may_learn(field) for field in self.learned_fields_)
+
     def _may_learn(self, field: Hashable) -> bool:
         return (
             field in self.learned_fields_
@@ -371,23 +409,31 @@ class FeatureEncoder(base.Transformer):
             self.fit_schema(x)
         self._check_keys(x)
         get = x.get
-        numeric_value = self._numeric_value
-        values = []
-        for field in self.numeric_:
-            value = get(field)
-            # fast path: a finite float (inf - inf and nan - nan are nan)
-            values.append(
-                value
-                if type(value) is float and value - value == 0.0
-                else numeric_value(field, value)
-            )
         vec = np.zeros(len(self.columns_))
-        vec[: len(values)] = values
+        vec[: len(self.numeric_)] = self._plain_numbers(x) or [
+            self._numeric_value(field, get(field)) for field in self.numeric_
+        ]
         for field in self._cat_layout:
             vec[self._category_slot(field, get(field), learn)] = 1.0
         if learn:
             self.n_learned_ += 1
         return vec
+
+    def _plain_numbers(self, x: Mapping[Hashable, Any]) -> tuple | None:
+        """The numeric fields at C speed when all are present, finite floats or modest ints
+        (the common case); None sends the record down the checking path."""
+        try:
+            values = self._pick_numbers(x)
+        except KeyError:
+            return None
+        for value in values:
+            kind = type(value)
+            if not (
+                (kind is float and value - value == 0.0)  # inf - inf and nan - nan are nan
+                or (kind is int and -_LARGEST_INT < value < _LARGEST_INT)
+            ):
+                return None
+        return values
 
     def check_one(self, x: Mapping[Hashable, Any]) -> None:
         """Raise ``ValueError`` naming the field if ``x`` cannot be encoded; changes nothing."""
@@ -473,10 +519,11 @@ class FeatureEncoder(base.Transformer):
                 centre = self.center_ if self.scaling == "robust" else self.mean_
                 num = np.where(missing, centre, num)
             mul, add = self._affine()
-            with np.errstate(over="ignore"):
-                scaled = num * mul + add
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled = num * mul
+                scaled += add
             # finite near 1e308 overflows above; a cap keeps every square finite in float32
-            scaled = np.clip(scaled, -_LARGEST_SCALED, _LARGEST_SCALED)
+            np.clip(scaled, -_LARGEST_SCALED, _LARGEST_SCALED, out=scaled)
             if self.scaling == "minmax":
                 scaled = np.clip(scaled, -1.0, 2.0)
             elif self.scaling is not None and self.soft_clip is not None:

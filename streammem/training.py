@@ -14,9 +14,20 @@ import torch
 
 from streammem.nn.models import ReconstructionModel
 
-__all__ = ["ReconstructionTrainer", "Trainer", "adam"]
+__all__ = ["ReconstructionTrainer", "Trainer", "adam", "preload_optimizer"]
 
 _TUKEY = 1.5
+
+
+def preload_optimizer() -> None:
+    """Import what torch's optimisers load on their first use.
+
+    ``torch.optim.Optimizer`` wraps its methods in ``torch._disable_dynamo``, which imports
+    ``torch._dynamo`` (and sympy with it) the first time one is called: about 1.5 s here, paid
+    by the first detector of a process when it builds its optimiser. A service calls this while
+    it waits for its broker instead.
+    """
+    import torch._dynamo  # noqa: F401
 
 
 def adam(params, learning_rate: float, weight_decay: float = 0.0, **kwargs) -> torch.optim.Adam:

@@ -180,6 +180,25 @@ class TestConformance:
         probe = records(8, seed=3, image=is_image(cls))
         np.testing.assert_allclose(one.score_many(probe), many.score_many(probe), rtol=1e-5)
 
+    def test_reading_a_batch_once_changes_nothing(self, cls):
+        """encode_many then score_many / learn_many: the same scores and the same model."""
+        # categories are learned from the first 40 records only: later batches are reused
+        settings = (
+            {} if is_image(cls) else {"encoder": streammem.FeatureEncoder(vocabulary_warmup=40)}
+        )
+        plain, once = make(cls, **settings), make(cls, **settings)
+        reused = 0
+        for seed in range(4):  # cold, young (categories still learned), then older batches
+            batch = records(30, seed=20 + seed, image=is_image(cls))
+            expected = plain.score_many(batch)
+            plain.learn_many(batch)
+            encoded = once.encode_many(batch)
+            reused += encoded.learnable
+            np.testing.assert_array_equal(once.score_many(encoded), expected)
+            once.learn_many(encoded)
+        assert reused >= 2
+        assert same_state(once.state_dict(), plain.state_dict())
+
     def test_input_formats_agree(self, cls):
         det = make(cls)
         det.learn_many(numeric_frame(48, image=is_image(cls)))

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import Config, ConfigError
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
+from streammem.training import preload_optimizer
 
 __all__ = ["Daemon"]
 
@@ -102,6 +104,9 @@ class Daemon(ConsumerRebalanceListener):
         """Consume until stopped; returns the process exit status (0 on a clean stop)."""
         server = self._serve_metrics()
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        # torch's optimisers import ~1.5 s of modules on first use: load them while the
+        # consumer joins its group, not on the first partition's first batch
+        threading.Thread(target=preload_optimizer, name="preload", daemon=True).start()
         try:
             self._connect()
             if self._consumer is not None:

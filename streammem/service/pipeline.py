@@ -280,10 +280,11 @@ class _Outcome:
 
 @dataclasses.dataclass
 class _Chunk:
-    """Rows of a batch (their positions in it) that scored together as one table."""
+    """Rows of a batch (their positions in it) that scored together as one table, as the
+    detector read them (learning reuses that reading)."""
 
     rows: list[int]
-    table: pd.DataFrame
+    table: Any
     scores: np.ndarray
 
 
@@ -314,6 +315,8 @@ class _Judge:
 
     def _chunk(self, rows: list[int]) -> _Chunk:
         table = _table([self.batch.records[i] for i in rows])
+        if hasattr(self.detector, "encode_many"):
+            table = self.detector.encode_many(table)
         scores = np.asarray(self.detector.score_many(table), dtype=np.float64)
         return _Chunk(rows, table, scores)
 
