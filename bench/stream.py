@@ -22,7 +22,7 @@ through the public API, strings included; the peers, which take numbers only, ge
 string fields one-hot encoded over the whole file.
 
 Cells (data set x contender) are cached under ``--cache-dir`` by the hash of everything that
-decides them (for streammem: the source of the package), so an interrupted run resumes and a
+decides them (for streammem: the source its scores depend on), so an interrupted run resumes and a
 code change reruns only streammem's cells. Reports go to ``--out`` (see
 :mod:`bench.stream_report`).
 
@@ -159,10 +159,17 @@ class Contender:
         return f"{package} {importlib.metadata.version(package)}"
 
 
+# What a detector's scores depend on (not the service, the CLI or the alert wrapper).
+_SCORING_SOURCES = ("detectors", "nn", "features.py", "inference.py", "replay.py",
+                    "schedule.py", "training.py")  # fmt: skip
+
+
 @lru_cache(maxsize=1)
 def _source_hash() -> str:
     digest = hashlib.sha1()
-    for path in [*sorted(PACKAGE_DIR.rglob("*.py")), Path(__file__)]:
+    paths = [PACKAGE_DIR / part for part in _SCORING_SOURCES]
+    files = [p for path in paths for p in (sorted(path.rglob("*.py")) if path.is_dir() else [path])]
+    for path in [*files, Path(__file__)]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
