@@ -119,7 +119,7 @@ def _wins(grid, sets, model: str, contenders: Sequence[str]) -> list[str]:
     return lines
 
 
-def _floor_checks(grid, sets, models: Sequence[str]) -> list[str]:
+def _floor_checks(grid, sets, models: Sequence[str], nonfinite: dict[str, int]) -> list[str]:
     lines = [
         "| detector | sets ≥ floor | worst gap to the floor | sets at 0.50 ± 0.01 where the "
         "floor is above 0.6 | non-finite scores |",
@@ -137,7 +137,7 @@ def _floor_checks(grid, sets, models: Sequence[str]) -> list[str]:
         lines.append(
             f"| {model} | {at_least} of {len(rows)} | {worst[1] - worst[2]:+.3f} "
             f"({worst[0].removeprefix('adbench:')}) | {', '.join(stuck) or 'none'} "
-            f"| {{nonfinite_{model}}} |"
+            f"| {nonfinite[model]} |"
         )
     return lines
 
@@ -238,7 +238,7 @@ def _write_markdown(results: Sequence[StreamResult], path: Path, runs: Path) -> 
         ]
     if "floor" in contenders and models:
         nonfinite = {
-            f"nonfinite_{m}": sum(
+            m: sum(
                 int(r.metrics.get("nonfinite", 0))
                 for r in results
                 if r.contender == m and r.status == "ok"
@@ -248,7 +248,7 @@ def _write_markdown(results: Sequence[StreamResult], path: Path, runs: Path) -> 
         lines += [
             "## Against the floor",
             "",
-            *[line.format(**nonfinite) for line in _floor_checks(auroc, sets, models)],
+            *_floor_checks(auroc, sets, models, nonfinite),
             "",
         ]
     for model in models:
@@ -339,7 +339,8 @@ def _ranks_figure(plt, auroc, sets, contenders, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(ordered) + 1.4))
     y = np.arange(len(ordered))[::-1]
     values = [ranks[c] for c in ordered]
-    ax.barh(y, values, color=["tab:red" if c in ("MemAE",) else "tab:grey" for c in ordered])
+    colours = {"MemAE": "tab:red", "floor": "black"}
+    ax.barh(y, values, color=[colours.get(c, "tab:grey") for c in ordered])
     ax.set_yticks(y, ordered, fontsize=9)
     ax.set_xlabel("mean rank over the ADBench sets (1 = best)")
     if cd is not None:
@@ -351,7 +352,7 @@ def _ranks_figure(plt, auroc, sets, contenders, path: Path) -> Path | None:
             alpha=0.12,
             label=f"within the critical difference of the best ({cd:.2f})",
         )
-        ax.legend(loc="lower right", fontsize=8, frameon=False)
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.set_title(f"Mean rank over {len(sets)} sets")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

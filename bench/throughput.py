@@ -191,7 +191,7 @@ def curve(args: argparse.Namespace, out: Path) -> list[dict]:
     sets = [name for name in all_streams() if name.startswith("adbench:")]
     points = []
     for budget in args.budgets:
-        spec = f"MemAE[schedule=Schedule(budget={budget})]"
+        spec = f"MemAE[schedule=Schedule(budget={budget:g})]"  # as bench.stream names it
         contender = parse_contender("MemAE" if budget == 1.0 else spec)
         aurocs = [run_cell(s, contender, BENCH_DIR / "cache" / "stream").metrics["auroc"]
                   for s in sets]  # fmt: skip
