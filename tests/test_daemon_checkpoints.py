@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from kafka import KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
+from sinks import ListSink
 
 import streammem
 from connectors.kafka import make_consumer
@@ -25,18 +26,6 @@ from streammem.service.build import new_pipeline
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import parse_config
 from streammem.service.daemon import Daemon, _Partition
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.results: list[dict] = []
-        self.letters: list = []
-
-    def write(self, results: list[dict]) -> None:
-        self.results.extend(results)
-
-    def dead_letter(self, letters: list) -> None:
-        self.letters.extend(letters)
 
 
 def daemon(tmp_path, bootstrap: str = "127.0.0.1:1") -> Daemon:

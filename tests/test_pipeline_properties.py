@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sinks import ListSink
 
 import streammem
 from connectors import RecordBatch
@@ -85,21 +86,6 @@ batches = st.lists(st.lists(messages, max_size=40), min_size=1, max_size=4)
 
 def valid_event(rng: random.Random, i: int) -> dict[str, Any]:
     return {"temp": rng.gauss(20, 1), "rpm": rng.gauss(900, 5), "line": "ab"[i % 2]}
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.results: list[dict] = []
-        self.letters: list = []
-
-    def write(self, results: list[dict]) -> None:
-        self.results.extend(results)
-
-    def dead_letter(self, letters: list) -> None:
-        self.letters.extend(letters)
-
-    def close(self) -> None:
-        pass
 
 
 def new_pipeline() -> ScoringPipeline:

@@ -13,6 +13,7 @@ import random
 from types import SimpleNamespace
 
 import pytest
+from sinks import ListSink
 
 import streammem
 from connectors import RecordBatch
@@ -110,21 +111,6 @@ def fresh_copy(warmed: tuple[ScoringPipeline, JsonDecoder]) -> tuple[ScoringPipe
     return ScoringPipeline(AlertFilter(detector, calibrator), ServiceMetrics()), copy.deepcopy(
         decoder
     )
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.results: list[dict] = []
-        self.letters: list = []
-
-    def write(self, results: list[dict]) -> None:
-        self.results.extend(results)
-
-    def dead_letter(self, letters: list) -> None:
-        self.letters.extend(letters)
-
-    def close(self) -> None:
-        pass
 
 
 def route_of(sink: ListSink, offset: int) -> list[str]:

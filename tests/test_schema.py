@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sinks import ListSink
 
 import streammem
 from connectors import RecordBatch, SourceError
@@ -28,21 +29,6 @@ from streammem.metrics import ServiceMetrics
 from streammem.service.build import new_pipeline
 from streammem.service.config import ConfigError, parse_config
 from streammem.service.pipeline import ScoringPipeline
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.results: list[dict] = []
-        self.letters: list = []
-
-    def write(self, results: list[dict]) -> None:
-        self.results.extend(results)
-
-    def dead_letter(self, letters: list) -> None:
-        self.letters.extend(letters)
-
-    def close(self) -> None:
-        pass
 
 
 def event(rng: random.Random, i: int) -> dict:

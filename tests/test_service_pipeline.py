@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 import pytest
+from sinks import ListSink
 
 import streammem
 from connectors import RecordBatch
@@ -13,21 +14,6 @@ from streammem.metrics import ServiceMetrics
 from streammem.persistence import load_checkpoint
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.pipeline import ScoringPipeline
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.results: list[dict] = []
-        self.letters: list = []
-
-    def write(self, results: list[dict]) -> None:
-        self.results.extend(results)
-
-    def dead_letter(self, letters: list) -> None:
-        self.letters.extend(letters)
-
-    def close(self) -> None:
-        pass
 
 
 def normal_batch(rng: np.random.Generator, n: int, first_row: int = 0) -> RecordBatch:
