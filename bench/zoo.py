@@ -185,7 +185,13 @@ def ablation_specs(protocol: str, dataset: str) -> list[ModelSpec]:
 
 
 def trace_epochs(max_epochs: int) -> list[int]:
-    """The epochs a traced cell is evaluated after: roughly log-spaced, always the last."""
+    """The epochs a traced cell is tested after: roughly log-spaced, always the last.
+
+    Examples
+    --------
+    >>> trace_epochs(20)
+    [1, 2, 3, 5, 7, 10, 15, 20]
+    """
     marks = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200)
     return sorted({m for m in marks if m < max_epochs} | {max_epochs})
 
