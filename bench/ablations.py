@@ -65,6 +65,14 @@ class Ablation:
 
 GROUPS: tuple[Group, ...] = (
     Group("ae_mnist", "AE, one-class MNIST (MemAE paper)", "memae", "mnist", "one_class", "auroc"),
+    Group(
+        "memae_mnist",
+        "MemAE and MemAE-nonSpar, one-class MNIST",
+        "memae",
+        "mnist",
+        "one_class",
+        "auroc",
+    ),
     Group("memgan_mnist", "MEMGAN, one-class MNIST", "memgan", "mnist", "one_class", "auroc"),
     Group(
         "memae_kddcup", "MemAE and AE, KDDCUP99 (DAGMM protocol)", "memae", "kddcup", "kdd", "f1"
@@ -72,6 +80,7 @@ GROUPS: tuple[Group, ...] = (
 )
 
 _AE = (0, 2, 5)  # a class where MemAE is near-perfect and two of the AE's worst
+_MEM = (2, 5, 8)  # among the worst classes of both MemAE and MemAE-nonSpar
 _GAN = (0, 2, 8)  # the probe's class and the two worst of our MEMGAN
 _KDD = tuple(range(5))
 _QUICK_TASKS = (0, 1)  # the tasks of a --quick paper table
@@ -108,6 +117,21 @@ ABLATIONS: tuple[Ablation, ...] = (
     ),
     Ablation("ae_mnist", "AE-wd", "AE", "Weight decay 5e-4 (Adam's L2 penalty).", _AE),
     Ablation("ae_mnist", "AE-lr1e-4", "AE", "Learning rate 1e-4 (the MemAE code's default).", _AE),
+    Ablation(
+        "memae_mnist",
+        "MemAE-dot",
+        "MemAE",
+        "Memory addressed by inner product, as in the authors' code (the paper writes cosine).",
+        _MEM,
+    ),
+    Ablation(
+        "memae_mnist",
+        "MemAE-nonSpar-dot",
+        "MemAE-nonSpar",
+        "MemAE-nonSpar with inner-product addressing: cosine similarities in [-1, 1] give "
+        "near-uniform weights over 100 slots, inner products can select a few.",
+        _MEM,
+    ),
     Ablation(
         "memgan_mnist",
         "MEMGAN-trace",

@@ -147,7 +147,7 @@ def _variant(spec: ModelSpec, name: str, **changes: Any) -> ModelSpec:
 
 def _one_class_ablations(dataset: str) -> list[ModelSpec]:
     base = {s.name: s for s in _one_class_specs(dataset)}
-    ae, memgan = base["AE"], base["MEMGAN"]
+    ae, memae, dense, memgan = base["AE"], base["MemAE"], base["MemAE-nonSpar"], base["MEMGAN"]
     epochs = train_config("one_class", ae)
     gan = train_config("one_class", memgan)
     return [
@@ -159,6 +159,9 @@ def _one_class_ablations(dataset: str) -> list[ModelSpec]:
         _variant(ae, "AE-relative", score="relative"),
         _variant(ae, "AE-wd", train=replace(epochs, weight_decay=5e-4)),
         _variant(ae, "AE-lr1e-4", train=replace(epochs, learning_rate=1e-4)),
+        # the authors' code addresses the memory by inner product, the paper by cosine
+        _variant(memae, "MemAE-dot", kwargs={"similarity": "dot"}),
+        _variant(dense, "MemAE-nonSpar-dot", kwargs={"similarity": "dot"}),
         _variant(memgan, "MEMGAN-trace", train=replace(gan, trace=True)),
         _variant(memgan, "MEMGAN-lr1e-5", train=replace(gan, learning_rate=1e-5, trace=True)),
     ]
