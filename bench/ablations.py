@@ -164,6 +164,14 @@ ABLATIONS: tuple[Ablation, ...] = (
         "Min-max scaling over the training rows only, instead of over every row.",
         _KDD,
     ),
+    Ablation(
+        "memae_kddcup",
+        "MemAE-dot",
+        "MemAE",
+        "Inner-product addressing (the authors' code): on a 3-wide latent, cosine similarity "
+        "sees only the direction of the encoding, not its length.",
+        _KDD,
+    ),
 )
 
 

@@ -175,6 +175,8 @@ def _kdd_ablations() -> list[ModelSpec]:
         _variant(base["MemAE"], "MemAE-dagmm", train=dagmm),
         _variant(base["AE"], "AE-dagmm", train=dagmm),
         _variant(base["MemAE"], "MemAE-minmax-train", scaling="minmax_train"),
+        # on a 3-wide latent, cosine addressing sees only the direction of the encoding
+        _variant(base["MemAE"], "MemAE-dot", kwargs={"similarity": "dot"}),
     ]
 
 
