@@ -82,6 +82,15 @@ class TableResults:
         """Number of distinct seeds that ran for (model, column)."""
         return len({s for (m, c, _, s), r in self.cells.items() if (m, c) == (model, column)})
 
+    def seed_means(self, model: str, column: str, metric: str) -> list[float]:
+        """Per seed, the mean of ``metric`` over the tasks that every seed ran."""
+        runs: dict[int, dict[int, float]] = {}
+        for (m, c, task, seed), result in self.cells.items():
+            if (m, c) == (model, column) and metric in result.metrics:
+                runs.setdefault(seed, {})[task] = result.metrics[metric]
+        common = set.intersection(*(set(v) for v in runs.values())) if runs else set()
+        return [float(np.mean([v[t] for t in common])) for v in runs.values() if common]
+
 
 def _meta_path(cache_dir: Path, cell: Cell) -> Path:
     return cache_dir / f"{cell.dataset}-{cell.protocol}-{cell.key()}.json"
@@ -284,8 +293,10 @@ def _summary_table(results: TableResults) -> list[str]:
         ref = float(row["reported"]) if row["reported"] != "" else None  # type: ignore[arg-type]
         stream, n_stream, gap = _stream_cells(results, model, metric)
         diff = None if ref is None else ours - ref
+        spread = results.seed_means(model, "offline", metric)
+        seeds = f" (seeds {_pct(min(spread))}–{_pct(max(spread))})" if len(spread) > 1 else ""
         lines.append(
-            f"| {model} | {metric} | {_pct(ref)} | {_pct(ours)} | {_signed(diff)} | "
+            f"| {model} | {metric} | {_pct(ref)} | {_pct(ours)}{seeds} | {_signed(diff)} | "
             f"{row['classes']} | {row['seeds']} | {stream} | {n_stream} | {gap} |"
         )
     return lines
