@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 import torch
 from test_bench_reproduce import data_root  # noqa: F401  (fixture)
 
@@ -99,3 +100,21 @@ def _trained(train: np.ndarray, test: np.ndarray, traced: bool) -> np.ndarray:
 def test_a_trace_leaves_training_unchanged():
     train, test = _tiny_data()
     np.testing.assert_array_equal(_trained(train, test, False), _trained(train, test, True))
+
+
+def test_seed_means_cover_the_tasks_every_seed_ran():
+    from bench.papers import TABLES
+    from bench.report import TableResults
+    from bench.runner import CellResult
+
+    def cell(value: float) -> CellResult:
+        return CellResult("ok", {"auroc": value})
+
+    cells = {
+        ("MemAE", "offline", 0, 0): cell(0.9),
+        ("MemAE", "offline", 1, 0): cell(0.7),
+        ("MemAE", "offline", 0, 1): cell(0.8),
+    }
+    results = TableResults(TABLES[0], {}, cells, "")
+    assert results.seed_means("MemAE", "offline", "auroc") == [0.9, 0.8]  # task 0 only
+    assert results.values("MemAE", "offline", "auroc") == pytest.approx({0: 0.85, 1: 0.7})
