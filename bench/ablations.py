@@ -118,6 +118,13 @@ ABLATIONS: tuple[Ablation, ...] = (
     Ablation("ae_mnist", "AE-wd", "AE", "Weight decay 5e-4 (Adam's L2 penalty).", _AE),
     Ablation("ae_mnist", "AE-lr1e-4", "AE", "Learning rate 1e-4 (the MemAE code's default).", _AE),
     Ablation(
+        "ae_mnist",
+        "AE-nobn",
+        "AE",
+        "No BatchNorm layers (the paper does not say where, or whether, it normalises).",
+        _AE,
+    ),
+    Ablation(
         "memae_mnist",
         "MemAE-dot",
         "MemAE",
@@ -170,6 +177,13 @@ ABLATIONS: tuple[Ablation, ...] = (
         "MemAE",
         "Inner-product addressing (the authors' code): on a 3-wide latent, cosine similarity "
         "sees only the direction of the encoding, not its length.",
+        _KDD,
+    ),
+    Ablation(
+        "memae_kddcup",
+        "MemAE-nobn",
+        "MemAE",
+        "No BatchNorm layers, like DAGMM's compression network (ours has one after every layer).",
         _KDD,
     ),
 )

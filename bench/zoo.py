@@ -159,6 +159,7 @@ def _one_class_ablations(dataset: str) -> list[ModelSpec]:
         _variant(ae, "AE-relative", score="relative"),
         _variant(ae, "AE-wd", train=replace(epochs, weight_decay=5e-4)),
         _variant(ae, "AE-lr1e-4", train=replace(epochs, learning_rate=1e-4)),
+        _variant(ae, "AE-nobn", kwargs={"batch_norm": False}),
         # the authors' code addresses the memory by inner product, the paper by cosine
         _variant(memae, "MemAE-dot", kwargs={"similarity": "dot"}),
         _variant(dense, "MemAE-nonSpar-dot", kwargs={"similarity": "dot"}),
@@ -177,6 +178,7 @@ def _kdd_ablations() -> list[ModelSpec]:
         _variant(base["MemAE"], "MemAE-minmax-train", scaling="minmax_train"),
         # on a 3-wide latent, cosine addressing sees only the direction of the encoding
         _variant(base["MemAE"], "MemAE-dot", kwargs={"similarity": "dot"}),
+        _variant(base["MemAE"], "MemAE-nobn", kwargs={"batch_norm": False}),
     ]
 
 

@@ -118,3 +118,16 @@ def test_seed_means_cover_the_tasks_every_seed_ran():
     results = TableResults(TABLES[0], {}, cells, "")
     assert results.seed_means("MemAE", "offline", "auroc") == [0.9, 0.8]  # task 0 only
     assert results.values("MemAE", "offline", "auroc") == pytest.approx({0: 0.85, 1: 0.7})
+
+
+@pytest.mark.parametrize(("name", "shape"), [("mlp", (118,)), ("conv28", (1, 28, 28))])
+def test_backbones_without_batch_norm_keep_every_other_layer(name, shape):
+    from streammem.nn.backbones import build_backbone
+
+    def layers(batch_norm: bool) -> list[str]:
+        bb = build_backbone(name, shape, batch_norm=batch_norm)
+        return [type(m).__name__ for m in [*bb.encoder, *bb.decoder]]
+
+    with_bn, without = layers(True), layers(False)
+    assert "BatchNorm1d" not in without and "BatchNorm2d" not in without
+    assert [k for k in with_bn if not k.startswith("BatchNorm")] == without
