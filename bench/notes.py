@@ -22,7 +22,14 @@ _PROTOCOLS = {
 
 def table_notes(table: PaperTable) -> str:
     """Protocol and per-model settings (class, kwargs, optimisation, scaling) as Markdown."""
+    from bench.ablations import GROUPS
+
     lines = [_PROTOCOLS[table.protocol], ""]
+    if any((g.paper, g.dataset) == (table.paper, table.dataset) for g in GROUPS):
+        lines += [
+            "Hypotheses tried for the gaps: `ablations.md` (`python -m bench.ablations`).",
+            "",
+        ]
     for spec in model_specs(table.protocol, table.dataset):
         if spec.name not in table.models:
             continue

@@ -1,7 +1,10 @@
 """Reports from the cell cache: per-table CSV and Markdown, ``summary.csv`` and pictures.
 
 Reports are rebuilt from *every* cached cell of each table's full grid (not only the cells of the
-last invocation), so results accumulate over several commands; cells that never ran say so.
+last invocation), so results accumulate over several commands; cells that never ran say so. A
+cell missing from the cache (which is not committed) is taken from the committed cells CSV when a
+row there carries its key, i.e. came from the same configuration: a checkout that trains one new
+cell keeps every committed result, and a changed hyper-parameter drops the stale rows.
 Each invocation is appended to ``runs.jsonl`` (command, wall time, cell counts), and every table's
 Markdown lists the invocations that touched it.
 """
@@ -27,8 +30,12 @@ __all__ = [
     "TableResults",
     "cell_arrays",
     "collect",
+    "committed_cells",
+    "lookup",
     "memory_models",
+    "read_runs",
     "record_run",
+    "runs_for",
     "summary_rows",
     "write_reports",
 ]
@@ -75,6 +82,15 @@ class TableResults:
         """Number of distinct seeds that ran for (model, column)."""
         return len({s for (m, c, _, s), r in self.cells.items() if (m, c) == (model, column)})
 
+    def seed_means(self, model: str, column: str, metric: str) -> list[float]:
+        """Per seed, the mean of ``metric`` over the tasks that every seed ran."""
+        runs: dict[int, dict[int, float]] = {}
+        for (m, c, task, seed), result in self.cells.items():
+            if (m, c) == (model, column) and metric in result.metrics:
+                runs.setdefault(seed, {})[task] = result.metrics[metric]
+        common = set.intersection(*(set(v) for v in runs.values())) if runs else set()
+        return [float(np.mean([v[t] for t in common])) for v in runs.values() if common]
+
 
 def _meta_path(cache_dir: Path, cell: Cell) -> Path:
     return cache_dir / f"{cell.dataset}-{cell.protocol}-{cell.key()}.json"
@@ -96,8 +112,54 @@ def _missing_data(dataset: str, root: str | None) -> str:
     return ""
 
 
-def collect(table: PaperTable, cache_dir: Path, quick: bool, root: str | None) -> TableResults:
-    """Look up every cell of ``table``'s grid in the cache (nothing is trained)."""
+def committed_cells(path: Path, trace_path: Path | None = None) -> dict[str, CellResult]:
+    """The results of a cells CSV written by this module, by cell key (rows without a key are
+    skipped); ``trace_path`` adds the traces of a trace CSV (``key,epoch,name,value``)."""
+    if not path.is_file():
+        return {}
+    found: dict[str, CellResult] = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("key"):
+                continue
+            result = found.setdefault(
+                row["key"],
+                CellResult(row["status"], {}, float(row["seconds"]), int(row["epochs"])),
+            )
+            result.metrics[row["metric"]] = float(row["value"])
+    if trace_path is not None and trace_path.is_file():
+        _read_traces(trace_path, found)
+    return found
+
+
+def _read_traces(path: Path, found: dict[str, CellResult]) -> None:
+    points: dict[tuple[str, int], dict[str, float]] = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["key"] in found:
+                point = points.setdefault((row["key"], int(row["epoch"])), {})
+                point[row["name"]] = float(row["value"])
+    for (key, epoch), point in sorted(points.items()):
+        found[key].trace.append({"epoch": epoch, **point})
+
+
+def lookup(cache_dir: Path, cell: Cell, committed: dict[str, CellResult]) -> CellResult | None:
+    """``cell``'s result from the cache, else from ``committed`` (by key), else ``None``."""
+    path = _meta_path(cache_dir, cell)
+    if path.is_file():
+        return CellResult(**json.loads(path.read_text())["result"])
+    return committed.get(cell.key())
+
+
+def collect(
+    table: PaperTable,
+    cache_dir: Path,
+    quick: bool,
+    root: str | None,
+    committed: dict[str, CellResult] | None = None,
+) -> TableResults:
+    """Look up every cell of ``table``'s grid in the cache, else in ``committed`` (nothing is
+    trained)."""
     specs = {
         s.name: s for s in model_specs(table.protocol, table.dataset) if s.name in table.models
     }
@@ -107,13 +169,10 @@ def collect(table: PaperTable, cache_dir: Path, quick: bool, root: str | None) -
         for column in _COLUMNS:
             for task in tasks:
                 for seed in table.seeds:
-                    path = _meta_path(
-                        cache_dir,
-                        Cell(table.dataset, table.protocol, spec, column, task, seed, quick),
-                    )
-                    if path.is_file():
-                        result = json.loads(path.read_text())["result"]
-                        cells[(spec.name, column, task, seed)] = CellResult(**result)
+                    cell = Cell(table.dataset, table.protocol, spec, column, task, seed, quick)
+                    result = lookup(cache_dir, cell, committed or {})
+                    if result is not None:
+                        cells[(spec.name, column, task, seed)] = result
     return TableResults(table, specs, cells, _missing_data(table.dataset, root))
 
 
@@ -156,7 +215,7 @@ def summary_rows(results: TableResults) -> list[dict[str, object]]:
     return rows
 
 
-def _write_cells_csv(results: TableResults, path: Path) -> None:
+def _write_cells_csv(results: TableResults, path: Path, quick: bool) -> None:
     t = results.table
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -174,9 +233,12 @@ def _write_cells_csv(results: TableResults, path: Path) -> None:
                 "seconds",
                 "epochs",
                 "status",
+                "key",
             ]
         )
         for (model, column, task, seed), result in sorted(results.cells.items()):
+            spec = results.specs[model]
+            key = Cell(t.dataset, t.protocol, spec, column, task, seed, quick).key()
             for metric, value in sorted(result.metrics.items()):
                 writer.writerow(
                     [
@@ -192,6 +254,7 @@ def _write_cells_csv(results: TableResults, path: Path) -> None:
                         f"{result.seconds:.1f}",
                         result.epochs,
                         result.status,
+                        key,
                     ]
                 )
 
@@ -230,8 +293,10 @@ def _summary_table(results: TableResults) -> list[str]:
         ref = float(row["reported"]) if row["reported"] != "" else None  # type: ignore[arg-type]
         stream, n_stream, gap = _stream_cells(results, model, metric)
         diff = None if ref is None else ours - ref
+        spread = results.seed_means(model, "offline", metric)
+        seeds = f" (seeds {_pct(min(spread))}–{_pct(max(spread))})" if len(spread) > 1 else ""
         lines.append(
-            f"| {model} | {metric} | {_pct(ref)} | {_pct(ours)} | {_signed(diff)} | "
+            f"| {model} | {metric} | {_pct(ref)} | {_pct(ours)}{seeds} | {_signed(diff)} | "
             f"{row['classes']} | {row['seeds']} | {stream} | {n_stream} | {gap} |"
         )
     return lines
@@ -254,10 +319,11 @@ def _per_class_table(results: TableResults, metric: str) -> list[str]:
     return lines
 
 
-def _runs_for(runs: list[dict], table: PaperTable) -> list[str]:
+def runs_for(runs: list[dict], name: str) -> list[str]:
+    """One Markdown line per recorded invocation that touched the table called ``name``."""
     lines = []
     for run in runs:
-        if table.name in run.get("tables", []):
+        if name in run.get("tables", []):
             lines.append(
                 f"- `{run['command']}` — {run['wall_s']:.0f} s wall, {run['counts']} "
                 f"({run['finished']})" + (f" — {run['note']}" if run.get("note") else "")
@@ -283,28 +349,34 @@ def _markdown(results: TableResults, runs: list[dict], notes: str) -> str:
         table = _per_class_table(results, metric)
         if table:
             parts += [f"## Per class — {metric}", "", *table, ""]
-    parts += ["## Commands", "", *(_runs_for(runs, t) or ["- (none recorded)"]), ""]
+    parts += ["## Commands", "", *(runs_for(runs, t.name) or ["- (none recorded)"]), ""]
     if notes:
         parts += ["## Notes", "", notes, ""]
     return "\n".join(parts)
 
 
-def _read_runs(path: Path) -> list[dict]:
+def read_runs(path: Path) -> list[dict]:
+    """Every invocation recorded in ``runs.jsonl`` (none if the file is absent)."""
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def record_run(
-    args: argparse.Namespace, command: str, wall_s: float, counts: dict[str, int]
+    args: argparse.Namespace,
+    command: str,
+    wall_s: float,
+    counts: dict[str, int],
+    tables: list[str] | None = None,
 ) -> None:
-    """Append one invocation (command, wall time, cell counts, tables) to ``runs.jsonl``."""
+    """Append one invocation (command, wall time, cell counts, tables) to ``runs.jsonl``;
+    ``tables`` defaults to the paper tables that ``args`` selects."""
     args.out.mkdir(parents=True, exist_ok=True)
     run = {
         "command": command,
         "wall_s": round(wall_s, 1),
         "counts": counts,
-        "tables": sorted(t.name for t in TABLES if _touches(args, t)),
+        "tables": tables or sorted(t.name for t in TABLES if _touches(args, t)),
         "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     with open(args.out / "runs.jsonl", "a") as handle:
@@ -319,13 +391,14 @@ def write_reports(args: argparse.Namespace) -> list[Path]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.jsonl"
-    runs = _read_runs(runs_path)
+    runs = read_runs(runs_path)
     written, summary = [], []
     for table in TABLES:
-        results = collect(table, args.cache_dir, args.quick, args.data_root)
+        committed = committed_cells(out / f"{table.name}.csv")
+        results = collect(table, args.cache_dir, args.quick, args.data_root, committed)
         if not results.cells and not results.missing:
             continue
-        _write_cells_csv(results, out / f"{table.name}.csv")
+        _write_cells_csv(results, out / f"{table.name}.csv", args.quick)
         (out / f"{table.name}.md").write_text(_markdown(results, runs, table_notes(table)))
         written += [out / f"{table.name}.csv", out / f"{table.name}.md"]
         written += draw_figures(results, args.cache_dir, args.quick, out)

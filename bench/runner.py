@@ -12,7 +12,8 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from bench.protocols import (
     roco_split,
     threshold_metrics,
 )
-from bench.zoo import ModelSpec, TrainConfig, build_model, train_config
+from bench.zoo import ModelSpec, TrainConfig, build_model, trace_epochs, train_config
 
 __all__ = [
     "CACHE_VERSION",
@@ -66,9 +67,7 @@ class Cell:
     def train(self) -> TrainConfig:
         """The offline optimisation (one epoch in quick mode)."""
         train = train_config(self.protocol, self.spec)
-        if self.quick:
-            train = TrainConfig(train.learning_rate, train.batch_size, QUICK_SIZES["epochs"])
-        return train
+        return replace(train, max_epochs=QUICK_SIZES["epochs"]) if self.quick else train
 
     def steps_per_batch(self) -> int:
         """Gradient steps per streamed mini-batch (streaming column).
@@ -103,13 +102,18 @@ class Cell:
 
 @dataclass
 class CellResult:
-    """Metrics (fractions), wall seconds, epochs run and a status (``ok`` / ``data missing``)."""
+    """Metrics (fractions), wall seconds, epochs run and a status (``ok`` / ``data missing``).
+
+    ``trace`` (traced cells only): one dict per epoch, ``epoch``, ``val`` (mean validation
+    score, when there are validation rows) and, after some epochs, the test metrics.
+    """
 
     status: str
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     epochs: int = 0
     note: str = ""
+    trace: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -144,7 +148,8 @@ def _subsample(rows: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
 
 
 def _scale(scaling: str, x: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``unit``: x/255; ``signed``: [-1, 1]; ``minmax``: per column over ``reference``."""
+    """``unit``: x/255; ``signed``: [-1, 1]; ``minmax`` / ``minmax_train``: per column over
+    ``reference``."""
     x = x.astype(np.float32)
     if scaling == "unit":
         return x / 255.0
@@ -168,8 +173,9 @@ def load_task(cell: Cell, root: str | None = None, download: bool = False) -> Ta
         positions = _subsample(positions, QUICK_SIZES["test"], rng)
     rows["test"] = split.test[positions]
     labels = split.test_labels[positions]
-    # minmax (KDD) follows DAGMM's preprocessing: min and max over every row of the data set.
-    reference = train.x
+    # minmax (KDD) follows DAGMM's preprocessing: min and max over every row of the data set;
+    # minmax_train (an ablation) takes them over the training rows only.
+    reference = train.x[rows["train"]] if cell.spec.scaling == "minmax_train" else train.x
     return TaskData(
         _scale(cell.spec.scaling, train.x[rows["train"]], reference),
         _scale(cell.spec.scaling, train.x[rows["val"]], reference),
@@ -180,15 +186,26 @@ def load_task(cell: Cell, root: str | None = None, download: bool = False) -> Ta
 
 @torch.no_grad()
 def score(
-    model: nn.Module, x: np.ndarray, batch_size: int = 1024, device: str = "cpu"
+    model: nn.Module,
+    x: np.ndarray,
+    batch_size: int = 1024,
+    device: str = "cpu",
+    kind: str = "model",
 ) -> np.ndarray:
-    """Per-sample anomaly scores of ``x`` with ``model.anomaly_score`` (eval mode)."""
+    """Per-sample anomaly scores of ``x`` with ``model.anomaly_score`` (eval mode).
+
+    ``kind="relative"`` divides each score by the sample's mean square (see ``ModelSpec``).
+    """
     model.eval()
     parts = [
         model.anomaly_score(torch.from_numpy(x[i : i + batch_size]).to(device)).cpu().numpy()
         for i in range(0, len(x), batch_size)
     ]
-    return np.concatenate(parts).astype(np.float64)
+    scores = np.concatenate(parts).astype(np.float64)
+    if kind == "relative":
+        energy = np.square(x.reshape(len(x), -1), dtype=np.float64).mean(axis=1)
+        return scores / np.maximum(energy, 1e-12)
+    return scores
 
 
 def fit(
@@ -199,10 +216,14 @@ def fit(
     seed: int,
     device: str = "cpu",
     progress: Any = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> int:
     """Train for ``config.max_epochs`` epochs (early stopping on the validation score when
-    ``config.patience`` is set and validation rows exist); returns the epochs run."""
-    trainer = model.make_trainer(config.learning_rate)
+    ``config.patience`` is set and validation rows exist); returns the epochs run.
+
+    ``on_epoch(epoch)`` is called after each epoch's updates (the trace; it must not train).
+    """
+    trainer = model.make_trainer(config.learning_rate, config.weight_decay)
     rng = np.random.default_rng(seed)
     best, best_state, waited = np.inf, None, 0
     for epoch in range(1, config.max_epochs + 1):
@@ -213,6 +234,8 @@ def fit(
                 trainer.step(torch.from_numpy(x_train[batch]).to(device))
         if progress is not None:
             progress.set_postfix(epoch=epoch)
+        if on_epoch is not None:
+            on_epoch(epoch)
         if config.patience is None or len(x_val) == 0:
             continue
         val = float(score(model, x_val, device=device).mean())
@@ -252,16 +275,44 @@ def _metrics(protocol: str, labels: np.ndarray, scores: np.ndarray) -> dict[str,
     return ranking_metrics(labels, scores)
 
 
-def _offline(cell: Cell, data: TaskData, device: str, progress: Any) -> tuple[np.ndarray, int, Any]:
+def _tracer(
+    cell: Cell, model: nn.Module, data: TaskData, device: str, trace: list[dict[str, float]]
+) -> Callable[[int], None] | None:
+    """The ``on_epoch`` hook of a traced cell (``None``: not traced): appends the mean
+    validation score after every epoch, and the test metrics after the epochs of
+    :func:`~bench.zoo.trace_epochs`, to ``trace``."""
+    config = cell.train()
+    if not config.trace:
+        return None
+    marks = set(trace_epochs(config.max_epochs))
+
+    def record(epoch: int) -> None:
+        point: dict[str, float] = {"epoch": epoch}
+        if len(data.val):
+            point["val"] = float(score(model, data.val, device=device).mean())
+        if epoch in marks:
+            scores = score(model, data.test, device=device, kind=cell.spec.score)
+            point |= _metrics(cell.protocol, data.test_labels, scores)
+        trace.append(point)
+
+    return record
+
+
+def _offline(
+    cell: Cell, data: TaskData, device: str, progress: Any
+) -> tuple[np.ndarray, int, Any, list]:
     model = build_model(cell.spec, data.train.shape[1:]).to(device)
-    epochs = fit(model, data.train, data.val, cell.train(), cell.seed, device, progress)
-    return score(model, data.test, device=device), epochs, decode_slots(model)
+    trace: list[dict[str, float]] = []
+    hook = _tracer(cell, model, data, device, trace)
+    epochs = fit(model, data.train, data.val, cell.train(), cell.seed, device, progress, hook)
+    scores = score(model, data.test, device=device, kind=cell.spec.score)
+    return scores, epochs, decode_slots(model), trace
 
 
-def _streaming(cell: Cell, data: TaskData, device: str) -> tuple[np.ndarray, int, Any]:
+def _streaming(cell: Cell, data: TaskData, device: str) -> tuple[np.ndarray, int, Any, list]:
     from bench.streaming import stream_scores
 
-    return stream_scores(cell, data, device), 1, None
+    return stream_scores(cell, data, device), 1, None, []
 
 
 def _cache_paths(cache_dir: Path, cell: Cell) -> tuple[Path, Path]:
@@ -288,12 +339,11 @@ def run_cell(
     torch.manual_seed(cell.seed)
     start = time.perf_counter()
     if cell.column == "streaming":
-        scores, epochs, slots = _streaming(cell, data, device)
+        scores, epochs, slots, trace = _streaming(cell, data, device)
     else:
-        scores, epochs, slots = _offline(cell, data, device, progress)
-    result = CellResult(
-        "ok", _metrics(cell.protocol, data.test_labels, scores), time.perf_counter() - start, epochs
-    )
+        scores, epochs, slots, trace = _offline(cell, data, device, progress)
+    metrics = _metrics(cell.protocol, data.test_labels, scores)
+    result = CellResult("ok", metrics, time.perf_counter() - start, epochs, trace=trace)
     cache_dir.mkdir(parents=True, exist_ok=True)
     arrays = {"scores": scores.astype(np.float32), "labels": data.test_labels.astype(np.int8)}
     if slots is not None:

@@ -7,12 +7,20 @@ our choice, fixed before any run and never tuned on a test split.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
-__all__ = ["ModelSpec", "TrainConfig", "build_model", "model_specs", "train_config"]
+__all__ = [
+    "ModelSpec",
+    "TrainConfig",
+    "ablation_specs",
+    "build_model",
+    "model_specs",
+    "trace_epochs",
+    "train_config",
+]
 
 
 @dataclass(frozen=True)
@@ -21,18 +29,27 @@ class TrainConfig:
 
     ``patience`` enables early stopping on the validation score and keeps the best epoch (ROCO,
     KDD, and one-class models that set it, which then hold out 10% of the normal images);
-    ``None`` trains exactly ``max_epochs`` epochs.
+    ``None`` trains exactly ``max_epochs`` epochs. ``weight_decay`` is Adam's L2 penalty.
+    ``trace`` records the validation score after every epoch and the test metrics after the
+    epochs of :func:`trace_epochs` — a diagnostic of how a metric moves with training, never
+    used to select anything.
     """
 
     learning_rate: float
     batch_size: int
     max_epochs: int
     patience: int | None = None
+    weight_decay: float = 0.0
+    trace: bool = False
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A bench model: class path, constructor kwargs, input scaling, streaming estimator."""
+    """A bench model: class path, constructor kwargs, input scaling, streaming estimator.
+
+    ``score`` is ``"model"`` (the model's own ``anomaly_score``) or ``"relative"`` (that score
+    divided by the input's mean square, a per-image normalisation tried as an ablation).
+    """
 
     name: str
     cls: str
@@ -40,6 +57,7 @@ class ModelSpec:
     scaling: str = "unit"
     estimator: str | None = None
     train: TrainConfig | None = None
+    score: str = "model"
 
 
 _NN = "streammem.nn.models."
@@ -119,6 +137,70 @@ def _kdd_specs() -> list[ModelSpec]:
             estimator="MemAE",
         ),
     ]
+
+
+def _variant(spec: ModelSpec, name: str, **changes: Any) -> ModelSpec:
+    """``spec`` renamed, with ``changes`` to its fields (``kwargs`` entries are merged in)."""
+    kwargs = {**spec.kwargs, **changes.pop("kwargs", {})}
+    return replace(spec, name=name, kwargs=kwargs, **changes)
+
+
+def _one_class_ablations(dataset: str) -> list[ModelSpec]:
+    base = {s.name: s for s in _one_class_specs(dataset)}
+    ae, memae, dense, memgan = base["AE"], base["MemAE"], base["MemAE-nonSpar"], base["MEMGAN"]
+    epochs = train_config("one_class", ae)
+    gan = train_config("one_class", memgan)
+    return [
+        # best of the 20 epochs on 10% held-out normal images, with the test curve beside it
+        _variant(ae, "AE-val", train=replace(epochs, patience=epochs.max_epochs, trace=True)),
+        _variant(ae, "AE-signed", scaling="signed"),
+        _variant(ae, "AE-signed-tanh", scaling="signed", kwargs={"output_activation": "tanh"}),
+        _variant(ae, "AE-sigmoid", kwargs={"output_activation": "sigmoid"}),
+        _variant(ae, "AE-relative", score="relative"),
+        _variant(ae, "AE-wd", train=replace(epochs, weight_decay=5e-4)),
+        _variant(ae, "AE-lr1e-4", train=replace(epochs, learning_rate=1e-4)),
+        _variant(ae, "AE-nobn", kwargs={"batch_norm": False}),
+        # the authors' code addresses the memory by inner product, the paper by cosine
+        _variant(memae, "MemAE-dot", kwargs={"similarity": "dot"}),
+        _variant(dense, "MemAE-nonSpar-dot", kwargs={"similarity": "dot"}),
+        _variant(memgan, "MEMGAN-trace", train=replace(gan, trace=True)),
+        _variant(memgan, "MEMGAN-lr1e-5", train=replace(gan, learning_rate=1e-5, trace=True)),
+    ]
+
+
+def _kdd_ablations() -> list[ModelSpec]:
+    base = {s.name: s for s in _kdd_specs()}
+    # DAGMM's schedule (Adam 1e-4, batch 1024, 200 epochs), best validation epoch kept
+    dagmm = TrainConfig(1e-4, 1024, 200, patience=200, trace=True)
+    return [
+        _variant(base["MemAE"], "MemAE-dagmm", train=dagmm),
+        _variant(base["AE"], "AE-dagmm", train=dagmm),
+        _variant(base["MemAE"], "MemAE-minmax-train", scaling="minmax_train"),
+        # on a 3-wide latent, cosine addressing sees only the direction of the encoding
+        _variant(base["MemAE"], "MemAE-dot", kwargs={"similarity": "dot"}),
+        _variant(base["MemAE"], "MemAE-nobn", kwargs={"batch_norm": False}),
+    ]
+
+
+def ablation_specs(protocol: str, dataset: str) -> list[ModelSpec]:
+    """Named variants of the paper specs, one changed setting each (``bench.ablations``)."""
+    if protocol == "one_class":
+        return _one_class_ablations(dataset)
+    if protocol == "kdd":
+        return _kdd_ablations()
+    return []
+
+
+def trace_epochs(max_epochs: int) -> list[int]:
+    """The epochs a traced cell is tested after: roughly log-spaced, always the last.
+
+    Examples
+    --------
+    >>> trace_epochs(20)
+    [1, 2, 3, 5, 7, 10, 15, 20]
+    """
+    marks = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200)
+    return sorted({m for m in marks if m < max_epochs} | {max_epochs})
 
 
 def model_specs(protocol: str, dataset: str) -> list[ModelSpec]:

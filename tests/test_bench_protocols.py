@@ -71,6 +71,7 @@ def test_docstring_examples_of_the_bench_modules():
 
     import bench.protocols
     import bench.reproduce
+    import bench.zoo
 
-    for module in (bench.protocols, bench.reproduce):
+    for module in (bench.protocols, bench.reproduce, bench.zoo):
         assert doctest.testmod(module).failed == 0

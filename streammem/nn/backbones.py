@@ -30,9 +30,9 @@ class Backbone:
     latent_shape: tuple[int, ...]
 
 
-def _fc_block(n_in: int, n_out: int, activation: str) -> list[nn.Module]:
+def _fc_block(n_in: int, n_out: int, activation: str, batch_norm: bool = True) -> list[nn.Module]:
     act = nn.LeakyReLU() if activation == "leaky_relu" else nn.Tanh()
-    return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), act]
+    return [nn.Linear(n_in, n_out), *([nn.BatchNorm1d(n_out)] if batch_norm else []), act]
 
 
 def _output_layer(activation: str) -> list[nn.Module]:
@@ -50,13 +50,15 @@ def mlp_backbone(
     activation: str = "leaky_relu",
     output_activation: str = "linear",
     decoder_input_size: int | None = None,
+    batch_norm: bool = True,
 ) -> Backbone:
     """Mirrored MLP ``n_features → hidden… → latent → …hidden → n_features``.
 
     Every layer is Linear-BatchNorm-activation except the decoder's last one, which is linear
     followed by ``output_activation`` (``"block"`` makes it a full block, the Memorizer paper's
     literal FC6). ``decoder_input_size`` widens the decoder's first layer (MNAD concatenates the
-    query and the memory read, 2 x latent).
+    query and the memory read, 2 x latent). ``batch_norm=False`` leaves the BatchNorm layers out
+    (DAGMM's compression network has none).
 
     Examples
     --------
@@ -71,63 +73,77 @@ def mlp_backbone(
     widths = [n_features, *hidden_sizes, latent_size]
     encoder: list[nn.Module] = []
     for n_in, n_out in itertools.pairwise(widths):
-        encoder += _fc_block(n_in, n_out, activation)
+        encoder += _fc_block(n_in, n_out, activation, batch_norm)
     back = widths[::-1]
     back[0] = decoder_input_size or latent_size
     decoder: list[nn.Module] = []
     for n_in, n_out in itertools.pairwise(back[:-1]):
-        decoder += _fc_block(n_in, n_out, activation)
+        decoder += _fc_block(n_in, n_out, activation, batch_norm)
     if output_activation == "block":
-        decoder += _fc_block(back[-2], back[-1], activation)
+        decoder += _fc_block(back[-2], back[-1], activation, batch_norm)
     else:
         decoder += [nn.Linear(back[-2], back[-1]), *_output_layer(output_activation)]
     return Backbone(nn.Sequential(*encoder), nn.Sequential(*decoder), (latent_size,))
 
 
-def _conv(n_in: int, n_out: int, kernel: int, act: nn.Module) -> list[nn.Module]:
-    return [nn.Conv2d(n_in, n_out, kernel, 2, kernel // 2), nn.BatchNorm2d(n_out), act]
+def _norm(channels: int, batch_norm: bool) -> list[nn.Module]:
+    return [nn.BatchNorm2d(channels)] if batch_norm else []
 
 
-def _deconv(n_in: int, n_out: int, out_pad: int, act: nn.Module | None) -> list[nn.Module]:
+def _conv(n_in: int, n_out: int, kernel: int, act: nn.Module, bn: bool = True) -> list[nn.Module]:
+    return [nn.Conv2d(n_in, n_out, kernel, 2, kernel // 2), *_norm(n_out, bn), act]
+
+
+def _deconv(
+    n_in: int, n_out: int, out_pad: int, act: nn.Module | None, bn: bool = True
+) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.ConvTranspose2d(n_in, n_out, 3, 2, 1, out_pad)]
-    return layers + ([nn.BatchNorm2d(n_out), act] if act is not None else [])
+    return layers + ([*_norm(n_out, bn), act] if act is not None else [])
 
 
-def conv28_backbone(in_channels: int = 1, output_activation: str = "linear") -> Backbone:
+def conv28_backbone(
+    in_channels: int = 1, output_activation: str = "linear", batch_norm: bool = True
+) -> Backbone:
     """MemAE's MNIST net: Conv(1,s2,16)-Conv(3,s2,32)-Conv(3,s2,64) → 64x4x4, mirrored.
 
     Padding (not given by the paper) is 0 for k=1 and 1 for k=3: 28 → 14 → 7 → 4; the decoder's
-    output paddings bring 4 → 7 → 14 → 28.
+    output paddings bring 4 → 7 → 14 → 28. BatchNorm follows every layer but the last unless
+    ``batch_norm=False``.
     """
-    relu = nn.ReLU
+    relu, bn = nn.ReLU, batch_norm
     encoder = nn.Sequential(
-        *_conv(in_channels, 16, 1, relu()), *_conv(16, 32, 3, relu()), *_conv(32, 64, 3, relu())
+        *_conv(in_channels, 16, 1, relu(), bn),
+        *_conv(16, 32, 3, relu(), bn),
+        *_conv(32, 64, 3, relu(), bn),
     )
     decoder = nn.Sequential(
-        *_deconv(64, 64, 0, relu()),
-        *_deconv(64, 32, 1, relu()),
+        *_deconv(64, 64, 0, relu(), bn),
+        *_deconv(64, 32, 1, relu(), bn),
         *_deconv(32, in_channels, 1, None),
         *_output_layer(output_activation),
     )
     return Backbone(encoder, decoder, (64, 4, 4))
 
 
-def conv32_backbone(in_channels: int = 3, output_activation: str = "linear") -> Backbone:
+def conv32_backbone(
+    in_channels: int = 3, output_activation: str = "linear", batch_norm: bool = True
+) -> Backbone:
     """Conv(64)-Conv(128)-Conv(128)-Conv(256), k3 s2 p1, BN, LeakyReLU(0.2): 32 → 2, mirrored."""
 
     def lrelu() -> nn.Module:
         return nn.LeakyReLU(0.2)
 
+    bn = batch_norm
     encoder = nn.Sequential(
-        *_conv(in_channels, 64, 3, lrelu()),
-        *_conv(64, 128, 3, lrelu()),
-        *_conv(128, 128, 3, lrelu()),
-        *_conv(128, 256, 3, lrelu()),
+        *_conv(in_channels, 64, 3, lrelu(), bn),
+        *_conv(64, 128, 3, lrelu(), bn),
+        *_conv(128, 128, 3, lrelu(), bn),
+        *_conv(128, 256, 3, lrelu(), bn),
     )
     decoder = nn.Sequential(
-        *_deconv(256, 128, 1, lrelu()),
-        *_deconv(128, 128, 1, lrelu()),
-        *_deconv(128, 64, 1, lrelu()),
+        *_deconv(256, 128, 1, lrelu(), bn),
+        *_deconv(128, 128, 1, lrelu(), bn),
+        *_deconv(128, 64, 1, lrelu(), bn),
         *_deconv(64, in_channels, 1, None),
         *_output_layer(output_activation),
     )
@@ -145,6 +161,7 @@ def build_backbone(
     activation: str = "leaky_relu",
     output_activation: str = "linear",
     decoder_input_size: int | None = None,
+    batch_norm: bool = True,
 ) -> Backbone:
     """Build a backbone by name for inputs of ``input_shape`` (without the batch dim)."""
     if name == "mlp":
@@ -155,6 +172,7 @@ def build_backbone(
             activation,
             output_activation,
             decoder_input_size,
+            batch_norm,
         )
     expected = {"conv28": (28, 28), "conv32": (32, 32)}
     if name not in expected:
@@ -165,4 +183,4 @@ def build_backbone(
             f"got {tuple(input_shape)}"
         )
     build = conv28_backbone if name == "conv28" else conv32_backbone
-    return build(input_shape[0], output_activation)
+    return build(input_shape[0], output_activation, batch_norm)
