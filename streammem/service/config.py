@@ -26,12 +26,14 @@ __all__ = [
     "Config",
     "ConfigError",
     "DemoConfig",
+    "FeaturesConfig",
     "KafkaConfig",
     "MetricsConfig",
     "ModelConfig",
     "SchemaConfig",
     "SinkConfig",
     "SourceConfig",
+    "WindowConfig",
     "bundled_config",
     "detector_names",
     "load_config",
@@ -59,6 +61,29 @@ class SchemaConfig:
     numeric: list[str] | None = None
     categorical: dict | None = None  # {field: [values] or None to learn them}
     min_records: int = 32
+
+
+@dataclasses.dataclass
+class WindowConfig:
+    """A :class:`streammem.TimeWindow` in front of the model (same parameters)."""
+
+    size: int = 60
+    features: list[str] = dataclasses.field(
+        default_factory=lambda: ["mean", "std", "slope", "last_minus_mean"]
+    )
+    key: str | None = None
+    fields: list[str] | None = None
+    time_field: str | None = None
+    max_gap: float | None = None
+    max_keys: int = 10_000
+    ttl: float | None = None
+
+
+@dataclasses.dataclass
+class FeaturesConfig:
+    """What the model reads besides the record's own fields: ``window`` (null: no window)."""
+
+    window: WindowConfig | None = None
 
 
 @dataclasses.dataclass
@@ -138,6 +163,7 @@ class Config:
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     schema: SchemaConfig = dataclasses.field(default_factory=SchemaConfig)
+    features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
 
 
 def detector_names() -> list[str]:
@@ -238,6 +264,7 @@ def _check_semantics(config: Config) -> None:
                 f"allowed keys are {accepted}"
             )
     _check_schedule(config.model.params.get("schedule"))
+    _check_window(config.features.window)
     _check_schema(config.schema)
     _check_topics(config.kafka)
     if config.model.name == "MemGAN" and config.source.kind != "parquet":
@@ -272,6 +299,16 @@ def _check_schedule(schedule: Any) -> None:
         streammem.Schedule(**schedule)
     except ValueError as err:
         raise ConfigError(f"model.params.{err}") from err
+
+
+def _check_window(window: WindowConfig | None) -> None:
+    """``features.window`` holds :class:`streammem.TimeWindow` parameters it accepts."""
+    if window is None:
+        return
+    try:
+        streammem.TimeWindow(**dataclasses.asdict(window)).check_params()
+    except ValueError as err:
+        raise ConfigError(f"features.{err}") from err
 
 
 def _check_topics(kafka: KafkaConfig) -> None:
