@@ -100,8 +100,10 @@ class CalibrationConfig:
 class DemoConfig:
     n_events: int = 20_000
     n_sensors: int = 6
-    anomaly_rate: float = 0.01
+    anomaly_rate: float = 0.0
     seed: int = 0
+    n_faults: int = 8
+    fault_length: int = 80
 
 
 @dataclasses.dataclass
@@ -345,10 +347,13 @@ def _check_positive(config: Config) -> None:
         "checkpoint.keep": config.checkpoint.keep,
         "schema.min_records": config.schema.min_records,
         "source.demo.n_events": config.source.demo.n_events,
+        "source.demo.fault_length": config.source.demo.fault_length,
     }
     for key, value in checks.items():
         if value < 1:
             raise ConfigError(f"{key}: must be >= 1, got {value}")
+    if config.source.demo.n_faults < 0:
+        raise ConfigError(f"source.demo.n_faults: must be >= 0, got {config.source.demo.n_faults}")
     unit_interval = {
         "calibration.alpha": config.calibration.alpha,
         "calibration.quantile": config.calibration.quantile,
