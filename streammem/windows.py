@@ -241,6 +241,8 @@ class TimeWindow(river_base.MiniBatchTransformer):
 
     def learn_many(self, X: pd.DataFrame | Sequence[Mapping[Hashable, Any]]) -> None:
         """Append a batch of readings (a DataFrame or a list of records), in order."""
+        if len(X) == 0:
+            return
         fields = self._fields(X)
         readings = self._read(X, fields)
         output = self._windows(readings)
@@ -250,6 +252,8 @@ class TimeWindow(river_base.MiniBatchTransformer):
     def transform_many(self, X: pd.DataFrame | Sequence[Mapping[Hashable, Any]]) -> Any:
         """Windows of a batch (pure): a DataFrame (same index) for a DataFrame, a list of
         records for a list of records. Other columns pass through, the time field is dropped."""
+        if len(X) == 0 and self.fields is None and "fields_" not in self.__dict__:
+            return X.copy() if isinstance(X, pd.DataFrame) else []
         fields = self._fields(X)
         last = self.__dict__.get("_last_learned")
         if last is not None and last[0] is X:

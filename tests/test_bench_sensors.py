@@ -121,11 +121,11 @@ def test_a_small_run_writes_every_report(tmp_path):
     assert "## Streaming" in page and "python -m bench.sensors --contenders" in page
     cells = pd.read_csv(out / "cells.csv")
     assert set(zip(cells.contender, cells.column, strict=True)) == {
-        (name, column) for name in ("nomodel", "MemAE@60") for column in ("offline", "streaming")
+        (name, column) for name in ("nomodel", "MemAE@60") for column in sensors.COLUMNS
     }
     assert cells["mean_auroc"].between(0, 1).all()
     cached = {p: p.read_text() for p in (tmp_path / "cache").glob("*.json")}
-    assert len(cached) == 4
+    assert len(cached) == 2 * len(sensors.COLUMNS)
     assert sensors.main(argv) == 0  # the second run reads every cell from the cache
     assert {p: p.read_text() for p in (tmp_path / "cache").glob("*.json")} == cached
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from river import evaluate, metrics
+from river import compose, evaluate, metrics, preprocessing
 
 import streammem
 from streammem import AlertFilter, ConformalCalibrator, TimeWindow
@@ -99,6 +99,16 @@ def test_transforms_are_pure_and_batches_agree_with_records():
     numeric = by_batch.columns.drop("machine")
     np.testing.assert_allclose(by_batch[numeric].to_numpy(float), by_record[numeric].to_numpy())
     assert "t" in by_batch.columns  # not the time field here: it passes through
+
+
+def test_empty_batches_change_nothing():
+    window = TimeWindow(size=3, key="machine")
+    assert window.transform_many([]) == [] and window.transform_many(readings(0)).empty
+    window.learn_many(readings(0))
+    window.learn_many(readings(20))
+    empty = window.transform_many(readings(0))
+    assert empty.empty and "x_mean" in empty.columns
+    assert window.n_keys == 3
 
 
 def test_lru_and_ttl_evictions_are_counted_and_an_evicted_key_starts_afresh():
@@ -198,6 +208,14 @@ def sensor(n: int, seed: int = 0, stuck: tuple[range, ...] = ()):
         x = last[machine] if is_stuck else np.sin(i / 40) + rng.gauss(0, 0.3)
         last[machine] = x
         yield {"machine": machine, "x": x}, is_stuck
+
+
+def test_it_composes_with_rivers_transformers():
+    pipeline = TimeWindow(size=3, features=("mean",)) | preprocessing.StandardScaler()
+    assert isinstance(pipeline, compose.Pipeline)
+    for x in (1.0, 2.0, 3.0, 4.0):
+        pipeline.learn_one({"x": x})
+    assert set(pipeline.transform_one({"x": 9.0})) == {"x_mean"}
 
 
 def test_river_composition_protects_the_model_but_not_the_window():
