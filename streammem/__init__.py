@@ -16,7 +16,7 @@ from streammem.detectors import (
 )
 from streammem.features import FeatureEncoder
 from streammem.schedule import Schedule
-from streammem.windows import TimeWindow
+from streammem.windows import TimeWindow, WindowedFilter
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,7 @@ __all__ = [
     "QuantileThreshold",
     "Schedule",
     "TimeWindow",
+    "WindowedFilter",
     "__version__",
     "detector_from_state",
     "load",

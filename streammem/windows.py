@@ -339,6 +339,8 @@ class TimeWindow(river_base.MiniBatchTransformer):
         value = x.get(self.key)
         if isinstance(value, np.generic):
             value = value.item()
+        if value is None:
+            raise ValueError(f"field {self.key!r}: the window's key is missing")
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValueError(
                 f"field {self.key!r}: the window's key must be a string or an integer, got "
