@@ -16,6 +16,7 @@ from streammem.detectors import (
 )
 from streammem.features import FeatureEncoder
 from streammem.schedule import Schedule
+from streammem.windows import TimeWindow, WindowedFilter
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,8 @@ __all__ = [
     "MemoryDetector",
     "QuantileThreshold",
     "Schedule",
+    "TimeWindow",
+    "WindowedFilter",
     "__version__",
     "detector_from_state",
     "load",

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from streammem.windows import EVICTION_REASONS
+
 __all__ = ["DEAD_LETTER_REASONS", "MODEL_LABELS", "SCORE_BUCKETS", "ServiceMetrics"]
 
 #: Labels of the gauges each model sets: one model per partition (a file job's is its file).
@@ -146,6 +148,26 @@ class ServiceMetrics:
             "Attempts to reach the broker that failed and were retried.",
             registry=reg,
         )
+        self.window_keys = Gauge(
+            "streammem_window_keys",
+            "Keys whose time windows are held, by model.",
+            MODEL_LABELS,
+            registry=reg,
+        )
+        self.window_evictions = Counter(
+            "streammem_window_evictions",
+            "Keys whose windows were dropped, by reason: lru (more keys than window.max_keys) "
+            "or ttl (not seen for window.ttl).",
+            ["reason"],
+            registry=reg,
+        )
+        for reason in EVICTION_REASONS:
+            self.window_evictions.labels(reason)
+        self.window_gaps = Counter(
+            "streammem_window_gaps",
+            "Windows started afresh after a gap longer than window.max_gap.",
+            registry=reg,
+        )
 
     def record_batch(
         self,
@@ -185,9 +207,21 @@ class ServiceMetrics:
         if memory_usage is not None:
             self.memory_usage.labels(*model).set(memory_usage)
 
+    def record_window(
+        self, keys: int, evicted: Mapping[str, int], gaps: int, model: tuple[str, str]
+    ) -> None:
+        """Observe a model's time windows after a batch: keys held now, and the evictions
+        (by reason) and gaps of that batch."""
+        self.window_keys.labels(*model).set(keys)
+        for reason, count in evicted.items():
+            if count:
+                self.window_evictions.labels(reason).inc(count)
+        if gaps:
+            self.window_gaps.inc(gaps)
+
     def forget_model(self, model: tuple[str, str]) -> None:
         """Drop the gauges of a model this process no longer owns (a revoked partition)."""
-        for gauge in (self.threshold, self.memory_usage):
+        for gauge in (self.threshold, self.memory_usage, self.window_keys):
             with contextlib.suppress(KeyError):
                 gauge.remove(*model)
         for name in self._loss_names.pop(model, ()):

@@ -37,8 +37,10 @@ def test_plain_run_scores_the_bundled_demo_end_to_end(tmp_path, monkeypatch, cap
     assert list(table["row"]) == list(range(20_000))
     alerts = table[table["alert"]]
     assert f"alerts       {len(alerts)}" in summary
-    # The injected anomalies are 1% of the stream; most alerts should land on them.
+    # The injected faults are 3% of the stream; most alerts should land on them, and the
+    # windows should catch both kinds, which no single reading shows.
     assert len(alerts) > 20 and alerts["is_anomaly"].mean() > 0.5
+    assert set(alerts["fault"]) >= {"stuck", "noise"}
     assert (tmp_path / "demo-output" / "scores.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -324,6 +324,8 @@ def test_a_second_daemon_takes_over_partitions_with_their_models(broker, tmp_pat
     broker.create_topic(f"{topic}-scores", partitions)
     scores = TopicReader(broker, f"{topic}-scores", partitions)
     configs = [daemon_config(broker, tmp_path, topic, "pair") for _ in range(2)]
+    for config in configs:  # windows per protocol: they must move with their partition too
+        config["features"] = {"window": {"size": 5, "key": "proto"}}
     produce(broker, topic, valid_events(0, 1000))
     alone = start_daemon(configs[0], "alone")
     before = input_offsets(broker, topic, partitions)
@@ -350,7 +352,17 @@ def test_a_second_daemon_takes_over_partitions_with_their_models(broker, tmp_pat
     for partition in taken:
         assert f"partition={partition}) from its checkpoint at offset" in joiner_log.read_text()
     assert "revoked" in (tmp_path / "alone.log").read_text()
+    keys = scrape(configs[1]["metrics"]["port"])
+    for partition in taken:
+        labels = (("partition", partition), ("topic", topic))
+        assert keys[("streammem_window_keys", labels)] == 2  # tcp and udp
     assert stop_gracefully(alone) == 0 and stop_gracefully(joiner) == 0
+    # Each window took every reading of its partition exactly once, across both daemons: the
+    # joiner's windows went on from the revoked ones (a fresh window would count only its own).
+    for partition in taken:
+        folder = tmp_path / "checkpoints" / f"{topic}-{partition}"
+        latest = load_checkpoint(sorted(folder.glob("ckpt-*.pt"))[-1])
+        assert latest["window"]["clock"] == latest["offset"] > 0
     scores.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +18,15 @@ from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.config import CalibrationConfig, Config
 from streammem.service.pipeline import ScoringPipeline
+from streammem.windows import TimeWindow
 
-__all__ = ["new_calibrator", "new_detector", "new_pipeline", "pipeline_from_state"]
+__all__ = [
+    "new_calibrator",
+    "new_detector",
+    "new_pipeline",
+    "new_window",
+    "pipeline_from_state",
+]
 
 
 def new_detector(config: Config) -> Any:
@@ -41,6 +49,12 @@ def new_calibrator(config: CalibrationConfig) -> Calibrator:
     return ConformalCalibrator(config.alpha, config.window_size, config.min_reference)
 
 
+def new_window(config: Config) -> TimeWindow | None:
+    """The configured time window (``features.window``), or None."""
+    window = config.features.window
+    return TimeWindow(**dataclasses.asdict(window)) if window is not None else None
+
+
 def new_pipeline(
     config: Config, metrics: ServiceMetrics, labels: tuple[str, str] = ("", "")
 ) -> ScoringPipeline:
@@ -50,7 +64,13 @@ def new_pipeline(
         new_calibrator(config.calibration),
         protect_anomaly_detector=not config.calibration.learn_on_alert,
     )
-    return ScoringPipeline(alerts, metrics, schema_records=config.schema.min_records, labels=labels)
+    return ScoringPipeline(
+        alerts,
+        metrics,
+        schema_records=config.schema.min_records,
+        labels=labels,
+        window=new_window(config),
+    )
 
 
 def pipeline_from_state(
@@ -60,7 +80,9 @@ def pipeline_from_state(
     labels: tuple[str, str] = ("", ""),
 ) -> ScoringPipeline:
     """Resume a pipeline saved with :meth:`ScoringPipeline.state_dict`; ``CheckpointError``
-    (or another error of the state's own making) if the state does not fit."""
+    (or another error of the state's own making) if the state does not fit. A model reads
+    the window it was trained on: a checkpoint resumes only under the same ``features.window``
+    (its windows resume with it)."""
     for part in ("detector", "calibrator"):
         if not isinstance(state.get(part), Mapping):
             found = type(state.get(part)).__name__
@@ -70,4 +92,26 @@ def pipeline_from_state(
         calibrator_from_state(state["calibrator"]),
         protect_anomaly_detector=not config.calibration.learn_on_alert,
     )
-    return ScoringPipeline(alerts, metrics, schema_records=config.schema.min_records, labels=labels)
+    return ScoringPipeline(
+        alerts,
+        metrics,
+        schema_records=config.schema.min_records,
+        labels=labels,
+        window=_window_from_state(state.get("window"), new_window(config)),
+    )
+
+
+def _window_from_state(state: Any, configured: TimeWindow | None) -> TimeWindow | None:
+    """The checkpoint's window, if it was made under the configured one."""
+    if state is None and configured is None:
+        return None
+    if state is None or configured is None:
+        saved = "no window" if state is None else "a window"
+        wanted = "features.window is set" if configured is not None else "no features.window"
+        raise CheckpointError(f"the checkpoint has {saved}, and the config has {wanted}")
+    window = TimeWindow.from_state(state)
+    if window.params() != configured.params():
+        raise CheckpointError(
+            f"its window {window.params()} is not features.window {configured.params()}"
+        )
+    return window

@@ -26,12 +26,14 @@ __all__ = [
     "Config",
     "ConfigError",
     "DemoConfig",
+    "FeaturesConfig",
     "KafkaConfig",
     "MetricsConfig",
     "ModelConfig",
     "SchemaConfig",
     "SinkConfig",
     "SourceConfig",
+    "WindowConfig",
     "bundled_config",
     "detector_names",
     "load_config",
@@ -62,6 +64,29 @@ class SchemaConfig:
 
 
 @dataclasses.dataclass
+class WindowConfig:
+    """A :class:`streammem.TimeWindow` in front of the model (same parameters)."""
+
+    size: int = 60
+    features: list[str] = dataclasses.field(
+        default_factory=lambda: ["mean", "std", "slope", "last_minus_mean"]
+    )
+    key: str | None = None
+    fields: list[str] | None = None
+    time_field: str | None = None
+    max_gap: float | None = None
+    max_keys: int = 10_000
+    ttl: float | None = None
+
+
+@dataclasses.dataclass
+class FeaturesConfig:
+    """What the model reads besides the record's own fields: ``window`` (null: no window)."""
+
+    window: WindowConfig | None = None
+
+
+@dataclasses.dataclass
 class CalibrationConfig:
     method: Literal["conformal", "quantile"] = "conformal"
     alpha: float = 0.01
@@ -75,8 +100,10 @@ class CalibrationConfig:
 class DemoConfig:
     n_events: int = 20_000
     n_sensors: int = 6
-    anomaly_rate: float = 0.01
+    anomaly_rate: float = 0.0
     seed: int = 0
+    n_faults: int = 8
+    fault_length: int = 80
 
 
 @dataclasses.dataclass
@@ -138,6 +165,7 @@ class Config:
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     schema: SchemaConfig = dataclasses.field(default_factory=SchemaConfig)
+    features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
 
 
 def detector_names() -> list[str]:
@@ -238,6 +266,7 @@ def _check_semantics(config: Config) -> None:
                 f"allowed keys are {accepted}"
             )
     _check_schedule(config.model.params.get("schedule"))
+    _check_window(config.features.window)
     _check_schema(config.schema)
     _check_topics(config.kafka)
     if config.model.name == "MemGAN" and config.source.kind != "parquet":
@@ -274,6 +303,16 @@ def _check_schedule(schedule: Any) -> None:
         raise ConfigError(f"model.params.{err}") from err
 
 
+def _check_window(window: WindowConfig | None) -> None:
+    """``features.window`` holds :class:`streammem.TimeWindow` parameters it accepts."""
+    if window is None:
+        return
+    try:
+        streammem.TimeWindow(**dataclasses.asdict(window)).check_params()
+    except ValueError as err:
+        raise ConfigError(f"features.{err}") from err
+
+
 def _check_topics(kafka: KafkaConfig) -> None:
     """Kafka's own rule for topic names (kafka-python raises it late, as a traceback)."""
     for key in ("input_topic", "output_topic", "dead_letter_topic"):
@@ -308,10 +347,13 @@ def _check_positive(config: Config) -> None:
         "checkpoint.keep": config.checkpoint.keep,
         "schema.min_records": config.schema.min_records,
         "source.demo.n_events": config.source.demo.n_events,
+        "source.demo.fault_length": config.source.demo.fault_length,
     }
     for key, value in checks.items():
         if value < 1:
             raise ConfigError(f"{key}: must be >= 1, got {value}")
+    if config.source.demo.n_faults < 0:
+        raise ConfigError(f"source.demo.n_faults: must be >= 0, got {config.source.demo.n_faults}")
     unit_interval = {
         "calibration.alpha": config.calibration.alpha,
         "calibration.quantile": config.calibration.quantile,

@@ -74,7 +74,13 @@ def open_source(config: Config) -> SensorStream | ParquetSource:
     if source.kind == "demo":
         demo = source.demo
         return SensorStream(
-            demo.n_events, demo.n_sensors, demo.anomaly_rate, source.batch_size, demo.seed
+            demo.n_events,
+            demo.n_sensors,
+            demo.anomaly_rate,
+            source.batch_size,
+            demo.seed,
+            demo.n_faults,
+            demo.fault_length,
         )
     if source.kind == "parquet":
         return ParquetSource(source.path, source.features, source.passthrough, source.batch_size)

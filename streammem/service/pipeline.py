@@ -1,6 +1,7 @@
 """The one processing path shared by file jobs and the Kafka daemon.
 
-validate (bad -> dead letters) -> score_many -> calibrate -> learn_many -> sink -> metrics.
+[window] -> validate (bad -> dead letters) -> score_many -> calibrate -> learn_many -> sink ->
+metrics.
 Calibration and protected learning are the :class:`~streammem.AlertFilter`'s, the same
 object a Python user wraps a detector in; the pipeline adds validation, schema inference,
 dead letters, retries and metrics.
@@ -13,6 +14,12 @@ result or a dead letter.
 Scoring happens before learning, so every record is judged by a model that has not seen it.
 Records the calibrator flags are not learned (unless the filter's ``protect_anomaly_detector``
 is off): an attack must not teach the model's memory that it is normal.
+
+With a :class:`~streammem.TimeWindow` (``features.window``), the batch's readings become window
+vectors first, as ``window | alerts`` does in River: the filter scores the windows, and the
+window takes in every reading that got a result, flagged or not (a window is the sensor's
+recent history, not something learned as normal). A reading the window cannot use is
+dead-lettered before anything else sees it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from streammem.alerts import AlertFilter, Judged
 from streammem.calibration import Calibrator
 from streammem.features import schema_example
 from streammem.metrics import ServiceMetrics
+from streammem.windows import TimeWindow
 
 __all__ = ["BatchSummary", "ScoringPipeline"]
 
@@ -75,6 +83,9 @@ class ScoringPipeline:
         it): they need not come in one batch.
     labels
         (topic, partition) of this model's gauges.
+    window
+        Turns each reading into its window vector before the filter sees it; ``None``: records
+        go to the filter as they are.
 
     """
 
@@ -85,12 +96,14 @@ class ScoringPipeline:
         max_attempts: int = 3,
         schema_records: int = 32,
         labels: tuple[str, str] = ("", ""),
+        window: TimeWindow | None = None,
     ) -> None:
         self.alerts = alerts
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.schema_records = schema_records
         self.labels = labels
+        self.window = window
         self._sample: list[Mapping] = []
 
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
@@ -136,12 +149,17 @@ class ScoringPipeline:
         return _Outcome(letters=[*batch.dead_letters, *failed])
 
     def _score_and_learn(self, batch: RecordBatch) -> _Outcome:
+        readings = None
+        if self.window is not None:
+            batch, readings = _windowed(self.window, batch)
         scorer = self._scorer(batch)
         chunks, invalid = _Judge(scorer, batch).run()
         raw = np.concatenate([chunk.scores for chunk in chunks]) if chunks else np.zeros(0)
         judged = self.alerts.judge(raw)
         if scorer is self.detector:
             self._learn(chunks, judged)
+        if readings is not None:
+            self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
         return _Outcome(
             origins, judged.scores, judged.p_values, judged.alerts, [*batch.dead_letters, *invalid]
@@ -239,6 +257,15 @@ class ScoringPipeline:
                 self.labels,
             )
 
+    def _learn_window(self, readings: list[Mapping]) -> None:
+        window = self.window
+        evicted, gaps = window.evictions(), window.gaps
+        if readings:
+            window.learn_many(readings)
+        now = window.evictions()
+        since = {reason: count - evicted[reason] for reason, count in now.items()}
+        self.metrics.record_window(window.n_keys, since, window.gaps - gaps, self.labels)
+
     @property
     def n_updates(self) -> int:
         return getattr(self.detector, "n_updates_", 0)
@@ -248,10 +275,12 @@ class ScoringPipeline:
         return self.n_updates > 0
 
     def state_dict(self) -> dict:
-        """Detector and calibrator state, loadable with ``torch.load(weights_only=True)``."""
+        """Detector, calibrator and window state, loadable with
+        ``torch.load(weights_only=True)``."""
         return {
             "detector": self.detector.state_dict(),
             "calibrator": self.calibrator.state_dict(),
+            "window": self.window.state_dict() if self.window is not None else None,
         }
 
 
@@ -347,6 +376,41 @@ class _Judge:
         # The detector's own ValueErrors name the field; anything else is shown with its type.
         detail = str(err) if type(err) is ValueError else f"{type(err).__name__}: {err}"
         self.rejected.append((i, _dead_letter(self.batch, i, "invalid_record", detail)))
+
+
+def _windowed(window: TimeWindow, batch: RecordBatch) -> tuple[RecordBatch, list[Mapping]]:
+    """The batch with each reading replaced by its window vector, and the readings, in the
+    same order; readings the window cannot use become dead letters."""
+    try:
+        window.fit_fields(batch.records)
+    except ValueError as err:  # no numeric field in the batch: no reading can be windowed
+        problems: list[str | None] = [str(err)] * len(batch.records)
+    else:
+        problems = [_window_problem(window, record) for record in batch.records]
+    kept = [i for i, problem in enumerate(problems) if problem is None]
+    letters = [
+        _dead_letter(batch, i, "invalid_record", problem)
+        for i, problem in enumerate(problems)
+        if problem is not None
+    ]
+    readings = [batch.records[i] for i in kept]
+    windowed = RecordBatch(
+        window.transform_many(readings) if readings else [],
+        [batch.origins[i] for i in kept],
+        [*batch.dead_letters, *letters],
+        [batch.payloads[i] for i in kept] if batch.payloads is not None else None,
+        [batch.keys[i] for i in kept] if batch.keys is not None else None,
+        batch.kinds,
+    )
+    return windowed, readings
+
+
+def _window_problem(window: TimeWindow, record: Any) -> str | None:
+    try:
+        window.check_one(record)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def _table(records: list[dict]) -> pd.DataFrame:

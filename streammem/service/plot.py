@@ -1,45 +1,86 @@
-"""A PNG of scores over the stream with alerts (and known anomalies, if labelled) marked."""
+"""A PNG of scores over the stream, with alerts and, where the file is labelled, which known
+anomalies the alerts caught and which they missed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe on servers and in CI
 
-__all__ = ["plot_scores"]
+__all__ = ["plot_scores", "score_figure"]
 
 
-def plot_scores(results: str | Path, target: str | Path, label_column: str = "is_anomaly") -> Path:
+def plot_scores(
+    results: str | Path,
+    target: str | Path,
+    label_column: str = "is_anomaly",
+    kind_column: str = "fault",
+) -> Path:
     """Plot ``score`` against row order from a results file written by the Parquet sink."""
-    table = pq.read_table(results)
-    scores = table.column("score").to_numpy()
-    alerts = table.column("alert").to_numpy(zero_copy_only=False)
-    index = np.arange(len(scores))
-    fig = Figure(figsize=(11, 4), dpi=110)
-    ax = fig.add_subplot()
-    ax.plot(index, scores, lw=0.6, color="tab:blue", label="score")
-    ax.scatter(index[alerts], scores[alerts], s=14, color="tab:red", zorder=3, label="alert")
-    title = f"{len(scores)} events, {int(alerts.sum())} alerts"
-    if label_column in table.column_names:
-        labelled = table.column(label_column).to_numpy(zero_copy_only=False).astype(bool)
-        title += _agreement(alerts.astype(bool), labelled)
-        positive = scores[scores > 0]
-        floor = np.full(labelled.sum(), positive.min() / 2 if len(positive) else 1e-6)
-        ax.scatter(
-            index[labelled], floor, marker="|", s=60, color="tab:orange", label="labelled anomaly"
-        )
-    ax.set_yscale("log")
-    ax.set_xlabel("event")
-    ax.set_ylabel("anomaly score (log)")
-    ax.set_title(title)
-    ax.legend(loc="lower left", framealpha=0.9)
-    fig.tight_layout()
+    fig = score_figure(pq.read_table(results), label_column, kind_column)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target)
     return target
+
+
+def score_figure(
+    table: pa.Table, label_column: str = "is_anomaly", kind_column: str = "fault"
+) -> Figure:
+    """Scores against row order, alerts in red, the legend beside the plot.
+
+    The warm-up (until the calibrator can flag anything: p-values are 1 before) is shaded, and
+    scores of 0 (nothing learned yet) are not drawn on the log scale. With ``label_column``,
+    a strip under the scores marks each labelled anomaly as caught (an alert on it) or missed,
+    and the title gives precision and recall, per kind of anomaly with ``kind_column``.
+    """
+    scores = table.column("score").to_numpy()
+    alerts = table.column("alert").to_numpy(zero_copy_only=False).astype(bool)
+    p_values = table.column("p_value").to_numpy()
+    labelled = None
+    if label_column in table.column_names:
+        labelled = table.column(label_column).to_numpy(zero_copy_only=False).astype(bool)
+    index = np.arange(len(scores))
+    fig = Figure(figsize=(12, 5 if labelled is not None else 4), dpi=110)
+    if labelled is not None:
+        ax, strip = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [5, 1]})
+    else:
+        ax, strip = fig.add_subplot(), None
+    warm = int(np.argmax(p_values < 1.0)) if (p_values < 1.0).any() else len(scores)
+    if warm:
+        ax.axvspan(0, warm, color="0.9", lw=0, label="warm-up: nothing flagged yet")
+    ax.plot(index, np.where(scores > 0, scores, np.nan), lw=0.5, color="tab:blue", label="score")
+    ax.scatter(index[alerts], scores[alerts], s=12, color="tab:red", zorder=3, label="alert")
+    ax.set_yscale("log")
+    ax.set_ylabel("anomaly score (log)")
+    title = f"{len(scores)} events, {int(alerts.sum())} alerts"
+    if labelled is not None:
+        kinds = None
+        if kind_column in table.column_names:
+            kinds = np.asarray(table.column(kind_column).to_pylist(), dtype=object)
+        title += _agreement(alerts, labelled) + _by_kind(alerts, labelled, kinds)
+        _strip(strip, index, alerts, labelled)
+        strip.set_xlabel("event")
+    else:
+        ax.set_xlabel("event")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _strip(ax, index: np.ndarray, alerts: np.ndarray, labelled: np.ndarray) -> None:
+    """Labelled anomalies in two rows: caught (an alert on them) above, missed below."""
+    caught, missed = labelled & alerts, labelled & ~alerts
+    ax.scatter(index[caught], np.ones(caught.sum()), marker="|", s=80, color="tab:green")
+    ax.scatter(index[missed], np.zeros(missed.sum()), marker="|", s=80, color="0.4")
+    ax.set_yticks([0, 1], [f"missed ({missed.sum()})", f"caught ({caught.sum()})"], fontsize=8)
+    ax.set_ylim(-0.7, 1.7)
+    ax.tick_params(axis="y", length=0)
+    ax.set_title("labelled anomalies", fontsize=8, loc="left")
 
 
 def _agreement(alerts: np.ndarray, labelled: np.ndarray) -> str:
@@ -57,3 +98,23 @@ def _agreement(alerts: np.ndarray, labelled: np.ndarray) -> str:
         f": precision {precision:.2f}, recall {recall:.2f} "
         f"({caught} of {int(labelled.sum())} labelled anomalies caught)"
     )
+
+
+def _by_kind(alerts: np.ndarray, labelled: np.ndarray, kinds: np.ndarray | None) -> str:
+    """Readings caught per kind of anomaly, on a second line.
+
+    Examples
+    --------
+    >>> kinds = np.array(["stuck", "stuck", "spike", ""], dtype=object)
+    >>> _by_kind(np.array([True, False, True, True]), kinds != "", kinds)
+    '\\ncaught: spike 1 of 1, stuck 1 of 2'
+    """
+    if kinds is None:
+        return ""
+    names = sorted({k for k in kinds[labelled] if k})
+    if not names:
+        return ""
+    parts = [
+        f"{k} {int((alerts & (kinds == k)).sum())} of {int((kinds == k).sum())}" for k in names
+    ]
+    return "\ncaught: " + ", ".join(parts)
