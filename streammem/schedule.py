@@ -7,9 +7,10 @@ takes gradient steps on mini-batches drawn from that window. How many steps is s
 each record should take part in a step (its *visits*):
 
 * ``budget`` visits per record once the model is mature (the one knob for compute);
-* more while it is young: ``budget * young_records / n`` visits for the n-th record, at most
-  ``budget * young_boost``, so the first records are revisited many times and a short stream
-  still trains its model, while a long one settles at ``budget``;
+* more while it is young: ``young_records / n`` visits for the n-th record (at most
+  ``young_boost``) while that is more than ``budget``, so the first records are revisited many
+  times and a short stream trains its model whatever the budget, while a long one settles at
+  ``budget``;
 * and on smaller mini-batches while it is young (``batch_size * n / young_records`` records,
   at least 16): many small steps early, when the data is scarce and the model far off, few
   large ones later, when a step's fixed cost dominates (a small model's step costs about the
@@ -38,7 +39,8 @@ class Schedule:
     ----------
     budget
         Gradient visits per record in the steady state: each record takes part in about this
-        many training mini-batches. Compute grows linearly with it; 0 disables learning.
+        many training mini-batches. Steady-state compute grows linearly with it; the young
+        model's extra visits do not depend on it. 0 disables learning.
     batch_size
         Records per gradient step in the steady state (fewer while young, see above).
     learning_rate
@@ -47,12 +49,13 @@ class Schedule:
         Recent records kept for replay (the model's view of "now"; older ones drop out, so the
         model follows drift).
     young_records
-        Records after which the steady state begins; the n-th record before that gets
-        ``budget * young_records / n`` visits. 1 turns every young-model rule off: fixed
+        Scale of the young phase: the n-th record gets ``young_records / n`` visits while that
+        is more than ``budget`` (and smaller batches until then). 1 turns every young-model
+        rule off: fixed
         visits, full batches, records taken in whole batches (the classic "k steps per
         mini-batch" of a one-pass learner, with ``replay_size=batch_size``).
     young_boost
-        Cap on that ratio (visits of the very first records, in units of ``budget``).
+        Cap on that ratio (visits of the very first records).
     min_records
         Records to collect before the first gradient step.
     trim
@@ -64,17 +67,17 @@ class Schedule:
     Examples
     --------
     >>> schedule = Schedule()
-    >>> [round(schedule.visits(n), 1) for n in (1, 1_000, 8_192, 100_000)]
-    [32.0, 8.2, 1.0, 1.0]
+    >>> [round(schedule.visits(n), 2) for n in (1, 1_000, 8_192, 16_384, 100_000)]
+    [32.0, 8.19, 1.0, 0.5, 0.5]
     >>> Schedule(budget=2).visits(100_000)
-    2.0
+    2
     >>> Schedule(batch_size=1)
     Traceback (most recent call last):
     ...
     ValueError: schedule.batch_size must be an integer >= 2 (batch norm needs two records), got 1
     """
 
-    budget: float = 1.0
+    budget: float = 0.5
     batch_size: int = 256
     learning_rate: float = 1e-3
     replay_size: int = 2048
@@ -116,8 +119,9 @@ class Schedule:
 
     def visits(self, n_seen: int) -> float:
         """Visits owed to the ``n_seen``-th record."""
-        ratio = self.young_records / max(n_seen, 1)
-        return self.budget * min(max(ratio, 1.0), self.young_boost)
+        if self.budget == 0 or self.young_records <= 1:
+            return self.budget
+        return max(self.budget, min(self.young_records / max(n_seen, 1), self.young_boost))
 
     def step_batch(self, n_seen: int) -> int:
         """Records per gradient step after ``n_seen`` records."""
