@@ -209,11 +209,18 @@ def curve(args: argparse.Namespace, out: Path) -> list[dict]:
                        "sets": len(rows), **timing})  # fmt: skip
         print(f"  budget {budget:<5} mean AUROC {points[-1]['mean_auroc']:.4f} "
               f"{timing['events_per_s']:>10,.0f} events/s", flush=True)  # fmt: skip
-    _plot_curve(points, out / "throughput_curve.png")
+    _plot_curve(points, floor_auroc(args.quality), out / "throughput_curve.png")
     return points
 
 
-def _plot_curve(points: list[dict], path: Path) -> None:
+def floor_auroc(quality: Path) -> float | None:
+    """The no-model floor's mean AUROC on the ADBench sets of ``quality``, if it ran there."""
+    cells = pd.read_csv(quality)
+    rows = cells[(cells["contender"] == "floor") & cells["dataset"].str.startswith("adbench:")]
+    return float(rows["auroc"].mean()) if len(rows) else None
+
+
+def _plot_curve(points: list[dict], floor: float | None, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,9 +230,15 @@ def _plot_curve(points: list[dict], path: Path) -> None:
     speed = [p["events_per_s"] for p in points]
     quality = [p["mean_auroc"] for p in points]
     ax.plot(speed, quality, "o-", color="tab:red")
-    for p in points:
+    for i, p in enumerate(points):  # labels alternate above and below: neighbours can touch
+        offset = (-20, 8 if i % 2 else -14)
         ax.annotate(f"budget {p['budget']:g}", (p["events_per_s"], p["mean_auroc"]),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)  # fmt: skip
+                    textcoords="offset points", xytext=offset, fontsize=8)  # fmt: skip
+    if floor is not None:  # the scale that matters: how far above no model at all
+        ax.axhline(floor, color="grey", linestyle="--", linewidth=1)
+        ax.annotate("no model (floor)", (min(speed), floor), textcoords="offset points",
+                    xytext=(0, 4), fontsize=8, color="grey")  # fmt: skip
+        ax.set_ylim(min(floor, *quality) - 0.01, max(quality) + 0.01)
     ax.set_xlabel("events/s, batched path (KDDCUP99, this machine)")
     ax.set_ylabel("mean AUROC, 35 ADBench streams")
     ax.set_title("MemAE: quality against speed by schedule budget")
@@ -251,11 +264,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quality", type=Path, default=ABLATIONS,
                         help="bench.stream cells.csv holding MemAE at each budget")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the curve from --out, time nothing")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(measure(args.worker, args.path, args.events, args.warmup, args.batch)))
+        return
+    if args.plot_only:
+        points = json.loads(args.out.read_text())["curve"]
+        _plot_curve(points, floor_auroc(args.quality), args.out.parent / "throughput_curve.png")
         return
     result = run(args)
     if args.curve:
