@@ -8,6 +8,7 @@ import copy
 import numpy as np
 import pytest
 from prometheus_client import generate_latest
+from sinks import ListSink
 
 from connectors import RecordBatch
 from streammem.metrics import ServiceMetrics
@@ -21,21 +22,6 @@ CONFIG = {
     "features": {"window": {"size": 10, "key": "machine", "ttl": 5000}},
     "metrics": {"port": None},
 }
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.results: list[dict] = []
-        self.letters: list = []
-
-    def write(self, results: list[dict]) -> None:
-        self.results.extend(results)
-
-    def dead_letter(self, letters: list) -> None:
-        self.letters.extend(letters)
-
-    def close(self) -> None:
-        pass
 
 
 def batches(n_batches: int, size: int = 200, seed: int = 0) -> list[RecordBatch]:
