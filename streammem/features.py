@@ -51,6 +51,8 @@ _EXTRA = ("ignore", "error")
 _STD_FLOOR = 1e-6
 _LARGEST_SCALED = 1e15
 _LARGEST_INT = 2**1000  # ints below convert to float without overflow
+_PLAIN_KINDS = frozenset({float, int})
+_LARGEST_PLAIN = float(_LARGEST_INT)
 _IQR_TO_STD = 1.349  # the interquartile range of a normal distribution, in standard deviations
 
 
@@ -338,6 +340,8 @@ class FeatureEncoder(base.Transformer):
             columns += [*names, f"{field}=<unknown>"]
             offset = unknown + 1
         self.columns_ = columns
+        self._unknown_slots = [unknown for _, _, unknown in self._cat_layout.values()]
+        self._last_read: tuple | None = None
 
     # ------------------------------------------------------------------ one record
     def _numeric_value(self, field: Hashable, value: Any) -> float:
@@ -407,33 +411,51 @@ class FeatureEncoder(base.Transformer):
             raise ValueError(f"a record must be a dict, got {type(x).__name__}")
         if not self.is_fitted:
             self.fit_schema(x)
+        if learn and (vec := self._take_last_read(x)) is not None:
+            self.n_learned_ += 1
+            return vec
         self._check_keys(x)
         get = x.get
         vec = np.zeros(len(self.columns_))
-        vec[: len(self.numeric_)] = self._plain_numbers(x) or [
+        numbers = self._plain_numbers(x)
+        vec[: len(self.numeric_)] = numbers if numbers is not None else [
             self._numeric_value(field, get(field)) for field in self.numeric_
-        ]
+        ]  # fmt: skip
         for field in self._cat_layout:
             vec[self._category_slot(field, get(field), learn)] = 1.0
         if learn:
             self.n_learned_ += 1
+        else:
+            self._last_read = (x, tuple(x.items()), vec)
         return vec
 
-    def _plain_numbers(self, x: Mapping[Hashable, Any]) -> tuple | None:
+    def _take_last_read(self, x: Mapping[Hashable, Any]) -> np.ndarray | None:
+        """The vector the last read made of this very record, if learning it would give the
+        same: ``score_one(x)`` then ``learn_one(x)``, a stream's per-event path, reads once.
+
+        Not if the record changed since (same object, same items), nor if one of its
+        categories was unknown then (learning may add it now)."""
+        last, self._last_read = self._last_read, None
+        if last is None or last[0] is not x or last[1] != tuple(x.items()):
+            return None
+        vec = last[2]
+        return None if self._unknown_slots and vec[self._unknown_slots].any() else vec
+
+    def _plain_numbers(self, x: Mapping[Hashable, Any]) -> np.ndarray | None:
         """The numeric fields at C speed when all are present, finite floats or modest ints
         (the common case); None sends the record down the checking path."""
         try:
             values = self._pick_numbers(x)
         except KeyError:
             return None
-        for value in values:
-            kind = type(value)
-            if not (
-                (kind is float and value - value == 0.0)  # inf - inf and nan - nan are nan
-                or (kind is int and -_LARGEST_INT < value < _LARGEST_INT)
-            ):
-                return None
-        return values
+        if not _PLAIN_KINDS.issuperset(map(type, values)):  # not bools, texts or None
+            return None
+        try:
+            numbers = np.array(values, dtype=float)
+        except OverflowError:  # an int beyond float's range: the checking path says why
+            return None
+        # NaN fails the comparison; inf and huge ints go to the checking path too
+        return numbers if (np.abs(numbers) < _LARGEST_PLAIN).all() else None
 
     def check_one(self, x: Mapping[Hashable, Any]) -> None:
         """Raise ``ValueError`` naming the field if ``x`` cannot be encoded; changes nothing."""

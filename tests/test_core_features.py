@@ -54,6 +54,31 @@ def test_scoring_never_learns_categories():
     assert enc.vocabulary_["service"] == ["http"]
 
 
+def test_reading_then_learning_a_record_learns_what_it_would_learn_fresh():
+    # score_one(x) then learn_one(x) reads x once; what is learned must not depend on that
+    records = [{**KDD_LIKE, "src_bytes": float(i)} for i in range(6)]
+    records[3]["service"] = "ftp"  # unknown while read, a new category when learned
+    reread, fresh = FeatureEncoder(scaling=None), FeatureEncoder(scaling=None)
+    for i, x in enumerate(records):
+        fresh.learn_one({**x, "src_bytes": x["src_bytes"] + (0.5 if i == 4 else 0.0)})
+        reread.encode_one(x)
+        if i == 4:
+            x["src_bytes"] += 0.5  # changed after it was read: learning takes the new value
+        reread.learn_one(x)
+    assert reread.vocabulary_ == fresh.vocabulary_
+    assert reread.vocabulary_["service"] == ["http", "ftp"]
+    assert reread.n_learned_ == fresh.n_learned_ == 6
+    np.testing.assert_array_equal(reread.mean_, fresh.mean_)
+
+
+def test_numbers_beyond_float_range_are_refused_on_every_path():
+    enc = FeatureEncoder()
+    enc.learn_one(KDD_LIKE)
+    with pytest.raises(ValueError, match="src_bytes"):
+        enc.encode_one({**KDD_LIKE, "src_bytes": 10**400})
+    assert enc.encode_one({**KDD_LIKE, "src_bytes": 10**300}).dtype == np.float32
+
+
 def test_standard_scaling_matches_numpy():
     rng = np.random.default_rng(0)
     values = rng.normal(5, 3, size=(500, 2))
