@@ -71,6 +71,7 @@ import pandas as pd
 from river import base as river_base
 from tqdm import tqdm
 
+from bench.cli import split_list
 from bench.datasets import DataMissing
 from bench.skab import (
     LEADERBOARD,
@@ -487,23 +488,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _split(text: str | None, default: Sequence[str]) -> list[str]:
-    if not text:
-        return list(default)
-    return [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from bench.sensors_report import write_reports
 
     args = parse_args(argv)
     default = QUICK_CONTENDERS if args.quick else [*HEADLINE, *ABLATION]
-    contenders = [parse_contender(text) for text in _split(args.contenders, default)]
-    columns = _split(args.columns, COLUMNS)
+    contenders = [parse_contender(text) for text in split_list(args.contenders, default)]
+    columns = split_list(args.columns, COLUMNS)
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown:
         raise SystemExit(f"unknown column(s) {unknown}; choose from {list(COLUMNS)}")
-    files = _split(args.files, QUICK_FILES if args.quick else SKAB.file_names())
+    files = split_list(args.files, QUICK_FILES if args.quick else SKAB.file_names())
     skab = SKAB(args.data_root, args.download)
     cache_dir = args.cache_dir / "quick" if args.quick else args.cache_dir
     out = args.out or (cache_dir / "report" if args.quick else BENCH_DIR / "results" / "sensors")

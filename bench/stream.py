@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from bench.cli import split_list
 from bench.datasets import KDDCUP99, ADBench, DataMissing
 
 __all__ = [
@@ -456,18 +457,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _split(text: str | None, default: Sequence[str]) -> list[str]:
-    if not text:
-        return list(default)
-    return [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from bench.stream_report import write_reports
 
     args = parse_args(argv)
-    datasets = _split(args.datasets, QUICK_DATASETS if args.quick else all_streams())
-    names = _split(args.contenders, QUICK_CONTENDERS if args.quick else list(CONTENDERS))
+    datasets = split_list(args.datasets, QUICK_DATASETS if args.quick else all_streams())
+    names = split_list(args.contenders, QUICK_CONTENDERS if args.quick else list(CONTENDERS))
     contenders = [parse_contender(name) for name in names]
     cache_dir = args.cache_dir / "quick" if args.quick else args.cache_dir
     out = args.out or (cache_dir / "report" if args.quick else BENCH_DIR / "results" / "stream")

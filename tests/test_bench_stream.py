@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench import stream
+from bench.cli import split_list
 from bench.datasets import ADBench, DataMissing
 from bench.stream_report import critical_difference, mean_ranks
 
@@ -56,7 +57,7 @@ def test_contender_variants_parse_and_carry_their_parameters():
         stream.parse_contender("floor[x=1]")
     with pytest.raises(ValueError, match="unknown contender"):
         stream.parse_contender("IsolationForest")
-    assert stream._split("floor,MemAE[a=1;b=(1,2)],AE", []) == ["floor", "MemAE[a=1;b=(1,2)]", "AE"]
+    assert split_list("floor,MemAE[a=1;b=(1,2)],AE", []) == ["floor", "MemAE[a=1;b=(1,2)]", "AE"]
 
 
 def test_nemenyi_and_ranks():
