@@ -23,7 +23,7 @@ import pandas as pd
 from river import base as river_base
 
 from streammem.calibration import Calibrator, ConformalCalibrator
-from streammem.features import EncodedBatch, to_frame_or_array
+from streammem.features import EncodedBatch, select_rows, to_frame_or_array
 
 __all__ = ["AlertFilter", "Judged"]
 
@@ -162,10 +162,8 @@ class AlertFilter(river_base.AnomalyFilter):
             detector.learn_many(X)
         elif isinstance(X, EncodedBatch):
             detector.learn_many(X.select(keep))
-        elif isinstance(X, (pd.DataFrame, np.ndarray)):
-            detector.learn_many(X[keep])
         else:
-            detector.learn_many([x for x, kept in zip(_records(X), keep, strict=True) if kept])
+            detector.learn_many(select_rows(X, keep))
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:

@@ -43,7 +43,13 @@ from river import base
 
 from streammem.replay import ReplayWindow
 
-__all__ = ["EncodedBatch", "FeatureEncoder", "schema_example", "to_frame_or_array"]
+__all__ = [
+    "EncodedBatch",
+    "FeatureEncoder",
+    "schema_example",
+    "select_rows",
+    "to_frame_or_array",
+]
 
 _SCALINGS = ("robust", "standard", "minmax", None)
 _MISSING = ("error", "impute")
@@ -176,12 +182,16 @@ class EncodedBatch:
     def select(self, keep: np.ndarray) -> EncodedBatch:
         """The rows where ``keep`` is true."""
         keep = np.asarray(keep, dtype=bool)
-        if isinstance(self.source, (pd.DataFrame, np.ndarray)):
-            source = self.source[keep]
-        else:
-            source = [record for record, kept in zip(self.source, keep, strict=True) if kept]
         raw = self.raw[keep] if self.raw is not None else None
-        return EncodedBatch(raw, source, self.learnable)
+        return EncodedBatch(raw, select_rows(self.source, keep), self.learnable)
+
+
+def select_rows(X: pd.DataFrame | np.ndarray | list, keep: np.ndarray) -> Any:
+    """The rows of a batch (as :func:`to_frame_or_array` gives it) where ``keep`` is true."""
+    keep = np.asarray(keep, dtype=bool)
+    if isinstance(X, (pd.DataFrame, np.ndarray)):
+        return X[keep]
+    return [record for record, kept in zip(X, keep, strict=True) if kept]
 
 
 def _soft_clip(values: np.ndarray, limit: float) -> np.ndarray:
