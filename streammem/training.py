@@ -111,7 +111,7 @@ class ReconstructionTrainer:
     def _reconstruction(self, batch: torch.Tensor, output: Any) -> torch.Tensor:
         if self.trim == 0.0:
             return self.model.reconstruction_loss(batch, output)
-        errors = (output.reconstruction - batch).pow(2).flatten(1).mean(dim=1)
+        errors = self.model.sample_errors(batch, output)
         return errors[self._kept(errors.detach())].mean()
 
     def _kept(self, errors: torch.Tensor) -> torch.Tensor:

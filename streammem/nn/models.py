@@ -56,11 +56,15 @@ class ReconstructionModel(nn.Module):
         """Mean squared error over all elements (the authors' ``nn.MSELoss``)."""
         return F.mse_loss(output.reconstruction, x)
 
+    @staticmethod
+    def sample_errors(x: torch.Tensor, output: ModelOutput) -> torch.Tensor:
+        """Per-sample mean squared reconstruction error, shape (B,)."""
+        return (output.reconstruction - x).pow(2).flatten(1).mean(dim=1)
+
     @torch.no_grad()
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample mean squared reconstruction error, shape (B,). Higher = more anomalous."""
-        output = self(x)
-        return (output.reconstruction - x).pow(2).flatten(1).mean(dim=1)
+        return self.sample_errors(x, self(x))
 
     def make_trainer(
         self, learning_rate: float, weight_decay: float = 0.0, trim: float = 0.0
