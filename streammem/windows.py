@@ -52,7 +52,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from river import base as river_base
 
 from streammem.alerts import Judged
-from streammem.features import schema_example
+from streammem.features import _as_float, _is_null, _is_number, _text_number, schema_example
 
 __all__ = ["EVICTION_REASONS", "FEATURES", "TimeWindow", "WindowedFilter"]
 
@@ -624,22 +624,19 @@ def _is_real(value: Any) -> bool:
 
 
 def _reading(field: Hashable, value: Any) -> float:
-    """A windowed value as a float; ``ValueError`` naming the field if it cannot be one."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A windowed value as a float; ``ValueError`` naming the field if it cannot be one.
+
+    Text is read as the encoder and the frame path (``pd.to_numeric``) read it, so a reading
+    is accepted or refused alike in a record and in a DataFrame."""
+    if _is_null(value):
         raise ValueError(f"field {field!r}: value is missing (None/NaN)")
     if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-    elif isinstance(value, numbers.Real):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer too large for a float
-            number = math.inf
+        number = _text_number(value)
+    elif _is_number(value):
+        number = _as_float(value)  # an integer too large for a float is infinite
     else:
-        number = math.nan
-    if math.isnan(number):
+        number = None
+    if number is None or math.isnan(number):
         raise ValueError(
             f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
         )

@@ -158,6 +158,8 @@ def test_state_round_trips_through_a_weights_only_checkpoint():
         ({"m": "a", "x": None, "y": 1.0}, "field 'x': value is missing"),
         ({"m": "a", "x": "hot", "y": 1.0}, "field 'x': expected a number"),
         ({"m": "a", "x": float("inf"), "y": 1.0}, "field 'x': non-finite"),
+        ({"m": "a", "x": 10**400, "y": 1.0}, "field 'x': non-finite"),
+        ({"m": "a", "x": "1_000", "y": 1.0}, "field 'x': expected a number"),  # as in a frame
         ({"x": 1.0, "y": 1.0}, "field 'm': the window's key"),
         ({"m": [1], "x": 1.0, "y": 1.0}, "field 'm': the window's key"),
         ("not a record", "a record must be a dict"),
@@ -173,6 +175,17 @@ def test_bad_readings_name_the_field_and_change_nothing(record, message):
         window.learn_one(record)
     after = window.state_dict()
     assert after["keys"] == before["keys"] and torch.equal(after["rows"], before["rows"])
+
+
+def test_text_readings_are_read_alike_in_records_and_frames():
+    window = TimeWindow(size=2, features=("last",), fields=["x"])
+    assert window.transform_one({"x": " 12 "}) == {"x": 12.0}
+    assert window.transform_many(pd.DataFrame({"x": [" 12 "]}))["x"].tolist() == [12.0]
+    for bad in ("1_000", "0x10"):
+        with pytest.raises(ValueError, match="expected a number"):
+            window.transform_one({"x": bad})
+        with pytest.raises(ValueError, match="expected a number"):
+            window.transform_many(pd.DataFrame({"x": [bad]}))
 
 
 def test_a_bad_time_is_rejected():
