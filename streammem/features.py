@@ -435,13 +435,11 @@ class FeatureEncoder(base.Transformer):
             vec[self._category_slot(field, get(field), learn)] = 1.0
         if learn:
             self.n_learned_ += 1
-        else:
-            self._last_read = (x, tuple(x.items()), vec)
         return vec
 
     def _take_last_read(self, x: Mapping[Hashable, Any]) -> np.ndarray | None:
-        """The vector the last read made of this very record, if learning it would give the
-        same: ``score_one(x)`` then ``learn_one(x)``, a stream's per-event path, reads once.
+        """The vector :meth:`encode_one` last made of this very record, if learning it would give
+        the same: ``score_one(x)`` then ``learn_one(x)``, a stream's per-event path, reads once.
 
         Not if the record changed since (same object, same items), nor if one of its
         categories was unknown then (learning may add it now)."""
@@ -568,9 +566,12 @@ class FeatureEncoder(base.Transformer):
         self.update_scaler(self.vectorize_one(x, learn=True)[None, :])
 
     def encode_one(self, x: Mapping[Hashable, Any]) -> np.ndarray:
-        """Scaled float32 vector for one record (pure)."""
+        """Scaled float32 vector for one record (pure; the reading is kept for a ``learn_one``
+        of the same record, see :meth:`_take_last_read`)."""
         encoder = self if self.is_fitted else self.clone()
-        return encoder.scale(encoder.vectorize_one(x))
+        vec = encoder.vectorize_one(x)
+        encoder._last_read = (x, tuple(x.items()), vec)
+        return encoder.scale(vec)
 
     def transform_one(self, x: Mapping[Hashable, Any]) -> dict[str, float]:
         encoder = self if self.is_fitted else self.clone()
