@@ -209,13 +209,13 @@ def curve(args: argparse.Namespace, out: Path) -> list[dict]:
                        "sets": len(rows), **timing})  # fmt: skip
         print(f"  budget {budget:<5} mean AUROC {points[-1]['mean_auroc']:.4f} "
               f"{timing['events_per_s']:>10,.0f} events/s", flush=True)  # fmt: skip
-    _plot_curve(points, floor_auroc(args.quality), out / "throughput_curve.png")
+    _plot_curve(points, floor_auroc(cells), out / "throughput_curve.png")
     return points
 
 
-def floor_auroc(quality: Path) -> float | None:
-    """The no-model floor's mean AUROC on the ADBench sets of ``quality``, if it ran there."""
-    cells = pd.read_csv(quality)
+def floor_auroc(cells: pd.DataFrame) -> float | None:
+    """The no-model floor's mean AUROC on the ADBench sets of bench.stream ``cells``, if it
+    ran there."""
     rows = cells[(cells["contender"] == "floor") & cells["dataset"].str.startswith("adbench:")]
     return float(rows["auroc"].mean()) if len(rows) else None
 
@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.plot_only:
         points = json.loads(args.out.read_text())["curve"]
-        _plot_curve(points, floor_auroc(args.quality), args.out.parent / "throughput_curve.png")
+        floor = floor_auroc(pd.read_csv(args.quality))
+        _plot_curve(points, floor, args.out.parent / "throughput_curve.png")
         return
     result = run(args)
     if args.curve:
