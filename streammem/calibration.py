@@ -48,11 +48,11 @@ class Calibrator:
         """The reference window, created (after checking the parameters) on first use."""
         window = self.__dict__.get("_reference")
         if window is None:
-            self._check_params()
+            self.check_params()
             window = self._reference = collections.deque(maxlen=self.window_size)
         return window
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         if self.window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {self.window_size}")
         if not 1 <= self.min_reference <= self.window_size:
@@ -101,7 +101,7 @@ class Calibrator:
         """Restore the reference window saved by :meth:`state_dict` (parameters must match)."""
         if state.get("kind") != type(self).__name__:
             raise ValueError(f"state is for {state.get('kind')!r}, not {type(self).__name__!r}")
-        self._check_params()
+        self.check_params()
         self._reference = collections.deque(state["reference"], maxlen=self.window_size)
 
     def _params(self) -> dict:
@@ -138,8 +138,8 @@ class ConformalCalibrator(Calibrator):
         super().__init__(window_size=window_size, min_reference=min_reference)
         self.alpha = alpha
 
-    def _check_params(self) -> None:
-        super()._check_params()
+    def check_params(self) -> None:
+        super().check_params()
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
 
@@ -191,8 +191,8 @@ class QuantileThreshold(Calibrator):
         super().__init__(window_size=window_size, min_reference=min_reference)
         self.q = q
 
-    def _check_params(self) -> None:
-        super()._check_params()
+    def check_params(self) -> None:
+        super().check_params()
         if not 0.0 < self.q < 1.0:
             raise ValueError(f"q must be in (0, 1), got {self.q}")
 

@@ -287,7 +287,7 @@ class FeatureEncoder(base.Transformer):
     def width_(self) -> int:
         return len(self.columns_)
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         _policy("scaling", self.scaling, _SCALINGS)
         _policy("missing", self.missing, _MISSING)
         _policy("nonfinite", self.nonfinite, _MISSING)
@@ -301,7 +301,7 @@ class FeatureEncoder(base.Transformer):
 
     def fit_schema(self, example: Mapping[Hashable, Any]) -> None:
         """Fix the schema from declared fields, else from one example record."""
-        self._check_params()
+        self.check_params()
         declared_cat = dict(self.categorical) if self.categorical is not None else None
         if self.numeric is not None:
             numeric = list(self.numeric)

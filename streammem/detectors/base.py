@@ -161,7 +161,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         """The schedule in force (``schedule``, else the class's default)."""
         return self.schedule if self.schedule is not None else self._default_schedule
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         if self.schedule is not None and not isinstance(self.schedule, Schedule):
             raise ValueError(
                 f"schedule must be a streammem.Schedule or None, got {type(self.schedule).__name__}"
@@ -180,7 +180,7 @@ class MemoryDetector(river_base.AnomalyDetector):
                 f"latent_size must be an integer >= 1 or None, got {self.latent_size!r}"
             )
 
-    def _new_encoder(self) -> FeatureEncoder:
+    def new_encoder(self) -> FeatureEncoder:
         if self.encoder is not None:
             return self.encoder.clone()
         return FeatureEncoder(scaling="robust" if self.backbone == "mlp" else None)
@@ -190,9 +190,9 @@ class MemoryDetector(river_base.AnomalyDetector):
         """The fitted encoder, or a throw-away one for pure calls before a schema is fixed
         (none learned yet, or the first learned record was rejected)."""
         encoder = self.__dict__.get("encoder_")
-        return encoder if encoder is not None and encoder.is_fitted else self._new_encoder()
+        return encoder if encoder is not None and encoder.is_fitted else self.new_encoder()
 
-    def _model_input_shape(self, width: int) -> tuple[int, ...]:
+    def model_input_shape(self, width: int) -> tuple[int, ...]:
         shape = self.input_shape or _DEFAULT_IMAGE_SHAPES.get(self.backbone) or (width,)
         if math.prod(shape) != width:
             raise ValueError(
@@ -203,7 +203,7 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def _init_model(self, width: int) -> None:
         self.device_ = resolve_device(self.device)
-        self.input_shape_ = self._model_input_shape(width)
+        self.input_shape_ = self.model_input_shape(width)
         self.rng_state_ = torch.Generator().manual_seed(self.seed).get_state()
         if self.device_.type == "cuda":
             generator = torch.Generator(self.device_).manual_seed(self.seed)
@@ -270,8 +270,8 @@ class MemoryDetector(river_base.AnomalyDetector):
         """The encoder that learns; created (after checking the parameters) on first use."""
         encoder = self.__dict__.get("encoder_")
         if encoder is None:
-            self._check_params()
-            encoder = self.encoder_ = self._new_encoder()
+            self.check_params()
+            encoder = self.encoder_ = self.new_encoder()
         return encoder
 
     def learn_one(self, x: Mapping[Hashable, Any]) -> None:
@@ -402,7 +402,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         learned before it; a throw-away encoder replays that for the batch, so even the first
         batch of a stream is ranked (its first row scores 0.0, as ``score_one`` does).
         """
-        encoder = self._new_encoder()
+        encoder = self.new_encoder()
         raw = encoder.vectorize_many(X)
         scores = np.zeros(len(raw))
         if encoder.scaling is None:
@@ -472,7 +472,7 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         if state.get("encoder") is not None:
-            self.encoder_ = self._new_encoder()
+            self.encoder_ = self.new_encoder()
             self.encoder_.load_state_dict(state["encoder"])
         if "model" in state:
             self._init_model(self.encoder_.width_)

@@ -53,8 +53,8 @@ class MemGAN(MemoryDetector):
 
     _default_schedule: ClassVar[Schedule] = Schedule(batch_size=64, learning_rate=1e-4, trim=0.0)
 
-    def _check_params(self) -> None:
-        super()._check_params()
+    def check_params(self) -> None:
+        super().check_params()
         if self.schedule_.trim:
             raise ValueError(
                 "MemGAN's adversarial training has no per-record error to trim: "

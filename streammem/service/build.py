@@ -40,7 +40,7 @@ def new_detector(config: Config) -> Any:
     declared = {part: fields for part, fields in declared.items() if fields is not None}
     if not declared:
         return detector
-    return detector.clone({"encoder": detector._new_encoder().clone(declared)})
+    return detector.clone({"encoder": detector.new_encoder().clone(declared)})
 
 
 def new_calibrator(config: CalibrationConfig) -> Calibrator:

@@ -166,7 +166,7 @@ def _check_width(detector: Any, source: SensorStream | ParquetSource) -> None:
     if getattr(detector, "backbone", "mlp") == "mlp" or not isinstance(source, ParquetSource):
         return
     try:
-        detector._model_input_shape(len(source.features))
+        detector.model_input_shape(len(source.features))
     except ValueError as err:
         raise ConfigError(f"model: {err} ({len(source.features)} feature columns)") from err
 

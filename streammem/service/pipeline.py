@@ -216,7 +216,7 @@ class ScoringPipeline:
 
     def _schema_fixed(self) -> bool:
         detector = self.detector
-        if not hasattr(detector, "_new_encoder"):  # not a streammem detector: its own rules
+        if not hasattr(detector, "new_encoder"):  # not a streammem detector: its own rules
             return True
         encoder = getattr(detector, "encoder_", None)
         declared = detector.encoder
@@ -229,7 +229,7 @@ class ScoringPipeline:
     def _with_schema(self, records: list[Mapping], kinds: Mapping | None) -> Any:
         """A fresh clone of the detector whose encoder declares the schema ``records`` agree
         on (declared fields kept as declared); None if they agree on no field."""
-        base = self.detector._new_encoder()  # the detector's own encoder, unfitted
+        base = self.detector.new_encoder()  # the detector's own encoder, unfitted
         try:
             base.fit_schema(schema_example(records, kinds))
         except ValueError:
