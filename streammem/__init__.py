@@ -11,10 +11,9 @@ from streammem.detectors import (
     MemGAN,
     Memorizer,
     MemoryDetector,
-    detector_from_state,
-    load,
 )
 from streammem.features import FeatureEncoder
+from streammem.persistence import from_state, load, save
 from streammem.schedule import Schedule
 from streammem.windows import TimeWindow, WindowedFilter
 
@@ -36,6 +35,7 @@ __all__ = [
     "TimeWindow",
     "WindowedFilter",
     "__version__",
-    "detector_from_state",
+    "from_state",
     "load",
+    "save",
 ]

@@ -24,6 +24,7 @@ from river import base as river_base
 
 from streammem.calibration import Calibrator, ConformalCalibrator
 from streammem.features import EncodedBatch, select_rows, to_frame_or_array
+from streammem.persistence import from_state, stateful
 
 __all__ = ["AlertFilter", "Judged"]
 
@@ -40,6 +41,7 @@ class Judged:
         return len(self.scores)
 
 
+@stateful
 class AlertFilter(river_base.AnomalyFilter):
     """Calibrated alerts around an anomaly detector, learning only what it does not flag.
 
@@ -123,20 +125,58 @@ class AlertFilter(river_base.AnomalyFilter):
         return Judged(scores, p_values, np.asarray(self.calibrator_.alerts(scores, p_values)))
 
     def learn_many(self, X: Any) -> None:
-        """Score the batch, then learn it as :meth:`learn_judged` does."""
+        """Score, judge and learn a batch, as :meth:`process_many` does."""
         self.process_many(X)
 
     def process_many(self, X: Any) -> Judged:
-        """Score, judge, then learn a batch, reading it once: the fast path."""
+        """Score, judge, then learn a batch in order: what feeding it one record at a time
+        would give, alerts and learned model alike, whatever the batch's size or form.
+
+        Records are scored in runs over which the detector does not change (its
+        ``records_until_update``; one record at a time for a detector that does not say),
+        and each score is judged against the calibrator's window as it stands when that
+        record arrives, so a large batch is not scored by a stale model or judged against a
+        stale reference. The batch is read once when the detector can keep its reading.
+        """
         batch = self.encode_many(X)
-        judged = self.judge(self.score_many(batch))
-        self.learn_judged(batch, judged)
-        return judged
+        judged = []
+        start = 0
+        while start < len(batch):
+            capacity = self._records_until_update()
+            # A few rows more than can be learned: flagged rows are not learned.
+            run = _rows(batch, start, start + capacity + capacity // 8)
+            if isinstance(run, EncodedBatch) and not run.learnable:
+                run = self.encode_many(run.source)  # categories may have been added since
+            part = self._judge_run(run, capacity)
+            judged.append(part)
+            start += len(part)
+        return _concat(judged)
+
+    def _judge_run(self, run: Any, capacity: int) -> Judged:
+        """Judge and learn ``run`` up to the record whose learning changes the detector."""
+        scores = self.score_many(run)
+        p_values, alerts = self.calibrator_.judge_sequence(scores)
+        learned = ~alerts if self.protect_anomaly_detector else np.ones(len(scores), bool)
+        total = np.cumsum(learned)
+        end = len(scores)
+        if total[-1] >= capacity:
+            end = int(np.searchsorted(total, capacity)) + 1
+        part = Judged(scores[:end], p_values[:end], alerts[:end])
+        self.learn_judged(_rows(run, 0, end), part)
+        return part
+
+    def _records_until_update(self) -> int:
+        until = getattr(self.anomaly_detector, "records_until_update", None)
+        return max(1, int(until())) if until is not None else 1
 
     def encode_many(self, X: Any) -> Any:
         """The batch read once by the detector (its ``encode_many``), else as given."""
         detector = self.anomaly_detector
-        return detector.encode_many(X) if hasattr(detector, "encode_many") else X
+        if isinstance(X, EncodedBatch):
+            return X
+        if hasattr(detector, "encode_many"):
+            return detector.encode_many(X)
+        return to_frame_or_array(X)
 
     def learn_judged(self, X: Any, judged: Judged) -> None:
         """Learn a batch whose scores were judged before any of it was learned.
@@ -144,7 +184,8 @@ class AlertFilter(river_base.AnomalyFilter):
         Every score enters the calibrator's reference window, flagged or not (a window that
         drops its own top alpha shrinks at every turnover until it flags far more than alpha);
         the detector learns the records that were not flagged, or all of them when
-        ``protect_anomaly_detector`` is off.
+        ``protect_anomaly_detector`` is off. No record may change the detector before the
+        last one is learned (see :meth:`process_many`).
         """
         self.calibrator_.learn_many(judged.scores)
         keep = ~judged.alerts if self.protect_anomaly_detector else np.ones(len(judged), bool)
@@ -168,11 +209,52 @@ class AlertFilter(river_base.AnomalyFilter):
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """Detector and calibrator state (``torch.load(weights_only=True)``-safe)."""
+        detector = self.anomaly_detector
+        if not hasattr(detector, "state_dict"):
+            raise TypeError(
+                f"{type(detector).__name__} has no safe state: only streammem detectors can be "
+                "saved in an AlertFilter"
+            )
         return {
-            "detector": self.anomaly_detector.state_dict(),
+            "class": type(self).__name__,
+            "detector": detector.state_dict(),
             "calibrator": self.calibrator_.state_dict(),
+            "calibrator_given": self.calibrator is not None,
             "protect_anomaly_detector": self.protect_anomaly_detector,
         }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> AlertFilter:
+        """Rebuild a filter from :meth:`state_dict`: same detector, window and settings."""
+        calibrator = from_state(state["calibrator"])
+        alerts = cls(
+            from_state(state["detector"]),
+            calibrator if state.get("calibrator_given", True) else None,
+            bool(state["protect_anomaly_detector"]),
+        )
+        if alerts.calibrator is None:
+            alerts._default_calibrator = calibrator
+        return alerts
+
+
+def _rows(X: Any, start: int, stop: int) -> Any:
+    """Rows ``[start, stop)`` of a batch as :meth:`AlertFilter.encode_many` gives it."""
+    if isinstance(X, EncodedBatch):
+        raw = X.raw[start:stop] if X.raw is not None else None
+        return EncodedBatch(raw, _rows(X.source, start, stop), X.learnable)
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[start:stop]
+    return X[start:stop]
+
+
+def _concat(parts: list[Judged]) -> Judged:
+    if not parts:
+        return Judged(np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
+    return Judged(
+        np.concatenate([part.scores for part in parts]),
+        np.concatenate([part.p_values for part in parts]),
+        np.concatenate([part.alerts for part in parts]),
+    )
 
 
 def _records(X: Any) -> list[Mapping[Hashable, Any]]:

@@ -19,11 +19,17 @@ threshold for a while; the model itself still does not learn the records it flag
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Calibrator", "ConformalCalibrator", "QuantileThreshold", "calibrator_from_state"]
+from streammem.persistence import CheckpointError, stateful
+
+_BLOCK = 256  # scores judged together: bounds the (block x window) comparison matrix
+
+__all__ = ["Calibrator", "ConformalCalibrator", "QuantileThreshold"]
 
 
 class Calibrator:
@@ -32,16 +38,37 @@ class Calibrator:
     Parameters
     ----------
     window_size
-        How many recent scores form the reference distribution.
+        How many recent scores form the reference distribution; ``None``: ``3 / tail``
+        scores (300 at a 1 % tail), so the limit rests on about three scores above it while
+        the window stays short enough to follow a drifting score (on the demo stream a
+        1,000-score window flagged 2.8 % of normal readings at alpha 0.01, 300 flagged 1.7 %).
     min_reference
         Below this many reference scores, every p-value is 1 and nothing is flagged: a handful
-        of scores cannot support a small p-value.
+        of scores cannot support a small p-value. ``None``: ``1 / tail`` (the fewest that can
+        give a p-value below the tail), at most ``window_size``.
 
     """
 
-    def __init__(self, window_size: int = 1000, min_reference: int = 100) -> None:
+    def __init__(self, window_size: int | None = None, min_reference: int | None = None) -> None:
         self.window_size = window_size
         self.min_reference = min_reference
+
+    @property
+    def tail(self) -> float:
+        """The share of normal scores that should be flagged (alpha, or 1 - q)."""
+        raise NotImplementedError
+
+    @property
+    def window_size_(self) -> int:
+        if self.window_size is not None:
+            return self.window_size
+        return math.ceil(3 / self.tail - 1e-9)
+
+    @property
+    def min_reference_(self) -> int:
+        if self.min_reference is not None:
+            return self.min_reference
+        return min(math.ceil(1 / self.tail - 1e-9), self.window_size_)
 
     @property
     def reference_(self) -> collections.deque[float]:
@@ -49,22 +76,23 @@ class Calibrator:
         window = self.__dict__.get("_reference")
         if window is None:
             self.check_params()
-            window = self._reference = collections.deque(maxlen=self.window_size)
+            window = self._reference = collections.deque(maxlen=self.window_size_)
         return window
 
     def check_params(self) -> None:
-        if self.window_size < 1:
-            raise ValueError(f"window_size must be >= 1, got {self.window_size}")
-        if not 1 <= self.min_reference <= self.window_size:
+        """Raise ``ValueError`` naming the parameter if a setting is not allowed."""
+        _integer("window_size", self.window_size, 1)
+        _integer("min_reference", self.min_reference, 1)
+        if self.min_reference_ > self.window_size_:
             raise ValueError(
-                f"min_reference must be in [1, window_size={self.window_size}], "
-                f"got {self.min_reference}"
+                f"min_reference must be <= window_size ({self.window_size_}), "
+                f"got {self.min_reference_}"
             )
 
     @property
     def is_warm(self) -> bool:
         """Whether the reference window holds enough scores to flag anything."""
-        return len(self.reference_) >= self.min_reference
+        return len(self.reference_) >= self.min_reference_
 
     def learn_many(self, scores: Iterable[float]) -> None:
         """Add scores to the reference window (non-finite ones are skipped)."""
@@ -82,6 +110,49 @@ class Calibrator:
         at_least = np.where(np.isnan(scores), 0, at_least)
         return (1.0 + at_least) / (1.0 + len(reference))
 
+    def judge_sequence(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """p-values and alerts of scores that arrive one after another (pure).
+
+        Each score is judged against the window as it stands when that score arrives: the
+        reference window, then the scores before it in ``scores`` (as :meth:`learn_many` would
+        add them). Judging a stream in one call or one score at a time gives the same answer.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        at_least, n_reference = self._sequential_counts(scores)
+        warm = n_reference >= self.min_reference_
+        p_values = np.where(warm, (1.0 + at_least) / (1.0 + n_reference), 1.0)
+        return p_values, self._sequential_alerts(scores, p_values, warm)
+
+    def _sequential_alerts(
+        self, scores: np.ndarray, p_values: np.ndarray, warm: np.ndarray
+    ) -> np.ndarray:
+        return np.asarray(self.alerts(scores, p_values)) & warm
+
+    def _sequence(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The reference then the finite ``scores``, and for each score the slice
+        ``[start, stop)`` of that sequence which is its window."""
+        reference = np.fromiter(self.reference_, dtype=np.float64)
+        finite = np.isfinite(scores)
+        sequence = np.concatenate([reference, scores[finite]])
+        stop = len(reference) + np.cumsum(finite) - finite
+        start = np.maximum(stop - self.window_size_, 0)
+        return sequence, start, stop
+
+    def _sequential_counts(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each score: how many scores of its window are >= it, and the window's size."""
+        sequence, start, stop = self._sequence(scores)
+        at_least = np.zeros(len(scores), dtype=np.int64)
+        for first in range(0, len(scores), _BLOCK):
+            block = slice(first, first + _BLOCK)
+            low, high = int(start[block].min()), int(stop[block].max())
+            # Count with prefix sums over the block's span: row i's count is C[stop] - C[start].
+            ge = sequence[None, low:high] >= scores[block, None]  # False for NaN: p is smallest
+            prefix = np.zeros((ge.shape[0], ge.shape[1] + 1), dtype=np.int64)
+            np.cumsum(ge, axis=1, out=prefix[:, 1:])
+            rows = np.arange(ge.shape[0])
+            at_least[block] = prefix[rows, stop[block] - low] - prefix[rows, start[block] - low]
+        return at_least, stop - start
+
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -92,22 +163,30 @@ class Calibrator:
     def state_dict(self) -> dict:
         """Parameters and window as plain types, loadable with ``torch.load(weights_only=True)``."""
         return {
-            "kind": type(self).__name__,
+            "class": type(self).__name__,
             "params": self._params(),
             "reference": list(self.reference_),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore the reference window saved by :meth:`state_dict` (parameters must match)."""
-        if state.get("kind") != type(self).__name__:
-            raise ValueError(f"state is for {state.get('kind')!r}, not {type(self).__name__!r}")
-        self.check_params()
-        self._reference = collections.deque(state["reference"], maxlen=self.window_size)
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Calibrator:
+        """Rebuild a calibrator of this class from :meth:`state_dict`."""
+        if state.get("class", state.get("kind")) != cls.__name__:  # "kind": older checkpoints
+            raise CheckpointError(
+                f"the state is of {state.get('class', state.get('kind'))!r}, not {cls.__name__!r}"
+            )
+        calibrator = cls(**state["params"])
+        calibrator.check_params()
+        calibrator._reference = collections.deque(
+            state["reference"], maxlen=calibrator.window_size_
+        )
+        return calibrator
 
     def _params(self) -> dict:
         return {"window_size": self.window_size, "min_reference": self.min_reference}
 
 
+@stateful
 class ConformalCalibrator(Calibrator):
     """Conformal p-values against recent scores; alert when ``p < alpha``.
 
@@ -116,10 +195,11 @@ class ConformalCalibrator(Calibrator):
     alpha
         Significance level: on exchangeable normal data, about ``alpha`` of records are flagged.
     window_size
-        How many recent scores form the reference distribution.
+        How many recent scores form the reference distribution; ``None``: ``3 / alpha``.
+        Settings with which no score could ever alert (``window_size < 1 / alpha``) are
+        refused.
     min_reference
-        Nothing is flagged until the window holds this many scores. Must be at least
-        ``1 / alpha - 1`` for any alert to be possible at all.
+        Nothing is flagged until the window holds this many scores; ``None``: ``1 / alpha``.
 
     Examples
     --------
@@ -131,17 +211,39 @@ class ConformalCalibrator(Calibrator):
     [0.5, 0.01]
     >>> calibrator.alerts(np.array([0.5, 2.0]), p).tolist()
     [False, True]
+    >>> ConformalCalibrator(alpha=0.001, window_size=500).check_params()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: alpha=0.001 can never alert with window_size=500: ...
 
     """
 
-    def __init__(self, alpha: float = 0.01, window_size: int = 1000, min_reference: int = 100):
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        window_size: int | None = None,
+        min_reference: int | None = None,
+    ) -> None:
         super().__init__(window_size=window_size, min_reference=min_reference)
         self.alpha = alpha
 
+    @property
+    def tail(self) -> float:
+        return self.alpha
+
     def check_params(self) -> None:
+        if isinstance(self.alpha, bool) or not (
+            isinstance(self.alpha, (int, float)) and 0.0 < self.alpha < 1.0
+        ):
+            raise ValueError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
         super().check_params()
-        if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        # The smallest p-value against n reference scores is 1 / (n + 1).
+        if 1.0 / (self.window_size_ + 1) >= self.alpha:
+            raise ValueError(
+                f"alpha={self.alpha} can never alert with window_size={self.window_size_}: the "
+                f"smallest p-value is 1/(window_size + 1); use window_size >= "
+                f"{math.ceil(1 / self.alpha - 1e-9)} or leave it None"
+            )
 
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         return np.asarray(p_values) < self.alpha
@@ -162,6 +264,7 @@ class ConformalCalibrator(Calibrator):
         return {**super()._params(), "alpha": self.alpha}
 
 
+@stateful
 class QuantileThreshold(Calibrator):
     """Alert when a score exceeds the rolling ``q`` quantile of recent scores.
 
@@ -187,14 +290,21 @@ class QuantileThreshold(Calibrator):
 
     """
 
-    def __init__(self, q: float = 0.99, window_size: int = 1000, min_reference: int = 100):
+    def __init__(
+        self, q: float = 0.99, window_size: int | None = None, min_reference: int | None = None
+    ) -> None:
         super().__init__(window_size=window_size, min_reference=min_reference)
         self.q = q
 
+    @property
+    def tail(self) -> float:
+        return 1.0 - self.q
+
     def check_params(self) -> None:
+        q = self.q
+        if isinstance(q, bool) or not (isinstance(q, (int, float)) and 0.0 < q < 1.0):
+            raise ValueError(f"q must be a number in (0, 1), got {self.q!r}")
         super().check_params()
-        if not 0.0 < self.q < 1.0:
-            raise ValueError(f"q must be in (0, 1), got {self.q}")
 
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         return np.asarray(scores, dtype=np.float64) > self.threshold()
@@ -204,31 +314,23 @@ class QuantileThreshold(Calibrator):
             return float("inf")
         return float(np.quantile(np.fromiter(self.reference_, dtype=np.float64), self.q))
 
+    def _sequential_alerts(
+        self, scores: np.ndarray, p_values: np.ndarray, warm: np.ndarray
+    ) -> np.ndarray:
+        sequence, start, stop = self._sequence(scores)
+        alerts = np.zeros(len(scores), dtype=bool)
+        for i in np.flatnonzero(warm):
+            limit = np.quantile(sequence[start[i] : stop[i]], self.q)
+            alerts[i] = scores[i] > limit
+        return alerts
+
     def _params(self) -> dict:
         return {**super()._params(), "q": self.q}
 
 
-_KINDS: dict[str, type[Calibrator]] = {
-    "ConformalCalibrator": ConformalCalibrator,
-    "QuantileThreshold": QuantileThreshold,
-}
-
-
-def calibrator_from_state(state: dict) -> Calibrator:
-    """Rebuild a calibrator saved with :meth:`Calibrator.state_dict`.
-
-    Examples
-    --------
-    >>> calibrator = ConformalCalibrator(alpha=0.1, window_size=10, min_reference=5)
-    >>> calibrator.learn_many([1.0, 2.0, 3.0])
-    >>> restored = calibrator_from_state(calibrator.state_dict())
-    >>> list(restored.reference_), restored.alpha
-    ([1.0, 2.0, 3.0], 0.1)
-
-    """
-    kind = state.get("kind")
-    if kind not in _KINDS:
-        raise ValueError(f"unknown calibrator kind {kind!r}; expected one of {sorted(_KINDS)}")
-    calibrator = _KINDS[kind](**state["params"])
-    calibrator.load_state_dict(state)
-    return calibrator
+def _integer(name: str, value: object, least: int) -> None:
+    """``None`` (derived) or an integer >= ``least``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least} or None, got {value!r}")

@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 from river import base
 
+from streammem.persistence import stateful
 from streammem.replay import ReplayWindow
 
 __all__ = [
@@ -203,6 +204,7 @@ def _soft_clip(values: np.ndarray, limit: float) -> np.ndarray:
     return np.where(magnitude > limit, np.sign(values) * (limit + excess), values)
 
 
+@stateful
 class FeatureEncoder(base.Transformer):
     """Encode records into fixed-width float32 vectors with online scaling and one-hot categories.
 
@@ -714,10 +716,13 @@ class FeatureEncoder(base.Transformer):
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
-        """Fitted state as plain Python values (safe for ``torch.load(weights_only=True)``)."""
+        """Parameters and fitted state as plain Python values (safe for
+        ``torch.load(weights_only=True)``)."""
+        head = {"class": type(self).__name__, "params": self._state_params()}
         if not self.is_fitted:
-            return {"fitted": False}
+            return {**head, "fitted": False}
         return {
+            **head,
             "fitted": True,
             "numeric": list(self.numeric_),
             "vocabulary": {k: list(v) for k, v in self.vocabulary_.items()},
@@ -735,7 +740,26 @@ class FeatureEncoder(base.Transformer):
             "window": self.window_.state_dict() if self.window_ is not None else None,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _state_params(self) -> dict[str, Any]:
+        params = self._get_params()
+        if params["numeric"] is not None:
+            params["numeric"] = list(params["numeric"])
+        if params["categorical"] is not None:
+            params["categorical"] = {
+                k: list(v) if v is not None else None for k, v in params["categorical"].items()
+            }
+        return params
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> FeatureEncoder:
+        """Rebuild an encoder from :meth:`state_dict`."""
+        encoder = cls(**state["params"])
+        encoder.check_params()
+        encoder.load_fitted(state)
+        return encoder
+
+    def load_fitted(self, state: Mapping[str, Any]) -> None:
+        """Take the fitted part of a :meth:`state_dict` (this encoder's parameters stay)."""
         if not state.get("fitted"):
             return
         self.numeric_ = list(state["numeric"])

@@ -10,18 +10,84 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import torch
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "from_state",
+    "load",
+    "load_checkpoint",
+    "save",
+    "save_checkpoint",
+    "stateful",
+]
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, corrupt, or of an unsupported format version."""
+
+
+# Every stateful public class, by name: what ``from_state`` may rebuild (and nothing else).
+_STATEFUL: dict[str, type] = {}
+_T = TypeVar("_T", bound=type)
+
+
+def stateful(cls: _T) -> _T:
+    """Register a class whose ``state_dict()`` (with a ``"class"`` key) its ``from_state``
+    classmethod restores, so :func:`from_state`, :func:`save` and :func:`load` know it."""
+    _STATEFUL[cls.__name__] = cls
+    return cls
+
+
+def from_state(state: Mapping[str, Any]) -> Any:
+    """Rebuild any streammem object from its ``state_dict()``.
+
+    Examples
+    --------
+    >>> import streammem
+    >>> calibrator = streammem.ConformalCalibrator(alpha=0.1)
+    >>> calibrator.learn_many([1.0, 2.0, 3.0])
+    >>> restored = streammem.from_state(calibrator.state_dict())
+    >>> list(restored.reference_), restored.alpha
+    ([1.0, 2.0, 3.0], 0.1)
+    """
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"a state must be a mapping, got {type(state).__name__}")
+    name = state.get("class")
+    cls = _STATEFUL.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise CheckpointError(f"unknown class {name!r} in the state; known: {sorted(_STATEFUL)}")
+    return cls.from_state(state)
+
+
+def save(obj: Any, path: str | os.PathLike) -> None:
+    """Write any stateful streammem object (detector, encoder, window, calibrator, alert
+    filter...) to ``path``, atomically, for :func:`load`."""
+    state_dict = getattr(obj, "state_dict", None)
+    if type(obj).__name__ not in _STATEFUL or state_dict is None:
+        raise TypeError(
+            f"{type(obj).__name__} cannot be saved safely: only streammem's own objects "
+            f"({', '.join(sorted(_STATEFUL))}) have a weights_only-safe state"
+        )
+    save_checkpoint({"kind": "state", "state": state_dict()}, path)
+
+
+def load(path: str | os.PathLike | BinaryIO) -> Any:
+    """Load what :func:`save` wrote (safe: ``torch.load(weights_only=True)``)."""
+    payload = load_checkpoint(path)
+    kind = payload.get("kind")
+    if kind == "detector":  # written by MemoryDetector.save before save() covered everything
+        return from_state(payload["detector"])
+    if kind != "state":
+        raise CheckpointError(f"{path} holds a {kind!r} checkpoint, not a saved object")
+    return from_state(payload["state"])
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:

@@ -53,6 +53,7 @@ from river import base as river_base
 
 from streammem.alerts import Judged
 from streammem.features import _as_float, _is_null, _is_number, _text_number, schema_example
+from streammem.persistence import from_state, stateful
 
 __all__ = ["EVICTION_REASONS", "FEATURES", "TimeWindow", "WindowedFilter"]
 
@@ -82,6 +83,7 @@ class _Readings:
     values: np.ndarray
 
 
+@stateful
 class TimeWindow(river_base.MiniBatchTransformer):
     """Features of each key's last ``size`` readings, one vector per reading.
 
@@ -446,6 +448,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
         width = len(fields if fields is not None else self.fields or ())
         rows = [h.rows for h in histories.values()]
         return {
+            "class": type(self).__name__,
             "params": self.params(),
             "fields": list(fields) if fields is not None else None,
             "clock": self.clock_,
@@ -503,6 +506,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
         return {k: v for k, v in self.__dict__.items() if k != "_last_learned"}
 
 
+@stateful
 class WindowedFilter(river_base.AnomalyFilter):
     """A time window in front of an anomaly filter: ``TimeWindow(...) | AlertFilter(...)``.
 
@@ -578,6 +582,19 @@ class WindowedFilter(river_base.AnomalyFilter):
 
     def learn_many(self, X: Any) -> None:
         self.process_many(X)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The window's and the filter's state (``torch.load(weights_only=True)``-safe)."""
+        return {
+            "class": type(self).__name__,
+            "window": self.window.state_dict(),
+            "filter": self.anomaly_filter.state_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> WindowedFilter:
+        """Rebuild a windowed filter from :meth:`state_dict`."""
+        return cls(TimeWindow.from_state(state["window"]), from_state(state["filter"]))
 
 
 # ---------------------------------------------------------------------- helpers

@@ -108,7 +108,7 @@ def test_inside_rivers_progressive_validation():
 def test_state_round_trips_through_the_service_format():
     alerts = warmed(n=600)
     state = alerts.state_dict()
-    restored = streammem.detector_from_state(state["detector"])
+    restored = streammem.from_state(state["detector"])
     probe = pd.DataFrame([{"a": 0.5, "b": 1.0}])
     assert restored.score_many(probe)[0] == pytest.approx(alerts.score_many(probe)[0])
     assert state["protect_anomaly_detector"] is True

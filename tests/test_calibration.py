@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+import streammem
 from streammem.calibration import (
     ConformalCalibrator,
     QuantileThreshold,
-    calibrator_from_state,
 )
 
 
@@ -65,7 +65,7 @@ def test_state_round_trips_through_weights_only_torch_load(calibrator):
     buffer = io.BytesIO()
     torch.save(calibrator.state_dict(), buffer)
     buffer.seek(0)
-    restored = calibrator_from_state(torch.load(buffer, weights_only=True))
+    restored = streammem.from_state(torch.load(buffer, weights_only=True))
     scores = np.linspace(0, 10, 50)
     np.testing.assert_array_equal(restored.p_values(scores), calibrator.p_values(scores))
     assert restored.threshold() == calibrator.threshold()
@@ -77,7 +77,7 @@ def test_bad_parameters_and_states_are_rejected_with_clear_errors():
         ConformalCalibrator(alpha=1.5).learn_many([1.0])
     with pytest.raises(ValueError, match="min_reference"):
         QuantileThreshold(window_size=10, min_reference=20).p_values(np.array([1.0]))
-    with pytest.raises(ValueError, match="unknown calibrator kind"):
-        calibrator_from_state({"kind": "os.system", "params": {}, "reference": []})
+    with pytest.raises(ValueError, match="unknown class"):
+        streammem.from_state({"kind": "os.system", "params": {}, "reference": []})
     with pytest.raises(ValueError, match="not 'QuantileThreshold'"):
-        QuantileThreshold().load_state_dict(ConformalCalibrator().state_dict())
+        QuantileThreshold.from_state(ConformalCalibrator().state_dict())

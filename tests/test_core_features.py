@@ -188,8 +188,7 @@ def test_state_dict_round_trip():
     enc = FeatureEncoder()
     for i in range(5):
         enc.learn_one({**KDD_LIKE, "src_bytes": float(i), "service": f"s{i}"})
-    restored = FeatureEncoder()
-    restored.load_state_dict(enc.state_dict())
+    restored = FeatureEncoder.from_state(enc.state_dict())
     probe = {**KDD_LIKE, "service": "s3"}
     np.testing.assert_array_equal(restored.encode_one(probe), enc.encode_one(probe))
     assert restored.columns_ == enc.columns_

@@ -59,12 +59,12 @@ def test_wrong_version_and_kind_are_explained(tmp_path):
     with pytest.raises(CheckpointError, match="format version 99"):
         load_checkpoint(path)
     save_checkpoint({"kind": "service"}, path)
-    with pytest.raises(CheckpointError, match="not a detector"):
+    with pytest.raises(CheckpointError, match="not a saved object"):
         streammem.load(path)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         streammem.load(tmp_path / "missing.ckpt")
 
 
 def test_unknown_detector_class_is_refused():
-    with pytest.raises(CheckpointError, match="unknown detector class"):
-        streammem.detector_from_state({"class": "Nope", "params": {}})
+    with pytest.raises(CheckpointError, match="unknown class"):
+        streammem.from_state({"class": "Nope", "params": {}})

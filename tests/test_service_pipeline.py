@@ -72,13 +72,15 @@ def test_flagged_records_are_learned_only_when_asked(learn_on_alert):
     pipeline, _ = warmed_pipeline(learn_on_alert)
     rng = np.random.default_rng(1)
     batch = normal_batch(rng, 100, 10_000)
-    for record in batch.records[:10]:
+    # Fewer broken records than the window's top alpha: each enters the window before the
+    # next is judged (as one record at a time), so a longer burst raises the limit.
+    for record in batch.records[::25]:
         record["b"] = -50.0 * record["a"] - 40.0  # breaks the a-b relation
     learned_before = pipeline.detector.encoder_.n_learned_
     sink = ListSink()
     summary = pipeline.process(batch, sink)
     flagged = [r["row"] for r in sink.results if r["alert"]]
-    assert set(range(10_000, 10_010)) <= set(flagged)
+    assert set(range(10_000, 10_100, 25)) <= set(flagged)
     learned = pipeline.detector.encoder_.n_learned_ - learned_before
     assert learned == (100 if learn_on_alert else 100 - summary.alerts)
 
@@ -110,7 +112,7 @@ def test_checkpoint_store_falls_back_to_the_previous_file_when_the_latest_is_cor
         state = store.load_latest("events-0")
     assert state["offset"] == 200
     assert fallbacks == [1] and "unreadable checkpoint" in caplog.text
-    restored = streammem.detector_from_state(state["detector"])
+    restored = streammem.from_state(state["detector"])
     probe = [{"a": 0.3, "b": 0.6, "proto": "tcp"}]
     assert restored.score_many(probe)[0] == pytest.approx(pipeline.detector.score_many(probe)[0])
 

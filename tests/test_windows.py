@@ -233,7 +233,8 @@ def test_it_composes_with_rivers_transformers():
 
 def test_river_composition_protects_the_model_but_not_the_window():
     window = TimeWindow(size=20, features=("mean", "std"), key="machine")
-    alerts = AlertFilter(streammem.MemAE(device="cpu"), ConformalCalibrator(alpha=0.02))
+    calibrator = ConformalCalibrator(alpha=0.02, window_size=1000, min_reference=100)
+    alerts = AlertFilter(streammem.MemAE(device="cpu"), calibrator)
     model = window | alerts
     for x, _ in sensor(3_000):
         model.learn_one(x)

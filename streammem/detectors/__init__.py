@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streammem.detectors.ae import AE
-from streammem.detectors.base import MemoryDetector, detector_from_state, load
+from streammem.detectors.base import MemoryDetector
 from streammem.detectors.memae import MemAE
 from streammem.detectors.memgan import MemGAN
 from streammem.detectors.memorizer import Memorizer
@@ -16,6 +16,4 @@ __all__ = [
     "MemGAN",
     "Memorizer",
     "MemoryDetector",
-    "detector_from_state",
-    "load",
 ]

@@ -31,12 +31,12 @@ from threadpoolctl import ThreadpoolController
 from streammem.features import EncodedBatch, FeatureEncoder, to_frame_or_array
 from streammem.inference import numpy_reconstructor
 from streammem.nn.models import ReconstructionModel
-from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
+from streammem.persistence import CheckpointError, save, stateful
 from streammem.replay import ReplayWindow
 from streammem.schedule import Schedule
 from streammem.training import Trainer
 
-__all__ = ["MemoryDetector", "detector_from_state", "load"]
+__all__ = ["MemoryDetector"]
 
 _DEFAULT_IMAGE_SHAPES = {"conv28": (1, 28, 28), "conv32": (3, 32, 32)}
 _SCORE_CHUNK = 4096
@@ -103,12 +103,11 @@ class MemoryDetector(river_base.AnomalyDetector):
         that scales numbers robustly (``mlp``) or passes pixels through (conv backbones).
     """
 
-    _registry: ClassVar[dict[str, type[MemoryDetector]]] = {}
     _default_schedule: ClassVar[Schedule] = Schedule()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        MemoryDetector._registry[cls.__name__] = cls
+        stateful(cls)
 
     def __init__(
         self,
@@ -297,7 +296,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         """
         X = to_frame_or_array(X)
         encoder = self.__dict__.get("encoder_")
-        if encoder is None or not encoder.is_fitted or "model_" not in self.__dict__:
+        if encoder is None or not encoder.is_fitted:
             return EncodedBatch(None, X, learnable=False)  # nothing to read it with yet
         return EncodedBatch(encoder.vectorize_many(X), X, encoder.vocabulary_frozen_)
 
@@ -321,6 +320,18 @@ class MemoryDetector(river_base.AnomalyDetector):
             self._take_chunk(raw[start : start + size])
             start += size
         self.pending_ = list(raw[start:])
+
+    def records_until_update(self) -> int:
+        """How many more records ``learn_one`` / ``learn_many`` take in before this detector's
+        scores can change (at least 1): it changes only when a chunk of the schedule fills,
+        and at every record while a learned vocabulary may still grow.
+
+        :class:`~streammem.AlertFilter` scores the runs in between as one batch, which is how
+        batches give the alerts of one record at a time.
+        """
+        if "model_" not in self.__dict__ or not self.encoder_.vocabulary_frozen_:
+            return 1
+        return self.schedule_.chunk_size(self.n_seen_) - len(self.pending_)
 
     def _take_chunk(self, chunk: np.ndarray) -> None:
         """Scaling statistics, replay window, then the gradient steps the chunk earned."""
@@ -380,7 +391,7 @@ class MemoryDetector(river_base.AnomalyDetector):
     def score_many(self, X: Any) -> np.ndarray:
         """Scores of a batch (pure). A detector that has learned nothing scores each row
         against the rows before it in the batch (see :meth:`_cold_scores`)."""
-        if isinstance(X, EncodedBatch) and X.raw is None:
+        if isinstance(X, EncodedBatch) and (X.raw is None or "model_" not in self.__dict__):
             X = X.source
         if "model_" not in self.__dict__:
             return self._cold_scores(X)
@@ -473,7 +484,7 @@ class MemoryDetector(river_base.AnomalyDetector):
     def _load_state(self, state: Mapping[str, Any]) -> None:
         if state.get("encoder") is not None:
             self.encoder_ = self.new_encoder()
-            self.encoder_.load_state_dict(state["encoder"])
+            self.encoder_.load_fitted(state["encoder"])
         if "model" in state:
             self._init_model(self.encoder_.width_)
             self.replay_ = ReplayWindow.from_state(state["replay"])
@@ -489,13 +500,19 @@ class MemoryDetector(river_base.AnomalyDetector):
             self.last_losses_ = state["last_losses"]
             self.rng_state_ = state["rng_state"]
 
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> MemoryDetector:
+        """Rebuild a detector of this class from :meth:`state_dict` (``streammem.from_state``
+        and ``streammem.load`` find the class from the state)."""
+        if state.get("class") != cls.__name__:
+            raise CheckpointError(f"the state is of {state.get('class')!r}, not {cls.__name__!r}")
+        detector = cls(**_decode_params(state["params"]))
+        detector._load_state(state)
+        return detector
+
     def save(self, path: str) -> None:
         """Write a versioned checkpoint that :func:`streammem.load` restores exactly."""
-        save_checkpoint({"kind": "detector", "detector": self.state_dict()}, path)
-
-    @classmethod
-    def load(cls, path: str) -> MemoryDetector:
-        return load(path)
+        save(self, path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -538,23 +555,3 @@ def _decode_params(params: Mapping[str, Any]) -> dict[str, Any]:
             value = tuple(value)
         out[name] = value
     return out
-
-
-def detector_from_state(state: Mapping[str, Any]) -> MemoryDetector:
-    """Rebuild a detector from :meth:`MemoryDetector.state_dict`."""
-    name = state.get("class")
-    cls = MemoryDetector._registry.get(name)
-    if cls is None:
-        known = sorted(MemoryDetector._registry)
-        raise CheckpointError(f"unknown detector class {name!r}; known: {known}")
-    detector = cls(**_decode_params(state["params"]))
-    detector._load_state(state)
-    return detector
-
-
-def load(path: str) -> MemoryDetector:
-    """Load a detector saved with ``save(path)`` (safe: ``torch.load(weights_only=True)``)."""
-    payload = load_checkpoint(path)
-    if payload.get("kind") != "detector":
-        raise CheckpointError(f"{path} holds a {payload.get('kind')!r} checkpoint, not a detector")
-    return detector_from_state(payload["detector"])

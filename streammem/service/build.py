@@ -12,7 +12,6 @@ from streammem.calibration import (
     Calibrator,
     ConformalCalibrator,
     QuantileThreshold,
-    calibrator_from_state,
 )
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
@@ -88,8 +87,8 @@ def pipeline_from_state(
             found = type(state.get(part)).__name__
             raise CheckpointError(f"the checkpoint's {part!r} is a {found}, not a mapping")
     alerts = AlertFilter(
-        streammem.detector_from_state(state["detector"]),
-        calibrator_from_state(state["calibrator"]),
+        streammem.from_state(state["detector"]),
+        streammem.from_state(state["calibrator"]),
         protect_anomaly_detector=not config.calibration.learn_on_alert,
     )
     return ScoringPipeline(

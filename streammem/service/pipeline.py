@@ -6,10 +6,11 @@ Calibration and protected learning are the :class:`~streammem.AlertFilter`'s, th
 object a Python user wraps a detector in; the pipeline adds validation, schema inference,
 dead letters, retries and metrics.
 
-Validation and scoring share one pass: a batch is scored as a table, and only a batch that the
-detector rejects is checked record by record (``check_one``), then scored in halves, to isolate
-its bad records. No record can make :meth:`ScoringPipeline.process` raise: each one becomes a
-result or a dead letter.
+Validation reads a batch once, as a table; only a batch that the detector rejects is checked
+record by record (``check_one``), then read in halves, to isolate its bad records. No record can
+make :meth:`ScoringPipeline.process` raise: each one becomes a result or a dead letter. The
+valid records then go through :meth:`AlertFilter.process_many`, which gives the alerts of one
+record at a time whatever the batch size, so the service and the Python API agree.
 
 Scoring happens before learning, so every record is judged by a model that has not seen it.
 Records the calibrator flags are not learned (unless the filter's ``protect_anomaly_detector``
@@ -153,11 +154,8 @@ class ScoringPipeline:
         if self.window is not None:
             batch, readings = _windowed(self.window, batch)
         scorer = self._scorer(batch)
-        chunks, invalid = _Judge(scorer, batch).run()
-        raw = np.concatenate([chunk.scores for chunk in chunks]) if chunks else np.zeros(0)
-        judged = self.alerts.judge(raw)
-        if scorer is self.detector:
-            self._learn(chunks, judged)
+        chunks, invalid = _Validator(scorer, batch).run()
+        judged = self._judge(chunks, learn=scorer is self.detector, scorer=scorer)
         if readings is not None:
             self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
@@ -239,16 +237,14 @@ class ScoringPipeline:
         encoder = base.clone({"numeric": list(base.numeric_), "categorical": categorical})
         return self.detector.clone({"encoder": encoder})
 
-    def _learn(self, chunks: list[_Chunk], judged: Judged) -> None:
+    def _judge(self, chunks: list[_Chunk], learn: bool, scorer: Any) -> Judged:
+        """Judge the valid chunks in order: with learning through the filter's exact path, or
+        (while the schema is provisional) with the throw-away scorer, learning nothing."""
+        if not learn:
+            scores = [np.asarray(scorer.score_many(chunk.table), np.float64) for chunk in chunks]
+            return self.alerts.judge(np.concatenate(scores) if scores else np.zeros(0))
         updates_before = self.n_updates
-        start = 0
-        for chunk in chunks:
-            part = slice(start, start + len(chunk.rows))
-            start += len(chunk.rows)
-            self.alerts.learn_judged(
-                chunk.table,
-                Judged(judged.scores[part], judged.p_values[part], judged.alerts[part]),
-            )
+        judged = [self.alerts.process_many(chunk.table) for chunk in chunks]
         if self.n_updates > updates_before:
             self.metrics.record_training(
                 self.n_updates - updates_before,
@@ -256,6 +252,9 @@ class ScoringPipeline:
                 self.detector.memory_usage() if hasattr(self.detector, "memory_usage") else None,
                 self.labels,
             )
+        if not judged:
+            return self.alerts.judge(np.zeros(0))
+        return Judged(*(np.concatenate([getattr(j, f) for j in judged]) for f in _JUDGED_FIELDS))
 
     def _learn_window(self, readings: list[Mapping]) -> None:
         window = self.window
@@ -307,23 +306,25 @@ class _Outcome:
         ]
 
 
+_JUDGED_FIELDS = ("scores", "p_values", "alerts")
+
+
 @dataclasses.dataclass
 class _Chunk:
-    """Rows of a batch (their positions in it) that scored together as one table, as the
-    detector read them (learning reuses that reading)."""
+    """Rows of a batch (their positions in it) that were read together as one table, as the
+    detector read them (scoring and learning reuse that reading)."""
 
     rows: list[int]
     table: Any
-    scores: np.ndarray
 
 
-class _Judge:
-    """Validates and scores one batch with one detector, isolating the records it rejects.
+class _Validator:
+    """Validates one batch with one detector, isolating the records it rejects.
 
-    The batch is scored as one table (the detector encodes tables column by column, several
+    The batch is read as one table (the detector encodes tables column by column, several
     times faster than record by record, and raises on any bad value without changing state);
-    only when that fails is each record checked (``check_one``), and what remains scored in
-    halves until each part scores: a record that fails alone is dead-lettered. Halving catches
+    only when that fails is each record checked (``check_one``), and what remains read in
+    halves until each part reads: a record that fails alone is dead-lettered. Halving catches
     what ``check_one`` cannot see, such as values a table column cannot hold.
     """
 
@@ -344,10 +345,10 @@ class _Judge:
 
     def _chunk(self, rows: list[int]) -> _Chunk:
         table = _table([self.batch.records[i] for i in rows])
-        if hasattr(self.detector, "encode_many"):
-            table = self.detector.encode_many(table)
-        scores = np.asarray(self.detector.score_many(table), dtype=np.float64)
-        return _Chunk(rows, table, scores)
+        read = self.detector.encode_many(table) if hasattr(self.detector, "encode_many") else None
+        if read is None or read.raw is None:  # nothing read it (no schema yet): scoring does
+            np.asarray(self.detector.score_many(table), dtype=np.float64)
+        return _Chunk(rows, read if read is not None else table)
 
     def _valid(self, rows: list[int]) -> list[int]:
         valid = []
