@@ -1,7 +1,8 @@
 """``streammem run`` (finite jobs and the bundled demo) and ``streammem serve`` (Kafka daemon).
 
 Mistakes in what the user gave (the config, the input file, the metrics port) end with one
-line per problem on stderr and exit status 2, never a traceback.
+line per problem on stderr and exit status 2, never a traceback. A run that scored nothing
+because every record it read was dead-lettered exits with status 1.
 """
 
 from __future__ import annotations
@@ -84,6 +85,14 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config or bundled_config("sensor_demo"))
     report = run_job(config, progress=not args.no_progress)
     print(report)
+    if report.nothing_scored:
+        where = f" (see {report.dead_letter_file})" if report.dead_letter_file else ""
+        print(
+            f"streammem: error: none of the {report.summary.dead_letters} records was scored: "
+            f"every one was dead-lettered{where}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -220,6 +220,24 @@ def test_run_survives_batches_that_are_all_invalid(tmp_path, capsys):
     assert out == [*range(1000), *range(1600, n)]
 
 
+def test_a_run_that_scores_no_record_exits_1_with_one_line(tmp_path, capsys):
+    texts = pa.table({"temp": ["hot"] * 300, "id": np.arange(300)})
+    path = parquet_job(tmp_path, texts, passthrough=["id"])
+    config = yaml.safe_load(path.read_text())
+    config["schema"] = {"numeric": ["temp"]}  # text where a number belongs: every row
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(path), "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert "events       0" in out and "dead letters 300" in out
+    (line,) = err.splitlines()
+    letters = tmp_path / "out.dead-letters.jsonl"
+    assert line == (
+        "streammem: error: none of the 300 records was scored: every one was dead-lettered "
+        f"(see {letters})"
+    )
+    assert len(letters.read_text().splitlines()) == 300
+
+
 def test_a_job_killed_mid_file_goes_on_from_its_checkpoint(tmp_path, capsys):
     n = 40_000
     temp = np.random.default_rng(2).normal(20, 1, n)
