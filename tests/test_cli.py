@@ -238,6 +238,21 @@ def test_a_run_that_scores_no_record_exits_1_with_one_line(tmp_path, capsys):
     assert len(letters.read_text().splitlines()) == 300
 
 
+def test_python_m_streammem_is_the_streammem_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "100")  # the help is wrapped alike, terminal or pipe
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    command = [sys.executable, "-m", "streammem"]
+    shown = subprocess.run([*command, "--help"], capture_output=True, text=True, check=True)
+    assert shown.stdout == capsys.readouterr().out
+    (tmp_path / "empty.yaml").write_text("")
+    run = [*command, "run", "--config", str(tmp_path / "empty.yaml")]
+    failed = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path)
+    assert failed.returncode == 2
+    assert failed.stderr.startswith("streammem: configuration error: ")
+
+
 def test_a_job_killed_mid_file_goes_on_from_its_checkpoint(tmp_path, capsys):
     n = 40_000
     temp = np.random.default_rng(2).normal(20, 1, n)
