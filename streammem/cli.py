@@ -1,26 +1,28 @@
 """``streammem run`` (finite jobs and the bundled demo) and ``streammem serve`` (Kafka daemon).
 
 Mistakes in what the user gave (the config, the input file, the metrics port) end with one
-line on stderr and exit status 2, never a traceback.
+line per problem on stderr and exit status 2, never a traceback. A run that scored nothing
+because every record it read was dead-lettered exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from connectors import SourceError
 from streammem import __version__
-from streammem.service.config import Config, ConfigError, bundled_config, load_config
+from streammem.service.config import ConfigError, bundled_config, load_config
 
 __all__ = ["main"]
 
 # Command-line flag -> (config section, key). Each also reads STREAMMEM_<FLAG> from the
-# environment; the command line wins over the environment, which wins over the file.
+# environment; the command line wins over the environment, which wins over the file, and the
+# config checks them all alike.
 _SERVE_OVERRIDES = {
     "bootstrap-servers": ("kafka", "bootstrap_servers", str),
     "input-topic": ("kafka", "input_topic", str),
@@ -67,13 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``{section: {key: value}}`` of the flags (or environment variables) given."""
+    overrides: dict[str, dict[str, Any]] = {}
     for flag, (section, key, _kind) in _SERVE_OVERRIDES.items():
         value = getattr(args, flag.replace("-", "_"))
         if value is not None:
-            part = dataclasses.replace(getattr(config, section), **{key: value})
-            config = dataclasses.replace(config, **{section: part})
-    return config
+            overrides.setdefault(section, {})[key] = value
+    return overrides
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -82,13 +85,21 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config or bundled_config("sensor_demo"))
     report = run_job(config, progress=not args.no_progress)
     print(report)
+    if report.nothing_scored:
+        where = f" (see {report.dead_letter_file})" if report.dead_letter_file else ""
+        print(
+            f"streammem: error: none of the {report.summary.dead_letters} records was scored: "
+            f"every one was dead-lettered{where}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
     from streammem.service.daemon import Daemon
 
-    config = _with_overrides(load_config(args.config), args)
+    config = load_config(args.config, overrides=_overrides(args))
     for part in ("source", "sink"):
         if getattr(config, part).kind != "kafka":
             raise ConfigError(f"{part}.kind: `streammem serve` needs 'kafka'; use `streammem run`")
@@ -104,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return (_run if args.command == "run" else _serve)(args)
     except ConfigError as err:
-        print(f"streammem: configuration error: {err}", file=sys.stderr)
+        for problem in str(err).splitlines():
+            print(f"streammem: configuration error: {problem}", file=sys.stderr)
     except SourceError as err:
         print(f"streammem: input error: {err}", file=sys.stderr)
     except OSError as err:  # an output folder that cannot be written, a full disk

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kafka_broker import free_port
 
-from streammem.cli import _parser, _with_overrides, main
+from streammem.cli import _parser, main
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import load_checkpoint
 from streammem.service.checkpoint import CheckpointStore
@@ -65,11 +65,11 @@ def test_a_second_run_resumes_the_first_runs_checkpoint(tmp_path):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"sorce": {}}, "config.sorce: unknown key; allowed keys are ['model', 'calibration'"),
-        ({"source": {"kind": "csv"}}, "config.source.kind: 'csv' is not allowed; choose one of"),
+        ({"sorce": {}}, "sorce: unknown key; allowed keys are ['model', 'calibration'"),
+        ({"source": {"kind": "csv"}}, "source.kind: 'csv' is not allowed; choose one of 'demo'"),
         ({"model": {"name": "GPT"}}, "model.name: 'GPT' is not allowed; choose one of ['AE'"),
         ({"model": {"params": {"slots": 5}}}, "model.params.slots: not a parameter of MemAE"),
-        ({"calibration": {"alpha": 2}}, "calibration.alpha: must be in (0, 1), got 2.0"),
+        ({"calibration": {"alpha": 2}}, "calibration.alpha: must be < 1.0, got 2"),
         (
             {"calibration": {"window_size": 10, "min_reference": 20}},
             "calibration.min_reference: must be <= calibration.window_size (10), got 20",
@@ -108,20 +108,59 @@ def test_bundled_demo_config_matches_the_repository_copy():
     )
 
 
-def test_serve_overrides_come_from_flags_then_environment_then_file(monkeypatch):
+@pytest.fixture
+def served(monkeypatch) -> list:
+    """The configs `streammem serve` hands its daemon, which returns at once."""
+    configs = []
+
+    class Daemon:
+        def __init__(self, config) -> None:
+            configs.append(config)
+
+        def run(self) -> int:
+            return 0
+
+    monkeypatch.setattr("streammem.service.daemon.Daemon", Daemon)
+    return configs
+
+
+def test_serve_overrides_come_from_flags_then_environment_then_file(monkeypatch, served):
     monkeypatch.setenv("STREAMMEM_BOOTSTRAP_SERVERS", "env-host:9092")
     monkeypatch.setenv("STREAMMEM_METRICS_PORT", "9300")
     monkeypatch.setenv("STREAMMEM_GROUP_ID", "from-env")
-    config = load_config(REPO / "configs" / "kafka_daemon.yaml")
-    args = _parser().parse_args(
-        ["serve", "--config", "x.yaml", "--group-id", "from-flag", "--checkpoint-dir", "/ck"]
-    )
-    resolved = _with_overrides(config, args)
+    path = REPO / "configs" / "kafka_daemon.yaml"
+    flags = ["--group-id", "from-flag", "--checkpoint-dir", "/ck"]
+    assert main(["serve", "--config", str(path), *flags]) == 0
+    (resolved,) = served
     assert resolved.kafka.bootstrap_servers == "env-host:9092"
     assert resolved.kafka.group_id == "from-flag"
     assert resolved.metrics.port == 9300
     assert resolved.checkpoint.dir == "/ck"
-    assert resolved.kafka.input_topic == config.kafka.input_topic
+    assert resolved.kafka.input_topic == load_config(path).kafka.input_topic
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "key"),
+    [
+        (["--input-topic", "bad topic!"], {}, "input_topic"),
+        (["--output-topic", "a/b"], {}, "output_topic"),
+        ([], {"STREAMMEM_INPUT_TOPIC": ".."}, "input_topic"),
+        ([], {"STREAMMEM_DEAD_LETTER_TOPIC": "x" * 250}, "dead_letter_topic"),
+    ],
+)
+def test_topics_from_flags_and_environment_are_checked_like_the_files(
+    monkeypatch, capsys, served, flags, env, key
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = REPO / "configs" / "kafka_daemon.yaml"
+    assert main(["serve", "--config", str(path), *flags]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"streammem: configuration error: kafka.{key}: ")
+    assert line.endswith(
+        "is not a Kafka topic name (1 to 249 letters, digits, '.', '_' or '-', and not '.' or '..')"
+    )
+    assert not served
 
 
 def test_serve_refuses_a_config_that_does_not_read_from_kafka(capsys):
@@ -179,6 +218,39 @@ def test_run_survives_batches_that_are_all_invalid(tmp_path, capsys):
     assert "dead letters 600" in capsys.readouterr().out
     out = pq.read_table(tmp_path / "out.parquet").column("id").to_pylist()
     assert out == [*range(1000), *range(1600, n)]
+
+
+def test_a_run_that_scores_no_record_exits_1_with_one_line(tmp_path, capsys):
+    texts = pa.table({"temp": ["hot"] * 300, "id": np.arange(300)})
+    path = parquet_job(tmp_path, texts, passthrough=["id"])
+    config = yaml.safe_load(path.read_text())
+    config["schema"] = {"numeric": ["temp"]}  # text where a number belongs: every row
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(path), "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert "events       0" in out and "dead letters 300" in out
+    (line,) = err.splitlines()
+    letters = tmp_path / "out.dead-letters.jsonl"
+    assert line == (
+        "streammem: error: none of the 300 records was scored: every one was dead-lettered "
+        f"(see {letters})"
+    )
+    assert len(letters.read_text().splitlines()) == 300
+
+
+def test_python_m_streammem_is_the_streammem_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "100")  # the help is wrapped alike, terminal or pipe
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    command = [sys.executable, "-m", "streammem"]
+    shown = subprocess.run([*command, "--help"], capture_output=True, text=True, check=True)
+    assert shown.stdout == capsys.readouterr().out
+    (tmp_path / "empty.yaml").write_text("")
+    run = [*command, "run", "--config", str(tmp_path / "empty.yaml")]
+    failed = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path)
+    assert failed.returncode == 2
+    assert failed.stderr.startswith("streammem: configuration error: ")
 
 
 def test_a_job_killed_mid_file_goes_on_from_its_checkpoint(tmp_path, capsys):
@@ -270,7 +342,7 @@ def test_bad_input_files_end_with_one_line_and_status_2(tmp_path, capsys, case, 
         ({"model": {"name": "MemGAN"}, "source": {"kind": "kafka"}}, "MemGAN scores images only"),
         ({"kafka": {"input_topic": "x" * 260}}, "kafka.input_topic: 'xxx"),
         ({"kafka": {"output_topic": "a/b"}}, "is not a Kafka topic name"),
-        ({"kafka": {"session_timeout_ms": 0}}, "kafka.session_timeout_ms: must be >= 1"),
+        ({"kafka": {"session_timeout_ms": 0}}, "kafka.session_timeout_ms: must be > 0"),
     ],
 )
 def test_service_mistakes_are_config_errors(data, message):

@@ -136,7 +136,7 @@ def test_a_declared_schema_is_used_from_the_first_record():
     assert [r["row"] for r in sink.results] == [0] and sink.letters[0].origin == {"row": 1}
     encoder = pipeline.detector.encoder_
     assert encoder.numeric_ == ["temp"] and encoder.vocabulary_ == {"line": ["a", "b"]}
-    with pytest.raises(ConfigError, match=r"schema\.categorical\.line: expected a list of strings"):
+    with pytest.raises(ConfigError, match=r"schema\.categorical\.line: expected a list, got str"):
         parse_config({"schema": {"categorical": {"line": "a"}}})
 
 

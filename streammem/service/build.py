@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,11 +29,8 @@ __all__ = [
 
 def new_detector(config: Config) -> Any:
     """The configured detector; its encoder declares the fields ``schema`` names."""
-    params = dict(config.model.params)
-    if isinstance(params.get("schedule"), dict):
-        params["schedule"] = streammem.Schedule(**params["schedule"])
-    detector = getattr(streammem, config.model.name)(**params)
-    schema = config.schema
+    detector = config.model.build()
+    schema = config.schema_
     declared = {"numeric": schema.numeric, "categorical": schema.categorical}
     declared = {part: fields for part, fields in declared.items() if fields is not None}
     if not declared:
@@ -51,7 +47,7 @@ def new_calibrator(config: CalibrationConfig) -> Calibrator:
 def new_window(config: Config) -> TimeWindow | None:
     """The configured time window (``features.window``), or None."""
     window = config.features.window
-    return TimeWindow(**dataclasses.asdict(window)) if window is not None else None
+    return window.build() if window is not None else None
 
 
 def new_pipeline(
@@ -66,7 +62,7 @@ def new_pipeline(
     return ScoringPipeline(
         alerts,
         metrics,
-        schema_records=config.schema.min_records,
+        schema_records=config.schema_.min_records,
         labels=labels,
         window=new_window(config),
     )
@@ -94,7 +90,7 @@ def pipeline_from_state(
     return ScoringPipeline(
         alerts,
         metrics,
-        schema_records=config.schema.min_records,
+        schema_records=config.schema_.min_records,
         labels=labels,
         window=_window_from_state(state.get("window"), new_window(config)),
     )

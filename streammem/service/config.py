@@ -1,8 +1,9 @@
 """YAML configuration of a scoring job or daemon, validated on load.
 
-Every section is a dataclass; loading walks the YAML mapping against the dataclass fields, so a
-typo or a wrong value fails at start-up with the dotted key and what is allowed, not halfway
-through a stream.
+Every section is a strict pydantic model that refuses unknown keys; the model's parameters are
+checked by building the detector, and a Parquet source's file is checked to hold the fields
+``schema`` declares. A mistake fails at start-up with one line per problem, each naming the
+dotted key and what is allowed, not halfway through a stream.
 """
 
 from __future__ import annotations
@@ -10,13 +11,29 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import types
+import reprlib
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 import streammem
 
@@ -41,36 +58,109 @@ __all__ = [
 ]
 
 
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or not allowed; the message names the key,
+    one line per problem."""
+
+
+class _Located(ValueError):
+    """A problem whose message starts with its key below the section that raised it
+    (``params.slots: ...``), so the path reads on from the section's."""
+
+
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or not allowed; the message names the key."""
+def _topic(name: str) -> str:
+    """Kafka's own rule for topic names (kafka-python raises it late, as a traceback)."""
+    if not _TOPIC.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"{reprlib.repr(name)} is not a Kafka topic name (1 to 249 letters, digits, '.', "
+            "'_' or '-', and not '.' or '..')"
+        )
+    return name
 
 
-@dataclasses.dataclass
-class ModelConfig:
+_Topic = Annotated[str, AfterValidator(_topic)]
+_UnitInterval = Annotated[float, Field(gt=0, lt=1)]
+
+
+class _Section(BaseModel):
+    # Strict: a YAML `true` or "5" where a number belongs is a mistake, not a value to coerce.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ModelConfig(_Section):
+    """The detector: a class of :mod:`streammem` and its constructor arguments."""
+
     name: str = "MemAE"
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in (names := detector_names()):
+            raise ValueError(f"{name!r} is not allowed; choose one of {names}")
+        return name
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ModelConfig:
+        """The params are the detector's arguments, and it accepts their values."""
+        signature = inspect.signature(getattr(streammem, self.name))
+        # The encoder is made from `schema`, never given here.
+        accepted = [name for name in signature.parameters if name != "encoder"]
+        for key in self.params:
+            if key not in accepted:
+                raise _Located(
+                    f"params.{key}: not a parameter of {self.name}; allowed keys are {accepted}"
+                )
+        _check_schedule(self.params.get("schedule"))
+        try:
+            self.build().check_params()
+        except (TypeError, ValueError) as err:
+            raise _Located(f"params: {err}") from err
+        return self
+
+    def build(self) -> Any:
+        """The configured detector, unfitted (``params.schedule`` as a :class:`Schedule`)."""
+        params = dict(self.params)
+        if isinstance(params.get("schedule"), Mapping):
+            params["schedule"] = streammem.Schedule(**params["schedule"])
+        return getattr(streammem, self.name)(**params)
 
 
-@dataclasses.dataclass
-class SchemaConfig:
+def _check_schedule(schedule: Any) -> None:
+    """``model.params.schedule`` is a mapping of :class:`streammem.Schedule` fields."""
+    if schedule is None:
+        return
+    if not isinstance(schedule, Mapping):
+        raise _Located(
+            f"params.schedule: expected a mapping of Schedule fields, got {type(schedule).__name__}"
+        )
+    fields = [f.name for f in dataclasses.fields(streammem.Schedule)]
+    for key in schedule:
+        if key not in fields:
+            raise _Located(f"params.schedule.{key}: unknown key; allowed keys are {fields}")
+    try:
+        streammem.Schedule(**schedule)
+    except (TypeError, ValueError) as err:
+        raise _Located(f"params.{err}") from err
+
+
+class SchemaConfig(_Section):
     """The fields the model reads: declared here, or inferred from the first records."""
 
     numeric: list[str] | None = None
-    categorical: dict | None = None  # {field: [values] or None to learn them}
-    min_records: int = 32
+    # {field: [its values], or None to learn them}
+    categorical: dict[str, list[str] | None] | None = None
+    min_records: PositiveInt = 32
 
 
-@dataclasses.dataclass
-class WindowConfig:
+class WindowConfig(_Section):
     """A :class:`streammem.TimeWindow` in front of the model (same parameters)."""
 
     size: int = 60
-    features: list[str] = dataclasses.field(
-        default_factory=lambda: ["mean", "std", "slope", "last_minus_mean"]
-    )
+    features: list[str] = ["mean", "std", "slope", "last_minus_mean"]
     key: str | None = None
     fields: list[str] | None = None
     time_field: str | None = None
@@ -78,94 +168,177 @@ class WindowConfig:
     max_keys: int = 10_000
     ttl: float | None = None
 
+    def build(self) -> streammem.TimeWindow:
+        """The configured window, empty."""
+        return streammem.TimeWindow(**self.model_dump())
 
-@dataclasses.dataclass
-class FeaturesConfig:
+
+class FeaturesConfig(_Section):
     """What the model reads besides the record's own fields: ``window`` (null: no window)."""
 
     window: WindowConfig | None = None
 
+    @model_validator(mode="after")
+    def _window_accepts_its_params(self) -> FeaturesConfig:
+        if self.window is not None:
+            try:
+                self.window.build().check_params()
+            except ValueError as err:  # "window.size must be ..."
+                raise _Located(str(err)) from err
+        return self
 
-@dataclasses.dataclass
-class CalibrationConfig:
+
+class CalibrationConfig(_Section):
+    """How scores become p-values and alerts: :mod:`streammem.calibration`."""
+
     method: Literal["conformal", "quantile"] = "conformal"
-    alpha: float = 0.01
-    quantile: float = 0.99
-    window_size: int = 1000
-    min_reference: int = 100
+    alpha: _UnitInterval = 0.01
+    quantile: _UnitInterval = 0.99
+    window_size: PositiveInt = 1000
+    min_reference: PositiveInt = 100
     learn_on_alert: bool = False
 
+    @field_validator("min_reference")
+    @classmethod
+    def _fits_the_window(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("window_size")
+        if window is not None and value > window:
+            raise ValueError(f"must be <= calibration.window_size ({window}), got {value}")
+        return value
 
-@dataclasses.dataclass
-class DemoConfig:
-    n_events: int = 20_000
-    n_sensors: int = 6
-    anomaly_rate: float = 0.0
+
+class DemoConfig(_Section):
+    """The generated sensor stream (:class:`streammem.demo.SensorStream`)."""
+
+    n_events: PositiveInt = 20_000
+    n_sensors: PositiveInt = 6
+    anomaly_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     seed: int = 0
-    n_faults: int = 8
-    fault_length: int = 80
+    n_faults: NonNegativeInt = 8
+    fault_length: PositiveInt = 80
 
 
-@dataclasses.dataclass
-class SourceConfig:
+def _path_for_parquet(section: str) -> Any:
+    """A validator: the section's ``path`` is required when its ``kind`` is ``parquet``."""
+
+    def check(path: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == "parquet" and not path:
+            raise ValueError(f"required when {section}.kind is 'parquet'")
+        return path
+
+    return field_validator("path")(check)
+
+
+class SourceConfig(_Section):
+    """Where records come from: the demo stream, a Parquet file or Kafka."""
+
     kind: Literal["demo", "parquet", "kafka"] = "demo"
-    path: str | None = None
+    path: str | None = Field(None, validate_default=True)
     features: list[str] | None = None
-    passthrough: list[str] = dataclasses.field(default_factory=list)
-    batch_size: int = 512
-    demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
+    passthrough: list[str] = []
+    batch_size: PositiveInt = 512
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+
+    _path_given = _path_for_parquet("source")
 
 
-@dataclasses.dataclass
-class SinkConfig:
+class SinkConfig(_Section):
+    """Where results go: a Parquet file, Kafka or nowhere."""
+
     kind: Literal["parquet", "kafka", "none"] = "parquet"
-    path: str | None = "output/scores.parquet"
-    row_group_size: int = 65_536
+    path: str | None = Field("output/scores.parquet", validate_default=True)
+    row_group_size: PositiveInt = 65_536
     plot: str | None = None
 
+    _path_given = _path_for_parquet("sink")
 
-@dataclasses.dataclass
-class KafkaConfig:
+
+class KafkaConfig(_Section):
+    """The daemon's broker, topics, consumer group and how events are read."""
+
     bootstrap_servers: str = "127.0.0.1:9092"
-    input_topic: str = "streammem-events"
-    output_topic: str = "streammem-scores"
-    dead_letter_topic: str = "streammem-dead-letters"
+    input_topic: _Topic = "streammem-events"
+    output_topic: _Topic = "streammem-scores"
+    dead_letter_topic: _Topic = "streammem-dead-letters"
     group_id: str = "streammem"
-    fields: dict | None = None
+    fields: dict[str, str] | None = None  # {feature: dotted.path.in.event}
     key_field: str | None = None
     timestamp_field: str | None = None
-    max_message_bytes: int = 1_048_576
-    max_poll_records: int = 500
-    poll_timeout_ms: int = 500
+    max_message_bytes: PositiveInt = 1_048_576
+    max_poll_records: PositiveInt = 500
+    poll_timeout_ms: NonNegativeInt = 500
     # How long the group waits for a member that stopped heartbeating (kill -9, a frozen VM)
     # before giving its partitions to others; kafka-python's 45 s default, 76 s to recover.
-    session_timeout_ms: int = 10_000
+    session_timeout_ms: PositiveInt = 10_000
 
 
-@dataclasses.dataclass
-class MetricsConfig:
+class MetricsConfig(_Section):
+    """Where Prometheus metrics are served (``port: null``: not served)."""
+
     address: str = "127.0.0.1"
-    port: int | None = 9108
+    port: Annotated[int, Field(ge=0, le=65_535)] | None = 9108
 
 
-@dataclasses.dataclass
-class CheckpointConfig:
+class CheckpointConfig(_Section):
+    """Where and how often the models are saved (``dir: null``: never)."""
+
     dir: str | None = None
-    interval_s: float = 30.0
-    keep: int = 3
+    interval_s: NonNegativeFloat = 30.0
+    keep: PositiveInt = 3
 
 
-@dataclasses.dataclass
-class Config:
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    calibration: CalibrationConfig = dataclasses.field(default_factory=CalibrationConfig)
-    source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
-    sink: SinkConfig = dataclasses.field(default_factory=SinkConfig)
-    kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
-    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
-    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
-    schema: SchemaConfig = dataclasses.field(default_factory=SchemaConfig)
-    features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
+class Config(_Section):
+    """A whole job or daemon: every section, each with its defaults."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    sink: SinkConfig = Field(default_factory=SinkConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    # `schema` would shadow BaseModel.schema(); the YAML key is still `schema`.
+    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> Config:
+        if self.model.name == "MemGAN" and self.source.kind != "parquet":
+            others = [n for n in detector_names() if n != "MemGAN"]
+            raise _Located(
+                f"model.name: MemGAN scores images only (Parquet files of pixel columns), not "
+                f"the records of a {self.source.kind!r} source; use one of {others}"
+            )
+        _check_schema_columns(self)
+        return self
+
+
+def _check_schema_columns(config: Config) -> None:
+    """The fields ``schema`` declares are among those a Parquet source gives the model (its
+    feature columns, or the window's columns of them), read from the file's schema alone."""
+    source, schema, window = config.source, config.schema_, config.features.window
+    declared = {"numeric": schema.numeric or [], "categorical": list(schema.categorical or {})}
+    if source.kind != "parquet" or not any(declared.values()):
+        return
+    try:
+        columns = pq.read_schema(source.path).names
+    except (OSError, pa.ArrowException):
+        return  # a missing or unreadable file is the source's to report when it opens
+    # As the source reads it: the features named, else every column not passed through.
+    features = source.features
+    if features is None:
+        features = [c for c in columns if c not in source.passthrough]
+    readable = set(features)
+    if window is not None:
+        readable = (readable | set(window.build().columns(features))) - {window.time_field}
+    problems = [
+        f"schema.{part}: {missing} not among the fields the model reads from {source.path}; "
+        f"it reads {reprlib.repr(sorted(readable))}"
+        for part, fields in declared.items()
+        if (missing := [f for f in fields if f not in readable])
+    ]
+    if problems:
+        raise _Located("\n".join(problems))
 
 
 def detector_names() -> list[str]:
@@ -179,16 +352,23 @@ def detector_names() -> list[str]:
     )
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML configuration file."""
+def load_config(
+    path: str | Path, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Config:
+    """Read and validate a YAML configuration file; see :func:`parse_config`."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
-    return parse_config(data, origin=str(path))
+    if data is None:
+        raise ConfigError(
+            f"{path} is empty (or only comments); a config needs at least one section, such "
+            "as source (configs/*.yaml are examples)"
+        )
+    return parse_config(data, origin=str(path), overrides=overrides)
 
 
 def bundled_config(name: str) -> Path:
@@ -199,170 +379,100 @@ def bundled_config(name: str) -> Path:
     return path
 
 
-def parse_config(data: Any, origin: str = "config") -> Config:
-    """Validate a parsed YAML mapping and fill in defaults."""
-    config = _build(Config, data, origin)
-    _check_semantics(config)
-    return config
+def parse_config(
+    data: Any,
+    origin: str = "config",
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Validate a parsed YAML mapping and fill in defaults.
 
+    Parameters
+    ----------
+    data
+        The parsed YAML document.
+    origin
+        What ``data`` came from, named when it is not a mapping at all.
+    overrides
+        ``{section: {key: value}}`` laid over ``data`` before it is validated (command-line
+        flags, environment variables), so they are checked exactly as the file's values.
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    values = {}
-    for key, value in data.items():
-        if key not in allowed:
-            raise ConfigError(f"{where}.{key}: unknown key; allowed keys are {allowed}")
-        values[key] = _convert(hints[key], value, f"{where}.{key}")
-    return cls(**values)
+    Raises
+    ------
+    ConfigError
+        One line per problem: its dotted key and what is allowed.
 
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, where)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {list(args)}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        return [_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
-    return _scalar(hint, value, where)
-
-
-def _scalar(hint: type, value: Any, where: str) -> Any:
-    # bool is an int in Python; a YAML `true` where a number belongs is a mistake.
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if (
-        hint is not float
-        and isinstance(value, hint)
-        and not (hint is int and isinstance(value, bool))
-    ):
-        return value
-    raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
-
-
-def _check_semantics(config: Config) -> None:
-    names = detector_names()
-    if config.model.name not in names:
-        raise ConfigError(
-            f"model.name: {config.model.name!r} is not allowed; choose one of {names}"
-        )
-    accepted = list(inspect.signature(getattr(streammem, config.model.name)).parameters)
-    for key in config.model.params:
-        if key not in accepted:
-            raise ConfigError(
-                f"model.params.{key}: not a parameter of {config.model.name}; "
-                f"allowed keys are {accepted}"
-            )
-    _check_schedule(config.model.params.get("schedule"))
-    _check_window(config.features.window)
-    _check_schema(config.schema)
-    _check_topics(config.kafka)
-    if config.model.name == "MemGAN" and config.source.kind != "parquet":
-        raise ConfigError(
-            f"model.name: MemGAN scores images only (Parquet files of pixel columns), not the "
-            f"records of a {config.source.kind!r} source; use one of "
-            f"{[n for n in names if n != 'MemGAN']}"
-        )
-    if config.source.kind == "parquet" and not config.source.path:
-        raise ConfigError("source.path: required when source.kind is 'parquet'")
-    if config.sink.kind == "parquet" and not config.sink.path:
-        raise ConfigError("sink.path: required when sink.kind is 'parquet'")
-    _check_positive(config)
-
-
-def _check_schedule(schedule: Any) -> None:
-    """``model.params.schedule`` is a mapping of :class:`streammem.Schedule` fields."""
-    if schedule is None:
-        return
-    if not isinstance(schedule, Mapping):
-        raise ConfigError(
-            f"model.params.schedule: expected a mapping of Schedule fields, got "
-            f"{type(schedule).__name__}"
-        )
-    fields = [f.name for f in dataclasses.fields(streammem.Schedule)]
-    for key in schedule:
-        if key not in fields:
-            raise ConfigError(
-                f"model.params.schedule.{key}: unknown key; allowed keys are {fields}"
-            )
+    """
     try:
-        streammem.Schedule(**schedule)
-    except ValueError as err:
-        raise ConfigError(f"model.params.{err}") from err
+        return Config.model_validate(_overlay(data, overrides or {}))
+    except ValidationError as err:
+        # The pydantic report is replaced by one line per problem, not chained to it.
+        raise ConfigError("\n".join(_problem(e, origin) for e in err.errors())) from None
 
 
-def _check_window(window: WindowConfig | None) -> None:
-    """``features.window`` holds :class:`streammem.TimeWindow` parameters it accepts."""
-    if window is None:
-        return
-    try:
-        streammem.TimeWindow(**dataclasses.asdict(window)).check_params()
-    except ValueError as err:
-        raise ConfigError(f"features.{err}") from err
+def _overlay(data: Any, overrides: Mapping[str, Mapping[str, Any]]) -> Any:
+    if not overrides or not isinstance(data, Mapping):
+        return data  # nothing to lay over, or not a mapping: reported as such
+    merged = dict(data)
+    for section, values in overrides.items():
+        given = merged.get(section)
+        if given is None or isinstance(given, Mapping):
+            merged[section] = {**(given or {}), **values}
+    return merged
 
 
-def _check_topics(kafka: KafkaConfig) -> None:
-    """Kafka's own rule for topic names (kafka-python raises it late, as a traceback)."""
-    for key in ("input_topic", "output_topic", "dead_letter_topic"):
-        topic = getattr(kafka, key)
-        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
-            raise ConfigError(
-                f"kafka.{key}: {topic!r} is not a Kafka topic name (1 to 249 letters, digits, "
-                "'.', '_' or '-', and not '.' or '..')"
-            )
+# pydantic error types -> what the value should have been, and comparison operators.
+_EXPECTED = {
+    "int_type": "int",
+    "float_type": "float",
+    "string_type": "str",
+    "bool_type": "bool",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+_BOUNDS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+}
 
 
-def _check_schema(schema: SchemaConfig) -> None:
-    for field, values in (schema.categorical or {}).items():
-        if values is not None and not (
-            isinstance(values, list) and all(isinstance(v, str) for v in values)
-        ):
-            raise ConfigError(
-                f"schema.categorical.{field}: expected a list of strings (its values) or null "
-                f"(learn them), got {values!r}"
-            )
+def _problem(error: ErrorDetails, origin: str) -> str:
+    """One line: the dotted key, then what is wrong and what is allowed."""
+    loc = error["loc"]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _Located):
+        return f"{path}.{cause}" if path else str(cause)
+    return f"{path or origin}: {_describe(error)}"
 
 
-def _check_positive(config: Config) -> None:
-    checks = {
-        "source.batch_size": config.source.batch_size,
-        "sink.row_group_size": config.sink.row_group_size,
-        "calibration.window_size": config.calibration.window_size,
-        "calibration.min_reference": config.calibration.min_reference,
-        "kafka.max_message_bytes": config.kafka.max_message_bytes,
-        "kafka.max_poll_records": config.kafka.max_poll_records,
-        "kafka.session_timeout_ms": config.kafka.session_timeout_ms,
-        "checkpoint.keep": config.checkpoint.keep,
-        "schema.min_records": config.schema.min_records,
-        "source.demo.n_events": config.source.demo.n_events,
-        "source.demo.fault_length": config.source.demo.fault_length,
-    }
-    for key, value in checks.items():
-        if value < 1:
-            raise ConfigError(f"{key}: must be >= 1, got {value}")
-    if config.source.demo.n_faults < 0:
-        raise ConfigError(f"source.demo.n_faults: must be >= 0, got {config.source.demo.n_faults}")
-    unit_interval = {
-        "calibration.alpha": config.calibration.alpha,
-        "calibration.quantile": config.calibration.quantile,
-    }
-    for key, value in unit_interval.items():
-        if not 0 < value < 1:
-            raise ConfigError(f"{key}: must be in (0, 1), got {value}")
-    if config.calibration.min_reference > config.calibration.window_size:
-        raise ConfigError(
-            f"calibration.min_reference: must be <= calibration.window_size "
-            f"({config.calibration.window_size}), got {config.calibration.min_reference}"
+def _describe(error: ErrorDetails) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    value = reprlib.repr(error["input"])
+    if kind == "extra_forbidden":
+        return f"unknown key; allowed keys are {_keys_at(error['loc'][:-1])}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {type(error['input']).__name__} {value}"
+    if kind == "literal_error":
+        return f"{value} is not allowed; choose one of {ctx['expected']}"
+    if kind in _BOUNDS:
+        (bound,) = ctx.values()
+        return f"must be {_BOUNDS[kind]} {bound}, got {value}"
+    if kind == "value_error":
+        return str(ctx["error"])
+    return f"{error['msg']}, got {value}"
+
+
+def _keys_at(loc: Sequence[str | int]) -> list[str]:
+    """The keys the section at ``loc`` allows."""
+    section: type[BaseModel] = Config
+    for key in loc:
+        field = next(f for name, f in section.model_fields.items() if (f.alias or name) == key)
+        section = next(
+            kind
+            for kind in (field.annotation, *typing.get_args(field.annotation))
+            if isinstance(kind, type) and issubclass(kind, BaseModel)
         )
+    return [field.alias or name for name, field in section.model_fields.items()]

@@ -50,6 +50,12 @@ class JobReport:
     output: Path | None = None
     plot: Path | None = None
     resumed_at: int = 0
+    dead_letter_file: Path | None = None
+
+    @property
+    def nothing_scored(self) -> bool:
+        """Records were read and every one was dead-lettered."""
+        return self.summary.events == 0 and self.summary.dead_letters > 0
 
     @property
     def events_per_second(self) -> float:
@@ -247,8 +253,11 @@ def run_job(
     job.save(sink, finished=True)
     seconds = time.perf_counter() - started
     output = Path(config.sink.path) if config.sink.kind == "parquet" else None
-    plot = _plot(output, config.sink.plot) if output and config.sink.plot else None
-    return JobReport(total, seconds, output, plot, resumed_at)
+    letters = sink.dead_letter_path if isinstance(sink, ParquetSink) else None
+    report = JobReport(total, seconds, output, None, resumed_at, letters)
+    if output and config.sink.plot and not report.nothing_scored:  # no scores, no plot
+        report.plot = _plot(output, config.sink.plot)
+    return report
 
 
 def _stop(job: _Job, sink: ParquetSink | _NullSink, between_batches: bool) -> None:
