@@ -42,7 +42,7 @@ class Judged:
 
 
 @stateful
-class AlertFilter(river_base.AnomalyFilter):
+class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     """Calibrated alerts around an anomaly detector, learning only what it does not flag.
 
     Parameters
@@ -80,6 +80,22 @@ class AlertFilter(river_base.AnomalyFilter):
     ) -> None:
         super().__init__(anomaly_detector, protect_anomaly_detector)
         self.calibrator = calibrator
+        self.check_params()  # type checks only: a wrong argument fails where it is written
+
+    def check_params(self) -> None:
+        """Raise ``ValueError`` naming the argument if one is not what the filter needs."""
+        detector = self.anomaly_detector
+        if not (hasattr(detector, "score_one") and hasattr(detector, "learn_one")):
+            raise ValueError(
+                "anomaly_detector must be a River anomaly detector (with score_one and "
+                f"learn_one), such as streammem.MemAE(); got {detector!r}"
+            )
+        if self.calibrator is not None and not isinstance(self.calibrator, Calibrator):
+            raise ValueError(
+                "calibrator must be a streammem calibrator (ConformalCalibrator, "
+                f"QuantileThreshold) or None, got {self.calibrator!r}"
+            )
+        self.calibrator_.check_params()
 
     @property
     def calibrator_(self) -> Calibrator:

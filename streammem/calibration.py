@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from streammem.checks import check_integer, check_number
 from streammem.persistence import CheckpointError, stateful
 
 _BLOCK = 256  # scores judged together: bounds the (block x window) comparison matrix
@@ -81,8 +82,8 @@ class Calibrator:
 
     def check_params(self) -> None:
         """Raise ``ValueError`` naming the parameter if a setting is not allowed."""
-        _integer("window_size", self.window_size, 1)
-        _integer("min_reference", self.min_reference, 1)
+        check_integer("window_size", self.window_size, 1, optional=True)
+        check_integer("min_reference", self.min_reference, 1, optional=True)
         if self.min_reference_ > self.window_size_:
             raise ValueError(
                 f"min_reference must be <= window_size ({self.window_size_}), "
@@ -232,10 +233,7 @@ class ConformalCalibrator(Calibrator):
         return self.alpha
 
     def check_params(self) -> None:
-        if isinstance(self.alpha, bool) or not (
-            isinstance(self.alpha, (int, float)) and 0.0 < self.alpha < 1.0
-        ):
-            raise ValueError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
+        check_number("alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
         super().check_params()
         # The smallest p-value against n reference scores is 1 / (n + 1).
         if 1.0 / (self.window_size_ + 1) >= self.alpha:
@@ -301,9 +299,7 @@ class QuantileThreshold(Calibrator):
         return 1.0 - self.q
 
     def check_params(self) -> None:
-        q = self.q
-        if isinstance(q, bool) or not (isinstance(q, (int, float)) and 0.0 < q < 1.0):
-            raise ValueError(f"q must be a number in (0, 1), got {self.q!r}")
+        check_number("q", self.q, 0.0, 1.0, low_open=True, high_open=True)
         super().check_params()
 
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
@@ -326,11 +322,3 @@ class QuantileThreshold(Calibrator):
 
     def _params(self) -> dict:
         return {**super()._params(), "q": self.q}
-
-
-def _integer(name: str, value: object, least: int) -> None:
-    """``None`` (derived) or an integer >= ``least``."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least} or None, got {value!r}")

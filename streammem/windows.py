@@ -507,7 +507,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
 
 
 @stateful
-class WindowedFilter(river_base.AnomalyFilter):
+class WindowedFilter(river_base.AnomalyFilter, river_base.Classifier):
     """A time window in front of an anomaly filter: ``TimeWindow(...) | AlertFilter(...)``.
 
     Every reading becomes its window vector, which the filter scores, judges and (unless it

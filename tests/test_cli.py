@@ -72,7 +72,7 @@ def test_a_second_run_resumes_the_first_runs_checkpoint(tmp_path):
         ({"calibration": {"alpha": 2}}, "calibration.alpha: must be < 1.0, got 2"),
         (
             {"calibration": {"window_size": 10, "min_reference": 20}},
-            "calibration.min_reference: must be <= calibration.window_size (10), got 20",
+            "calibration.min_reference must be <= window_size (10), got 20",
         ),
         ({"calibration": {"window_size": "big"}}, "expected int, got str 'big'"),
         ({"kafka": {"max_poll_records": True}}, "expected int, got bool True"),

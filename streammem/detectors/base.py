@@ -28,6 +28,7 @@ import torch
 from river import base as river_base
 from threadpoolctl import ThreadpoolController
 
+from streammem.checks import check_choice, check_integer
 from streammem.features import EncodedBatch, FeatureEncoder, to_frame_or_array
 from streammem.inference import numpy_reconstructor
 from streammem.nn.models import ReconstructionModel
@@ -53,6 +54,21 @@ def _numpy_scores(reconstruct: Any, batch: np.ndarray) -> np.ndarray:
         residual = reconstruct(chunk) - chunk
         scores.append(np.einsum("ij,ij->i", residual, residual) / residual.shape[1])
     return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
+
+
+_BACKBONES = ("mlp", "conv28", "conv32")
+_OUTPUT_ACTIVATIONS = ("linear", "sigmoid", "tanh", "block")
+
+
+def _check_device(device: Any) -> None:
+    if device == "auto":
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}"
+        ) from None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -161,10 +177,34 @@ class MemoryDetector(river_base.AnomalyDetector):
         return self.schedule if self.schedule is not None else self._default_schedule
 
     def check_params(self) -> None:
+        """Raise ``ValueError`` naming the argument if a setting is not allowed (called on the
+        first learn or score; call it to check earlier)."""
         if self.schedule is not None and not isinstance(self.schedule, Schedule):
             raise ValueError(
                 f"schedule must be a streammem.Schedule or None, got {type(self.schedule).__name__}"
             )
+        if self.encoder is not None and not isinstance(self.encoder, FeatureEncoder):
+            raise ValueError(
+                f"encoder must be a streammem.FeatureEncoder or None, got "
+                f"{type(self.encoder).__name__}"
+            )
+        _check_device(self.device)
+        check_integer("seed", self.seed, 0)
+        check_integer("num_threads", self.num_threads, 1, optional=True)
+        check_choice("backbone", self.backbone, _BACKBONES)
+        check_choice("activation", self.activation, ("leaky_relu", "tanh"))
+        check_choice("output_activation", self.output_activation, _OUTPUT_ACTIVATIONS)
+        if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(
+            self.hidden_sizes, Sequence
+        ):
+            raise ValueError(
+                f"hidden_sizes must be a sequence of integers >= 1, got {self.hidden_sizes!r}"
+            )
+        for size in self.hidden_sizes:
+            check_integer("hidden_sizes[...]", size, 1)
+        if self.input_shape is not None:
+            for size in self.input_shape:
+                check_integer("input_shape[...]", size, 1)
         if self.backbone != "mlp" and self.activation != "leaky_relu":
             raise ValueError(
                 f"activation={self.activation!r} applies to the 'mlp' backbone only; "
@@ -189,7 +229,10 @@ class MemoryDetector(river_base.AnomalyDetector):
         """The fitted encoder, or a throw-away one for pure calls before a schema is fixed
         (none learned yet, or the first learned record was rejected)."""
         encoder = self.__dict__.get("encoder_")
-        return encoder if encoder is not None and encoder.is_fitted else self.new_encoder()
+        if encoder is not None and encoder.is_fitted:
+            return encoder
+        self.check_params()  # the first score of an unfitted detector checks the settings
+        return self.new_encoder()
 
     def model_input_shape(self, width: int) -> tuple[int, ...]:
         shape = self.input_shape or _DEFAULT_IMAGE_SHAPES.get(self.backbone) or (width,)

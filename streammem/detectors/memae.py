@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from streammem.checks import check_choice, check_integer, check_number
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
 from streammem.nn.models import MemAENet
@@ -94,6 +95,15 @@ class MemAE(MemoryDetector):
         self.entropy_weight = entropy_weight
         self.per_position = per_position
         self.temperature = temperature
+
+    def check_params(self) -> None:
+        super().check_params()
+        check_integer("num_slots", self.num_slots, 1)
+        check_number("shrink_threshold", self.shrink_threshold, 0.0, 1.0, optional=True)
+        check_choice("similarity", self.similarity, ("cosine", "dot"))
+        check_number("entropy_weight", self.entropy_weight, 0.0)
+        check_choice("per_position", self.per_position, (True, False))
+        check_number("temperature", self.temperature, 0.0, low_open=True)
 
     def _build_net(self, input_shape: tuple[int, ...]) -> MemAENet:
         return MemAENet(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from streammem.checks import check_integer
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
 from streammem.nn.memgan import MemGANNet
@@ -55,6 +56,8 @@ class MemGAN(MemoryDetector):
 
     def check_params(self) -> None:
         super().check_params()
+        for name in ("num_units", "unit_dim", "width"):
+            check_integer(name, getattr(self, name), 1)
         if self.schedule_.trim:
             raise ValueError(
                 "MemGAN's adversarial training has no per-record error to trim: "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from streammem.checks import check_integer
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
 from streammem.nn.models import MemorizerNet
@@ -73,6 +74,11 @@ class Memorizer(MemoryDetector):
         )
         self.num_slots = num_slots
         self.rounds = rounds
+
+    def check_params(self) -> None:
+        super().check_params()
+        check_integer("num_slots", self.num_slots, 1)
+        check_integer("rounds", self.rounds, 1)
 
     def _build_net(self, input_shape: tuple[int, ...]) -> MemorizerNet:
         return MemorizerNet(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from streammem.checks import check_choice, check_integer, check_number
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
+from streammem.nn.memory import REINTEGRATIONS
 from streammem.nn.models import RFTMNet
 from streammem.schedule import Schedule
 
@@ -93,6 +95,18 @@ class RFTM(MemoryDetector):
     def _latent_width(self) -> int:
         # each of the two memories reads half of the bottleneck: give each at least two dims
         return self.latent_size if self.latent_size is not None else max(4, super()._latent_width())
+
+    def check_params(self) -> None:
+        super().check_params()
+        check_integer("num_slots", self.num_slots, 1)
+        check_integer("rounds", self.rounds, 1)
+        check_number("forget", self.forget, 0.0, 1.0, high_open=True)
+        check_choice("decomposition", self.decomposition, ("split", "projection"))
+        check_choice("reintegration", self.reintegration, REINTEGRATIONS)
+        if self.latent_size is not None and self.latent_size % 2:
+            raise ValueError(
+                f"latent_size must be even for RFTM's twin memory, got {self.latent_size}"
+            )
 
     def _build_net(self, input_shape: tuple[int, ...]) -> RFTMNet:
         return RFTMNet(

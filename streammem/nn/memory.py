@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "REINTEGRATIONS",
     "MemAEMemory",
     "MemorizerMemory",
     "MemoryReadout",
@@ -235,7 +236,7 @@ class MemorizerMemory(nn.Module):
         return MemoryReadout(state, weights)
 
 
-_REINTEGRATIONS = ("concat", "sum", "gate", "cascade")
+REINTEGRATIONS = ("concat", "sum", "gate", "cascade")
 
 
 class TwinMemory(nn.Module):
@@ -294,9 +295,9 @@ class TwinMemory(nn.Module):
             raise ValueError(
                 f"decomposition must be 'split' or 'projection', got {decomposition!r}"
             )
-        if reintegration not in _REINTEGRATIONS:
+        if reintegration not in REINTEGRATIONS:
             raise ValueError(
-                f"reintegration must be one of {_REINTEGRATIONS}, got {reintegration!r}"
+                f"reintegration must be one of {REINTEGRATIONS}, got {reintegration!r}"
             )
         if not 0.0 <= forget < 1.0:
             raise ValueError(f"forget must be in [0, 1), got {forget}")

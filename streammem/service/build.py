@@ -9,8 +9,6 @@ import streammem
 from streammem.alerts import AlertFilter
 from streammem.calibration import (
     Calibrator,
-    ConformalCalibrator,
-    QuantileThreshold,
 )
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
@@ -39,9 +37,7 @@ def new_detector(config: Config) -> Any:
 
 
 def new_calibrator(config: CalibrationConfig) -> Calibrator:
-    if config.method == "quantile":
-        return QuantileThreshold(config.quantile, config.window_size, config.min_reference)
-    return ConformalCalibrator(config.alpha, config.window_size, config.min_reference)
+    return config.build()
 
 
 def new_window(config: Config) -> TimeWindow | None:

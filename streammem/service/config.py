@@ -194,17 +194,23 @@ class CalibrationConfig(_Section):
     method: Literal["conformal", "quantile"] = "conformal"
     alpha: _UnitInterval = 0.01
     quantile: _UnitInterval = 0.99
-    window_size: PositiveInt = 1000
-    min_reference: PositiveInt = 100
+    window_size: PositiveInt | None = None  # None: 3 / alpha (see streammem.calibration)
+    min_reference: PositiveInt | None = None  # None: 1 / alpha
     learn_on_alert: bool = False
 
-    @field_validator("min_reference")
-    @classmethod
-    def _fits_the_window(cls, value: int, info: ValidationInfo) -> int:
-        window = info.data.get("window_size")
-        if window is not None and value > window:
-            raise ValueError(f"must be <= calibration.window_size ({window}), got {value}")
-        return value
+    @model_validator(mode="after")
+    def _calibrator_accepts_its_params(self) -> CalibrationConfig:
+        try:
+            self.build().check_params()
+        except ValueError as err:  # "min_reference must be <= window_size (10), got 20"
+            raise _Located(str(err)) from err
+        return self
+
+    def build(self) -> streammem.Calibrator:
+        """The configured calibrator, with an empty reference window."""
+        if self.method == "quantile":
+            return streammem.QuantileThreshold(self.quantile, self.window_size, self.min_reference)
+        return streammem.ConformalCalibrator(self.alpha, self.window_size, self.min_reference)
 
 
 class DemoConfig(_Section):
