@@ -33,6 +33,7 @@ from bench.protocols import (
     threshold_metrics,
 )
 from bench.zoo import ModelSpec, TrainConfig, build_model, trace_epochs, train_config
+from streammem.training import make_trainer
 
 __all__ = [
     "CACHE_VERSION",
@@ -223,7 +224,7 @@ def fit(
 
     ``on_epoch(epoch)`` is called after each epoch's updates (the trace; it must not train).
     """
-    trainer = model.make_trainer(config.learning_rate, config.weight_decay)
+    trainer = make_trainer(model, config.learning_rate, config.weight_decay)
     rng = np.random.default_rng(seed)
     best, best_state, waited = np.inf, None, 0
     for epoch in range(1, config.max_epochs + 1):

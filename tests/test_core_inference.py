@@ -8,6 +8,7 @@ import torch
 
 from streammem.inference import numpy_reconstructor
 from streammem.nn.models import AENet, MemAENet, MemorizerNet, RFTMNet
+from streammem.training import make_trainer
 
 SMALL = {"hidden_sizes": (12, 10), "latent_size": 6}
 CASES = {
@@ -34,7 +35,7 @@ CASES = {
 def test_numpy_mirror_matches_torch(name):
     torch.manual_seed(0)
     model = CASES[name]()
-    trainer = model.make_trainer(learning_rate=1e-2)
+    trainer = make_trainer(model, learning_rate=1e-2)
     data = torch.randn(64, 9) * 2 + 1
     for _ in range(5):  # non-trivial batch-norm statistics and slots
         trainer.step(data)
