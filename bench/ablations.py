@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.cells import Cell, CellResult
+from bench.cli import BENCH_DIR, parse_ints
 from bench.papers import PaperTable, tables_for
-from bench.report import committed_cells, lookup, read_runs, record_run, runs_for
-from bench.reproduce import BENCH_DIR, parse_ints
-from bench.runner import Cell, CellResult, run_cell
+from bench.runner import run_cell
+from bench.tables import committed_cells, lookup, read_runs, record_run, runs_for
 from bench.zoo import ModelSpec, ablation_specs, model_specs
 
 __all__ = ["ABLATIONS", "GROUPS", "Ablation", "Group", "iter_cells", "main", "write_report"]

@@ -30,7 +30,7 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer
 
 from bench.throughput import kdd_events
-from tests.kafka_broker import Broker, free_port, start_broker
+from connectors.tansu import Broker, free_port, start_broker
 
 TOPIC = "kdd-events"
 _POLL_S = 0.1

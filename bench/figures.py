@@ -9,14 +9,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.papers import reported
-
-if TYPE_CHECKING:
-    from bench.report import TableResults
+from bench.tables import TableResults, cell_arrays, memory_models
 
 __all__ = ["draw_figures", "slot_grid"]
 
@@ -80,8 +77,6 @@ def _save(fig, path: Path) -> Path:
 
 
 def _slots(results: TableResults, cache_dir: Path, quick: bool, out: Path) -> list[Path]:
-    from bench.report import cell_arrays, memory_models
-
     paths = []
     for model in memory_models():
         if model not in results.specs or results.table.protocol == "kdd":
@@ -97,8 +92,6 @@ def _slots(results: TableResults, cache_dir: Path, quick: bool, out: Path) -> li
 
 
 def _scores(results: TableResults, cache_dir: Path, quick: bool, out: Path) -> Path | None:
-    from bench.report import cell_arrays
-
     task = results.table.tasks[0]
     found = {m: cell_arrays(results, cache_dir, quick, m, task) for m in results.specs}
     found = {m: a for m, a in found.items() if a is not None}

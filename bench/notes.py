@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.ablations import GROUPS
 from bench.papers import PaperTable
 from bench.zoo import model_specs, train_config
 
@@ -22,8 +23,6 @@ _PROTOCOLS = {
 
 def table_notes(table: PaperTable) -> str:
     """Protocol and per-model settings (class, kwargs, optimisation, scaling) as Markdown."""
-    from bench.ablations import GROUPS
-
     lines = [_PROTOCOLS[table.protocol], ""]
     if any((g.paper, g.dataset) == (table.paper, table.dataset) for g in GROUPS):
         lines += [

@@ -28,25 +28,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bench.cells import Cell
+from bench.cli import BENCH_DIR, parse_ints
 from bench.papers import PaperTable, tables_for
-from bench.runner import Cell, run_cell
+from bench.report import write_reports
+from bench.runner import run_cell
+from bench.tables import record_run
 from bench.zoo import model_specs
 
-__all__ = ["iter_cells", "main", "parse_args", "parse_ints"]
+__all__ = ["iter_cells", "main", "parse_args"]
 
-BENCH_DIR = Path(__file__).resolve().parent
 COLUMNS = ("offline", "streaming")
-
-
-def parse_ints(text: str | None) -> list[int] | None:
-    """``"0-2,5"`` → ``[0, 1, 2, 5]``; ``None`` stays ``None`` (use the table's default)."""
-    if text is None:
-        return None
-    values: list[int] = []
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        values += range(int(low), int(high or low) + 1)
-    return values
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -150,16 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.report_only:
         _run_cells(args, argv)
     if not args.no_report:
-        from bench.report import write_reports
-
         write_reports(args)
         print(f"reports in {args.out}")
     return 0
 
 
 def _run_cells(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
-    from bench.report import record_run
-
     started = time.perf_counter()
     cells = list(iter_cells(args))
     bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)

@@ -1,19 +1,18 @@
-"""Run one bench cell: load the task's data, train a model (offline or streaming), score it.
+"""Run one bench cell (:class:`bench.cells.Cell`): load the task's data, train a model (offline
+or streaming), score it.
 
-A *cell* is (data set, protocol, model, column, task, seed); ``task`` is the class (one-class,
-ROCO) or the run index (KDD). Results are cached by the hash of the cell's full configuration in
-``bench/cache/`` (JSON metrics + an ``.npz`` with the test scores and decoded memory slots), so an
-interrupted run resumes where it stopped and a changed hyper-parameter retrains.
+Results are cached by the hash of the cell's full configuration in ``bench/cache/`` (JSON
+metrics + an ``.npz`` with the test scores and decoded memory slots), so an interrupted run
+resumes where it stopped and a changed hyper-parameter retrains.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.cells import QUICK_SIZES, Cell, CellResult, TaskData
 from bench.datasets import DataMissing, Split, get_dataset
 from bench.protocols import (
     TaskSplit,
@@ -32,13 +32,11 @@ from bench.protocols import (
     roco_split,
     threshold_metrics,
 )
-from bench.zoo import ModelSpec, TrainConfig, build_model, trace_epochs, train_config
+from bench.streaming import stream_scores
+from bench.zoo import TrainConfig, build_model, trace_epochs
+from streammem.training import make_trainer
 
 __all__ = [
-    "CACHE_VERSION",
-    "Cell",
-    "CellResult",
-    "TaskData",
     "cached_arrays",
     "decode_slots",
     "fit",
@@ -46,84 +44,6 @@ __all__ = [
     "run_cell",
     "score",
 ]
-
-CACHE_VERSION = 1
-QUICK_SIZES = {"train": 256, "val": 64, "test": 512, "epochs": 1}
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work; ``root``/``download`` only locate data and are not part of its key."""
-
-    dataset: str
-    protocol: str
-    spec: ModelSpec
-    column: str
-    task: int
-    seed: int
-    quick: bool = False
-    stream_steps: int | None = None
-
-    def train(self) -> TrainConfig:
-        """The offline optimisation (one epoch in quick mode)."""
-        train = train_config(self.protocol, self.spec)
-        return replace(train, max_epochs=QUICK_SIZES["epochs"]) if self.quick else train
-
-    def steps_per_batch(self) -> int:
-        """Gradient steps per streamed mini-batch (streaming column).
-
-        By default the offline column's epochs: both columns then take the same number of
-        gradient steps, while the streaming one still sees each record in a single pass.
-        """
-        return self.train().max_epochs if self.stream_steps is None else self.stream_steps
-
-    def config(self) -> dict[str, Any]:
-        """Everything that determines the result (the cache key)."""
-        streaming = (
-            {"steps_per_batch": self.steps_per_batch()} if self.column == "streaming" else {}
-        )
-        return {
-            "version": CACHE_VERSION,
-            "dataset": self.dataset,
-            "protocol": self.protocol,
-            "model": asdict(self.spec) | {"train": asdict(self.train())},
-            "column": self.column,
-            "task": self.task,
-            "seed": self.seed,
-            "quick": QUICK_SIZES if self.quick else None,
-            **streaming,
-        }
-
-    def key(self) -> str:
-        """Short SHA-1 of :meth:`config`, the cell's cache file name."""
-        text = json.dumps(self.config(), sort_keys=True, default=str)
-        return hashlib.sha1(text.encode()).hexdigest()[:20]
-
-
-@dataclass
-class CellResult:
-    """Metrics (fractions), wall seconds, epochs run and a status (``ok`` / ``data missing``).
-
-    ``trace`` (traced cells only): one dict per epoch, ``epoch``, ``val`` (mean validation
-    score, when there are validation rows) and, after some epochs, the test metrics.
-    """
-
-    status: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    epochs: int = 0
-    note: str = ""
-    trace: list[dict[str, float]] = field(default_factory=list)
-
-
-@dataclass
-class TaskData:
-    """Scaled float32 inputs of one task and its test labels (1 = anomaly)."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    test_labels: np.ndarray
 
 
 @lru_cache(maxsize=4)
@@ -223,7 +143,7 @@ def fit(
 
     ``on_epoch(epoch)`` is called after each epoch's updates (the trace; it must not train).
     """
-    trainer = model.make_trainer(config.learning_rate, config.weight_decay)
+    trainer = make_trainer(model, config.learning_rate, config.weight_decay)
     rng = np.random.default_rng(seed)
     best, best_state, waited = np.inf, None, 0
     for epoch in range(1, config.max_epochs + 1):
@@ -310,8 +230,6 @@ def _offline(
 
 
 def _streaming(cell: Cell, data: TaskData, device: str) -> tuple[np.ndarray, int, Any, list]:
-    from bench.streaming import stream_scores
-
     return stream_scores(cell, data, device), 1, None, []
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.sensors import (
+from bench.sensors_cells import (
     ABLATION,
     COLUMNS,
     DETECTORS,

@@ -65,12 +65,12 @@ from tqdm import tqdm
 
 from bench.cli import split_list
 from bench.datasets import KDDCUP99, ADBench, DataMissing
+from bench.stream_report import StreamResult, write_reports
 
 __all__ = [
     "CONTENDERS",
     "Contender",
     "StreamData",
-    "StreamResult",
     "load_stream",
     "main",
     "parse_contender",
@@ -377,18 +377,6 @@ def stream_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float | int |
 
 
 # ---------------------------------------------------------------------------------- cells
-@dataclasses.dataclass
-class StreamResult:
-    """One cell: data set x contender."""
-
-    dataset: str
-    contender: str
-    group: str
-    status: str  # ok, data missing, not installed
-    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
-    seconds: float = 0.0
-
-
 def _cell_key(dataset: str, contender: Contender, max_events: int) -> str:
     config = {
         "version": CACHE_VERSION,
@@ -458,8 +446,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bench.stream_report import write_reports
-
     args = parse_args(argv)
     datasets = split_list(args.datasets, QUICK_DATASETS if args.quick else all_streams())
     names = split_list(args.contenders, QUICK_CONTENDERS if args.quick else list(CONTENDERS))

@@ -1,4 +1,5 @@
-"""Reports of ``python -m bench.stream``: the cells as CSV, a Markdown table and two figures.
+"""Results of ``python -m bench.stream`` and its reports: the cells as CSV, a Markdown table and
+two figures.
 
 * ``cells.csv`` — one row per (data set, contender): every metric, seconds, status;
 * ``stream.md`` — AUROC per data set and contender, the mean over the 35 ADBench sets, the mean
@@ -12,22 +13,34 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bench.stream import StreamResult
-
-__all__ = ["critical_difference", "mean_ranks", "write_reports"]
+__all__ = ["StreamResult", "critical_difference", "mean_ranks", "write_reports"]
 
 _TIE = 0.005  # AUROC differences below this count as ties in the win / tie / loss counts
 # Studentised range q(0.05, k) / sqrt(2) for k = 2..20 contenders (Demšar, JMLR 2006, Table 5).
 _NEMENYI_Q05 = (1.960, 2.344, 2.569, 2.728, 2.850, 2.949, 3.031, 3.102, 3.164, 3.219, 3.268,
                 3.313, 3.354, 3.391, 3.426, 3.458, 3.489, 3.517, 3.544)  # fmt: skip
 _METRICS = ("auroc", "auprc", "auroc_2k", "auroc_5k", "auroc_10k")
+
+
+@dataclasses.dataclass
+class StreamResult:
+    """One cell: data set x contender."""
+
+    dataset: str
+    contender: str
+    group: str
+    status: str  # ok, data missing, not installed
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
 
 
 def _grid(results: Sequence[StreamResult], metric: str) -> dict[str, dict[str, float]]:

@@ -1,7 +1,7 @@
 """The streaming column: one pass of ``learn_many`` with the public estimator, then ``score_many``.
 
 Each record arrives once; every full mini-batch drives ``steps_per_batch`` gradient steps (by
-default as many as the offline column's epochs, see :meth:`bench.runner.Cell.steps_per_batch`):
+default as many as the offline column's epochs, see :meth:`bench.cells.Cell.steps_per_batch`):
 the estimator gets ``Schedule(young_records=1, replay_size=batch_size)``, which turns off the
 streaming defaults' young-model rules, replay and trimming, so the column measures one pass of
 the paper's optimisation. The estimator's own choices stay: the memory's slots start at real
@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from bench.cells import Cell, TaskData
 from bench.zoo import train_config
-
-if TYPE_CHECKING:
-    from bench.runner import Cell, TaskData
 
 __all__ = ["CHUNK", "build_estimator", "estimator_params", "stream_scores"]
 

@@ -572,7 +572,8 @@ class FeatureEncoder(base.Transformer):
         of the same record, see :meth:`_take_last_read`)."""
         encoder = self if self.is_fitted else self.clone()
         vec = encoder.vectorize_one(x)
-        encoder._last_read = (x, tuple(x.items()), vec)
+        if encoder is self:  # a throw-away clone's reading is of no use to learn_one
+            self._last_read = (x, tuple(x.items()), vec)
         return encoder.scale(vec)
 
     def transform_one(self, x: Mapping[Hashable, Any]) -> dict[str, float]:

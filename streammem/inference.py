@@ -36,7 +36,7 @@ class _Unsupported(Exception):
 
 def numpy_reconstructor(model: nn.Module) -> Fn | None:
     """``(B, F) → (B, F)`` equal to ``model.eval()(x).reconstruction``; None if unsupported."""
-    if not isinstance(model, AutoEncoderNet) or not model._flat_input:
+    if not isinstance(model, AutoEncoderNet) or not model.flat_input:
         return None
     try:
         encode = _export(model.encoder)

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from kafka_broker import Broker, start_broker, tansu_binary
+
+from connectors.tansu import Broker, start_broker, tansu_binary
 
 
 @pytest.fixture(scope="session")

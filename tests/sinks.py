@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class ListSink:
-    """Collects results and dead letters in lists (the :class:`connectors.Sink` protocol)."""
+    """Collects results and dead letters in lists (the :class:`connectors.Sink` protocol, and
+    the daemon's :class:`~streammem.service.daemon.FlushingSink`)."""
 
     def __init__(self) -> None:
         self.results: list[dict] = []
@@ -16,5 +17,8 @@ class ListSink:
     def dead_letter(self, letters: list) -> None:
         self.letters.extend(letters)
 
-    def close(self) -> None:
+    def flush(self, timeout_s: float | None = None) -> None:
+        pass
+
+    def close(self, timeout_s: float | None = None) -> None:
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 
 import numpy as np
@@ -37,11 +38,13 @@ def warmed(protect: bool = True, n: int = 1500) -> AlertFilter:
 def test_is_a_river_anomaly_filter_with_its_parameters():
     alerts = AlertFilter(streammem.MemAE())
     assert isinstance(alerts, base.AnomalyFilter)
-    assert set(alerts._get_params()) == {
+    assert set(inspect.signature(AlertFilter).parameters) == {
         "anomaly_detector",
         "calibrator",
         "protect_anomaly_detector",
     }
+    # River rebuilds the clone from those parameters, read back from attributes of their names
+    assert isinstance(alerts.clone(), AlertFilter)
     assert alerts.calibrator is None and isinstance(alerts.calibrator_, ConformalCalibrator)
 
 

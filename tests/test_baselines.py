@@ -14,6 +14,7 @@ from streammem.nn.baselines import (
     SSPCABNet,
     VAENet,
 )
+from streammem.training import make_trainer
 
 SHAPE = (1, 28, 28)
 SMALL = {"hidden_sizes": (32,), "latent_size": 16}
@@ -40,7 +41,7 @@ def test_each_baseline_reconstructs_and_learns(cls, loss_names):
     out = net(batch())
     assert out.reconstruction.shape == (16, *SHAPE)
     assert set(out.losses) == loss_names
-    trainer = net.make_trainer(learning_rate=3e-3)
+    trainer = make_trainer(net, learning_rate=3e-3)
     x = batch()
     first = trainer.step(x)["reconstruction"]
     for _ in range(40):

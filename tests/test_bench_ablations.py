@@ -103,9 +103,9 @@ def test_a_trace_leaves_training_unchanged():
 
 
 def test_seed_means_cover_the_tasks_every_seed_ran():
+    from bench.cells import CellResult
     from bench.papers import TABLES
-    from bench.report import TableResults
-    from bench.runner import CellResult
+    from bench.tables import TableResults
 
     def cell(value: float) -> CellResult:
         return CellResult("ok", {"auroc": value})

@@ -10,9 +10,10 @@ import pytest
 from test_datasets import fake_kdd, fake_mnist, trust_files
 
 from bench import datasets as ds
+from bench.cli import parse_ints
 from bench.figures import slot_grid
 from bench.report import SUMMARY_COLUMNS
-from bench.reproduce import main, parse_ints
+from bench.reproduce import main
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import sensors, sensors_report, skab
+from bench import sensors, sensors_cells, sensors_report, skab
 from bench.datasets import data_root
-from bench.sensors import FirstEvents, RunningZ, check_protocol, parse_contender, run_cell
+from bench.sensors import FirstEvents, RunningZ, check_protocol, run_cell
+from bench.sensors_cells import parse_contender
 from bench.skab import SKAB, Counts, conv_rule, vanilla_rule
 
 HAVE_SKAB = all((data_root() / "skab" / f).is_file() for f, _ in SKAB.resources)
@@ -121,11 +122,11 @@ def test_a_small_run_writes_every_report(tmp_path):
     assert "## Streaming" in page and "python -m bench.sensors --contenders" in page
     cells = pd.read_csv(out / "cells.csv")
     assert set(zip(cells.contender, cells.column, strict=True)) == {
-        (name, column) for name in ("nomodel", "MemAE@60") for column in sensors.COLUMNS
+        (name, column) for name in ("nomodel", "MemAE@60") for column in sensors_cells.COLUMNS
     }
     assert cells["mean_auroc"].between(0, 1).all()
     cached = {p: p.read_text() for p in (tmp_path / "cache").glob("*.json")}
-    assert len(cached) == 2 * len(sensors.COLUMNS)
+    assert len(cached) == 2 * len(sensors_cells.COLUMNS)
     assert sensors.main(argv) == 0  # the second run reads every cell from the cache
     assert {p: p.read_text() for p in (tmp_path / "cache").glob("*.json")} == cached
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2

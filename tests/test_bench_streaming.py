@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.runner import Cell, TaskData, fit, score
+from bench.cells import Cell, TaskData
+from bench.runner import fit, score
 from bench.streaming import estimator_params, stream_scores
 from bench.zoo import TrainConfig, build_model, model_specs
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from kafka_broker import free_port
 
+from connectors.tansu import free_port
 from streammem.cli import _parser, main
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import load_checkpoint

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from streammem.nn.models import AENet, MemAENet
+from streammem.training import make_trainer
 
 
 def shell(n: int, low: float, high: float, basis: np.ndarray, rng) -> torch.Tensor:
@@ -39,7 +40,7 @@ def test_autoencoder_over_generalises_and_memae_does_not():
     backbone = {"hidden_sizes": (64,), "latent_size": 16}
     nets = {"ae": AENet((16,), **backbone), "memae": MemAENet((16,), num_slots=20, **backbone)}
     for net in nets.values():
-        trainer = net.make_trainer(learning_rate=1e-3)
+        trainer = make_trainer(net, learning_rate=1e-3)
         for _ in range(10):
             for batch in train[torch.randperm(len(train))].split(64):
                 trainer.step(batch)

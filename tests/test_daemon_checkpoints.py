@@ -1,7 +1,8 @@
 """The daemon's checkpoints and offsets tell the truth (reliability report, failures 4 and 5).
 
-The daemon is driven in-process here: its consumer is assigned its partition (no group join,
-so these run in seconds) on the real Tansu broker of the session.
+The daemon runs in-process until it has read its partitions' logs: from memory, or on the real
+Tansu broker of the session through a consumer assigned its partitions (no group join, so these
+run in seconds).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from kafka import KafkaProducer, TopicPartition
+from consumers import MemoryConsumer, ReadToEnd
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sinks import ListSink
 
@@ -24,34 +26,63 @@ from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
 from streammem.service.build import new_pipeline
 from streammem.service.checkpoint import CheckpointStore
-from streammem.service.config import parse_config
-from streammem.service.daemon import Daemon, _Partition
+from streammem.service.config import Config, parse_config
+from streammem.service.daemon import Daemon
+
+TP = TopicPartition("events", 0)
+EVENT = json.dumps({"temp": 20.0, "rpm": 900.0, "line": "a"}).encode()
 
 
-def daemon(tmp_path, bootstrap: str = "127.0.0.1:1") -> Daemon:
-    config = parse_config(
+def daemon_config(tmp_path, bootstrap: str = "127.0.0.1:1") -> Config:
+    return parse_config(
         {
             "model": {"name": "MemAE", "params": {"num_slots": 10}},
             "source": {"kind": "kafka"},
             "sink": {"kind": "kafka"},
-            "kafka": {"bootstrap_servers": bootstrap, "group_id": "ckpt"},
+            "kafka": {"bootstrap_servers": bootstrap, "group_id": "ckpt", "max_poll_records": 3},
             "checkpoint": {"dir": str(tmp_path / "checkpoints"), "interval_s": 0},
             "metrics": {"port": None},
         }
     )
-    return Daemon(config, ServiceMetrics())
 
 
-def checkpoint(d: Daemon, tp: TopicPartition, offset: int) -> dict:
-    pipeline = new_pipeline(d.config, d.metrics, (tp.topic, str(tp.partition)))
+def run(
+    config: Config, consumer: KafkaConsumer | MemoryConsumer, ends: dict[TopicPartition, int]
+) -> tuple[Daemon, ListSink]:
+    """A daemon run on ``consumer`` until it has read each partition up to its end, and the
+    sink its results went to."""
+    sink = ListSink()
+    daemon = Daemon(
+        config,
+        ServiceMetrics(),
+        new_consumer=lambda kafka, listener: ReadToEnd(consumer, ends, daemon.stop),
+        new_sink=lambda kafka: sink,
+    )
+    assert daemon.run() == 0
+    return daemon, sink
+
+
+def checkpoint(config: Config, tp: TopicPartition, offset: int) -> dict:
+    pipeline = new_pipeline(config, ServiceMetrics(), (tp.topic, str(tp.partition)))
     return {**pipeline.state_dict(), "topic": tp.topic, "partition": tp.partition, "offset": offset}
 
 
-def fallbacks(d: Daemon) -> float:
-    return d.metrics.registry.get_sample_value("streammem_checkpoint_fallbacks_total")
+def fallbacks(daemon: Daemon) -> float:
+    return daemon.metrics.registry.get_sample_value("streammem_checkpoint_fallbacks_total")
 
 
-TP = TopicPartition("events", 0)
+def resume_at_100(config: Config, caplog) -> tuple[Daemon, ListSink]:
+    """Run over offsets 98-101, committed up to 98: a daemon that resumed from its checkpoint
+    at offset 100 skips 98 and 99, which that checkpoint has learned already."""
+    consumer = MemoryConsumer({TP: [EVENT] * 102}, committed={TP: 98})
+    with caplog.at_level(logging.INFO):
+        daemon, sink = run(config, consumer, {TP: 102})
+    assert [r["offset"] for r in sink.results] == [100, 101]
+    assert "from its checkpoint at offset 100" in caplog.text
+    assert consumer.commits == {TP: 102}
+    return daemon, sink
+
+
 BAD = {
     "detector_a_string": lambda good: {**good, "detector": "x"},
     "calibrator_a_list": lambda good: {**good, "calibrator": []},
@@ -65,26 +96,27 @@ BAD = {
 
 @pytest.mark.parametrize("bad", list(BAD), ids=list(BAD))
 def test_a_checkpoint_that_does_not_rebuild_falls_back_to_the_older_one(tmp_path, bad, caplog):
-    d = daemon(tmp_path)
-    good = checkpoint(d, TP, 100)
-    d.store.save("events-0", good)
-    d.store.save("events-0", BAD[bad](good))
-    with caplog.at_level(logging.ERROR):
-        state = d._load(TP)
-    assert state.checkpointed == 100 and fallbacks(d) == 1
+    config = daemon_config(tmp_path)
+    store = CheckpointStore(config.checkpoint.dir)
+    good = checkpoint(config, TP, 100)
+    store.save("events-0", good)
+    store.save("events-0", BAD[bad](good))
+    daemon, _ = resume_at_100(config, caplog)
+    assert fallbacks(daemon) == 1
     assert "trying an older one" in caplog.text
 
 
-def test_a_checkpoint_holding_code_is_never_run(tmp_path):
+def test_a_checkpoint_holding_code_is_never_run(tmp_path, caplog):
     class Payload:
         def __reduce__(self):
             return (open, (str(tmp_path / "ran"), "w"))
 
-    d = daemon(tmp_path)
-    d.store.save("events-0", checkpoint(d, TP, 100))
-    save_checkpoint({"detector": Payload()}, d.store.root / "events-0" / "ckpt-0000000009.pt")
-    assert d._load(TP).checkpointed == 100
-    assert not (tmp_path / "ran").exists() and fallbacks(d) == 1
+    config = daemon_config(tmp_path)
+    store = CheckpointStore(config.checkpoint.dir)
+    store.save("events-0", checkpoint(config, TP, 100))
+    save_checkpoint({"detector": Payload()}, store.root / "events-0" / "ckpt-0000000009.pt")
+    daemon, _ = resume_at_100(config, caplog)
+    assert not (tmp_path / "ran").exists() and fallbacks(daemon) == 1
 
 
 def test_topic_names_map_to_distinct_folders_inside_the_root(tmp_path):
@@ -95,17 +127,14 @@ def test_topic_names_map_to_distinct_folders_inside_the_root(tmp_path):
 
 
 def test_checkpoint_age_is_not_reset_while_no_checkpoint_exists(tmp_path):
-    d = daemon(tmp_path)
+    config = daemon_config(tmp_path)
     age = "streammem_checkpoint_age_seconds"
-    d._checkpoint([])  # what an empty poll during the group join does
-    assert d.metrics.registry.get_sample_value(age) == -1
-    d.partitions[TP] = _Partition(new_pipeline(d.config, d.metrics, ("events", "0")))
-    d._checkpoint([TP])  # a partition with no message yet: nothing to save
-    assert d.metrics.registry.get_sample_value(age) == -1
-    d.partitions[TP].position = 5
-    d._checkpoint([TP])
-    assert 0 <= d.metrics.registry.get_sample_value(age) < 60
-    assert d.store.load_latest("events-0")["offset"] == 5
+    # nothing but empty polls, as during the group join: no checkpoint is written
+    daemon, _ = run(config, MemoryConsumer({TP: []}), {TP: 0})
+    assert daemon.metrics.registry.get_sample_value(age) == -1
+    daemon, _ = run(config, MemoryConsumer({TP: [EVENT] * 5}), {TP: 5})
+    assert 0 <= daemon.metrics.registry.get_sample_value(age) < 60
+    assert CheckpointStore(config.checkpoint.dir).load_latest("events-0")["offset"] == 5
 
 
 @pytest.mark.kafka
@@ -119,23 +148,20 @@ def test_resuming_checks_the_checkpoint_offset_against_the_broker(broker, tmp_pa
         producer.send("resume", json.dumps(event).encode(), partition=i % 2)
     producer.flush()
     producer.close()
-    consumer = make_consumer(broker.bootstrap, "resume-group", max_poll_records=3)
+    consumer = make_consumer(broker.bootstrap, "resume-group")
     ahead, absurd = TopicPartition("resume", 0), TopicPartition("resume", 1)
     consumer.assign([ahead, absurd])
     consumer.commit({tp: OffsetAndMetadata(2, "", -1) for tp in (ahead, absurd)})
-    d = daemon(tmp_path, broker.bootstrap)
-    d._consumer, d._sink = consumer, ListSink()
-    d.store.save("resume-0", checkpoint(d, ahead, 7))
-    d.store.save("resume-1", checkpoint(d, absurd, 10**12))
+    config = daemon_config(tmp_path, broker.bootstrap)
+    store = CheckpointStore(config.checkpoint.dir)
+    store.save("resume-0", checkpoint(config, ahead, 7))
+    store.save("resume-1", checkpoint(config, absurd, 10**12))
     with caplog.at_level(logging.INFO):
-        for _ in range(20):
-            for tp, messages in consumer.poll(timeout_ms=500).items():
-                d._process(tp, messages)
-    consumer.close()
-    scored = {(r["partition"], r["offset"]) for r in d._sink.results}
+        daemon, sink = run(config, consumer, {ahead: 10, absurd: 10})
+    scored = {(r["partition"], r["offset"]) for r in sink.results}
     assert scored == {(0, o) for o in range(7, 10)} | {(1, o) for o in range(2, 10)}
     assert "offsets 2-6 were scored before the checkpoint" in caplog.text
-    resets = d.metrics.registry.get_sample_value(
+    resets = daemon.metrics.registry.get_sample_value(
         "streammem_offset_resets_total", {"topic": "resume", "partition": "1"}
     )
     assert resets == 1 and "checkpoint at 1000000000000" in caplog.text

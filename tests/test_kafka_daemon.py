@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka_broker import Broker, free_port, start_broker
 from prometheus_client.parser import text_string_to_metric_families
 
+from connectors.tansu import Broker, free_port, start_broker
 from streammem.persistence import load_checkpoint
 
 pytestmark = pytest.mark.kafka

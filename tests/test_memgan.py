@@ -7,7 +7,8 @@ import copy
 import pytest
 import torch
 
-from streammem.nn.memgan import MemGANNet, MemGANTrainer
+from streammem.nn.memgan import MemGANNet
+from streammem.training import MemGANTrainer, make_trainer
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +65,7 @@ def test_rejects_other_image_sizes():
 
 def test_step_updates_every_network_and_the_memory():
     net = small_net()
-    trainer = net.make_trainer(learning_rate=1e-2)
+    trainer = make_trainer(net, learning_rate=1e-2)
     assert isinstance(trainer, MemGANTrainer)
     before = copy.deepcopy(net.state_dict())
     losses = trainer.step(images())
@@ -83,15 +84,15 @@ def test_memory_ignores_the_adversarial_loss():
     net = small_net()
     reference = copy.deepcopy(net)
     x = images()
-    trainer = net.make_trainer(learning_rate=1e-2)
+    trainer = make_trainer(net, learning_rate=1e-2)
     seen = {}
     trainer.optimizers["memory"].step = lambda: seen.setdefault("grad", net.memory.grad.clone())
     torch.manual_seed(3)
     trainer.step(x)
-    replay = reference.make_trainer(learning_rate=1e-2)
+    replay = make_trainer(reference, learning_rate=1e-2)
     torch.manual_seed(3)
-    replay._discriminator_step(x)
-    losses = replay._losses(x)
+    replay.discriminator_step(x)
+    losses = replay.losses(x)
     own = losses["cycle"] + losses["projection"] + losses["mutual_information"]
     (expected,) = torch.autograd.grad(own, [reference.memory], retain_graph=True)
     (with_gan,) = torch.autograd.grad(own + losses["adversarial"], [reference.memory])
@@ -101,7 +102,7 @@ def test_memory_ignores_the_adversarial_loss():
 
 def test_cycle_loss_decreases_with_training():
     net = small_net()
-    trainer = net.make_trainer(learning_rate=3e-3)
+    trainer = make_trainer(net, learning_rate=3e-3)
     left = torch.zeros(1, 1, 28, 28) - 0.8
     left[..., :14] = 0.8
     x = torch.cat([left, -left]).repeat(16, 1, 1, 1)  # two prototypes for six memory units
@@ -113,10 +114,10 @@ def test_cycle_loss_decreases_with_training():
 
 def test_trainer_state_round_trip():
     net = small_net()
-    trainer = net.make_trainer(learning_rate=1e-3)
+    trainer = make_trainer(net, learning_rate=1e-3)
     trainer.step(images())
     clone = copy.deepcopy(net)
-    other = clone.make_trainer(learning_rate=1e-3)
+    other = make_trainer(clone, learning_rate=1e-3)
     other.load_state_dict(copy.deepcopy(trainer.state_dict()))
     torch.manual_seed(7)
     a = trainer.step(images())

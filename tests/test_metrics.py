@@ -3,9 +3,9 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from kafka_broker import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
+from connectors.tansu import free_port
 from streammem.metrics import DEAD_LETTER_REASONS, ServiceMetrics
 
 

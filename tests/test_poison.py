@@ -21,6 +21,7 @@ from connectors.kafka import JsonDecoder
 from streammem.alerts import AlertFilter
 from streammem.calibration import ConformalCalibrator
 from streammem.metrics import ServiceMetrics
+from streammem.service.backoff import Backoff
 from streammem.service.pipeline import ScoringPipeline
 
 
@@ -104,13 +105,14 @@ def warmed() -> tuple[ScoringPipeline, JsonDecoder]:
     return pipeline, decoder
 
 
-def fresh_copy(warmed: tuple[ScoringPipeline, JsonDecoder]) -> tuple[ScoringPipeline, JsonDecoder]:
+def fresh_copy(
+    warmed: tuple[ScoringPipeline, JsonDecoder], backoff: Backoff | None = None
+) -> tuple[ScoringPipeline, JsonDecoder]:
     """The warmed pipeline's state in a new pipeline with its own metrics."""
     pipeline, decoder = warmed
     detector, calibrator = copy.deepcopy((pipeline.detector, pipeline.calibrator))
-    return ScoringPipeline(AlertFilter(detector, calibrator), ServiceMetrics()), copy.deepcopy(
-        decoder
-    )
+    alerts = AlertFilter(detector, calibrator)
+    return ScoringPipeline(alerts, ServiceMetrics(), backoff=backoff), copy.deepcopy(decoder)
 
 
 def route_of(sink: ListSink, offset: int) -> list[str]:
@@ -163,7 +165,8 @@ def test_a_batch_of_only_invalid_records_is_all_dead_letters(warmed):
 
 
 def test_a_batch_that_keeps_failing_is_dead_lettered_as_a_processing_error(warmed, caplog):
-    pipeline, decoder = fresh_copy(warmed)
+    waits = []
+    pipeline, decoder = fresh_copy(warmed, Backoff(initial=0.05, sleep=waits.append))
     rng = random.Random(2)
 
     def broken(table):
@@ -178,7 +181,11 @@ def test_a_batch_that_keeps_failing_is_dead_lettered_as_a_processing_error(warme
     reasons = [letter.reason for letter in sink.letters]
     assert reasons == ["not_an_object"] + ["processing_error"] * 10
     assert "failed 3 times: RuntimeError: a bug in learning" in sink.letters[1].detail
-    assert pipeline.metrics.batch_failures._value.get() == 3
-    sample = pipeline.metrics.dead_letters.labels("processing_error")._value.get()
-    assert sample == 10
+    registry = pipeline.metrics.registry
+    assert registry.get_sample_value("streammem_batch_failures_total") == 3
+    letters = registry.get_sample_value(
+        "streammem_dead_letters_total", {"reason": "processing_error"}
+    )
+    assert letters == 10
+    assert waits == [0.05, 0.1]  # before each new try, longer each time
     assert "Traceback" in caplog.text and "a bug in learning" in caplog.text

@@ -88,9 +88,10 @@ def test_flagged_records_are_learned_only_when_asked(learn_on_alert):
 def test_metrics_follow_the_batches():
     pipeline, sink = warmed_pipeline()
     metrics = pipeline.metrics
-    assert metrics.events._value.get() == len(sink.results) == 3000
-    assert metrics.alerts._value.get() == sum(r["alert"] for r in sink.results)
-    assert metrics.model_updates._value.get() == pipeline.detector.n_updates_
+    sample = metrics.registry.get_sample_value
+    assert sample("streammem_events_total") == len(sink.results) == 3000
+    assert sample("streammem_alerts_total") == sum(r["alert"] for r in sink.results)
+    assert sample("streammem_model_updates_total") == pipeline.detector.n_updates_
     threshold = metrics.registry.get_sample_value(
         "streammem_threshold", {"topic": "", "partition": ""}
     )

@@ -35,7 +35,7 @@ from streammem.nn.models import ReconstructionModel
 from streammem.persistence import CheckpointError, save, stateful
 from streammem.replay import ReplayWindow
 from streammem.schedule import Schedule
-from streammem.training import Trainer
+from streammem.training import Trainer, make_trainer
 
 __all__ = ["MemoryDetector"]
 
@@ -254,8 +254,8 @@ class MemoryDetector(river_base.AnomalyDetector):
             self.model_ = self._build_net(self.input_shape_).to(self.device_).eval()
             _start_at_the_centre(self.model_)
         schedule = self.schedule_
-        self.trainer_: Trainer = self.model_.make_trainer(
-            schedule.learning_rate, trim=schedule.trim
+        self.trainer_: Trainer = make_trainer(
+            self.model_, schedule.learning_rate, trim=schedule.trim
         )
         self.replay_ = ReplayWindow(self.schedule_.replay_size, width)
         self.sampler_ = np.random.default_rng(self.seed)

@@ -10,8 +10,9 @@ Losses (Algorithm 1, unweighted): adversarial (Eq. 3, non-saturating for E and G
 ``‖x − G(P(E(x)))‖₂`` (Eq. 4), projection ``‖E(x) − P(E(x))‖₂`` (Eq. 6) and mutual information
 ``−Σ α log α'`` with ``α' = softmax(M E(G(Mᵀα)))`` (Eq. 7). D minimises the adversarial loss; E
 minimises its adversarial term + cycle + projection + MI; G its adversarial term + cycle + MI; M
-cycle + projection + MI. One :class:`MemGANTrainer` step updates D, then E, G and M from one shared
-forward pass (Algorithm 1 recomputes between the E, G and M updates; we do not).
+cycle + projection + MI. One :class:`~streammem.training.MemGANTrainer` step updates D, then E, G
+and M from one shared forward pass (Algorithm 1 recomputes between the E, G and M updates; we do
+not).
 
 The network layouts are our choice (the paper's supplement with them was not found): DCGAN-style
 convolutions for 1x28x28 and 3x32x32 inputs, width ``width``, inputs in [-1, 1] (G ends in tanh).
@@ -19,18 +20,15 @@ convolutions for 1x28x28 and 3x32x32 inputs, width ``width``, inputs in [-1, 1] 
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from streammem.nn.models import ModelOutput, ReconstructionModel
 
-__all__ = ["MemGANNet", "MemGANTrainer"]
+__all__ = ["MemGANNet"]
 
 
 def _encoder_convs(channels: int, size: int, width: int) -> nn.Sequential:
@@ -162,111 +160,3 @@ class MemGANNet(ReconstructionModel):
     def decode_memory(self) -> torch.Tensor:
         """``G(m_i)`` for every memory unit: what the memory holds, (n, *input_shape)."""
         return self.generator(self.memory)
-
-    def make_trainer(
-        self, learning_rate: float, weight_decay: float = 0.0, trim: float = 0.0
-    ) -> MemGANTrainer:
-        """Four Adam optimisers (D, E, G, M) as in Algorithm 1 (no trimming: an adversarial
-        loss has no per-record error to trim)."""
-        if trim:
-            raise ValueError("MEMGAN's adversarial training cannot trim records (use trim=0)")
-        return MemGANTrainer(self, learning_rate, weight_decay)
-
-
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
-class MemGANTrainer:
-    """Algorithm 1 of MEMGAN: one D update, then E, G and M updates, per mini-batch.
-
-    Implements the :class:`streammem.training.Trainer` protocol; ``step`` returns every loss as
-    a float, ``"loss"`` being the E/G/M objective (adversarial + cycle + projection + MI).
-
-    Examples
-    --------
-    >>> import torch
-    >>> _ = torch.manual_seed(0)
-    >>> net = MemGANNet((1, 28, 28), num_units=5, unit_dim=8, width=4)
-    >>> trainer = net.make_trainer(learning_rate=1e-3)
-    >>> sorted(trainer.step(torch.rand(8, 1, 28, 28) * 2 - 1))
-    ['adversarial', 'cycle', 'discriminator', 'loss', 'mutual_information', 'projection']
-    """
-
-    def __init__(self, model: MemGANNet, learning_rate: float, weight_decay: float = 0.0) -> None:
-        self.model = model
-
-        def adam(params: Any) -> torch.optim.Adam:
-            return torch.optim.Adam(
-                params, lr=learning_rate, betas=(0.5, 0.999), weight_decay=weight_decay
-            )
-
-        self.optimizers = {
-            "discriminator": adam(model.discriminator.parameters()),
-            "encoder": adam(model.encoder.parameters()),
-            "generator": adam(model.generator.parameters()),
-            "memory": adam([model.memory]),
-        }
-
-    def _discriminator_step(self, x: torch.Tensor) -> float:
-        model = self.model
-        with torch.no_grad():
-            z_real = model.encoder(x)
-            _, z_fake = model.sample_prior(len(x))
-            x_fake = model.generator(z_fake)
-        loss = _bce(model.discriminator(x, z_real), 1.0) + _bce(
-            model.discriminator(x_fake, z_fake), 0.0
-        )
-        optimizer = self.optimizers["discriminator"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
-
-    def _losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        model = self.model
-        z = model.encoder(x)
-        projected = model.project(z)
-        alpha, z_fake = model.sample_prior(len(x))
-        x_fake = model.generator(z_fake)
-        alpha_back = model.address(model.encoder(x_fake))
-        return {
-            # non-saturating: E wants (x, E(x)) judged fake, G wants (G(z), z) judged real
-            "adversarial": _bce(model.discriminator(x, z), 0.0)
-            + _bce(model.discriminator(x_fake, z_fake), 1.0),
-            "cycle": (x - model.generator(projected)).flatten(1).norm(dim=1).mean(),
-            "projection": (z - projected).norm(dim=1).mean(),
-            "mutual_information": -(alpha * torch.log(alpha_back + 1e-12)).sum(1).mean(),
-        }
-
-    def step(self, batch: torch.Tensor) -> dict[str, float]:
-        """One Algorithm-1 iteration on ``batch`` (inputs in [-1, 1])."""
-        model = self.model
-        model.train()
-        d_loss = self._discriminator_step(batch)
-        losses = self._losses(batch)
-        memory_loss = losses["cycle"] + losses["projection"] + losses["mutual_information"]
-        (memory_grad,) = torch.autograd.grad(memory_loss, [model.memory], retain_graph=True)
-        total = memory_loss + losses["adversarial"]
-        for name in ("encoder", "generator", "memory"):
-            self.optimizers[name].zero_grad(set_to_none=True)
-        # E's and G's own objectives are the total restricted to their parameters: the terms
-        # they do not appear in contribute no gradient. M takes only cycle + projection + MI.
-        total.backward()
-        model.memory.grad = memory_grad
-        for name in ("encoder", "generator", "memory"):
-            self.optimizers[name].step()
-        model.eval()
-        out = {name: float(value.detach()) for name, value in losses.items()}
-        out["discriminator"] = d_loss
-        out["loss"] = float(total.detach())
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        """A copy of the four optimisers' states (tensors and plain values)."""
-        return {name: copy.deepcopy(opt.state_dict()) for name, opt in self.optimizers.items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state[name])

@@ -2,9 +2,8 @@
 
 Each model is a pure ``nn.Module``: ``forward(x)`` returns a :class:`ModelOutput` with the
 reconstruction and the model's own auxiliary losses (already weighted); ``anomaly_score(x)`` is the
-per-sample reconstruction error. How a model is optimised lives in :mod:`streammem.training`;
-``make_trainer`` picks the strategy, so a model trained by several optimisers (an adversarial
-one) plugs in without touching the estimators.
+per-sample reconstruction error. How a model is optimised lives in :mod:`streammem.training`
+(:func:`~streammem.training.make_trainer` picks a model's strategy); nothing here knows of it.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +18,6 @@ from torch import nn
 
 from streammem.nn.backbones import Backbone, build_backbone
 from streammem.nn.memory import MemAEMemory, MemorizerMemory, TwinMemory
-
-if TYPE_CHECKING:
-    from streammem.training import Trainer
 
 __all__ = [
     "AENet",
@@ -66,15 +61,6 @@ class ReconstructionModel(nn.Module):
         """Per-sample mean squared reconstruction error, shape (B,). Higher = more anomalous."""
         return self.sample_errors(x, self(x))
 
-    def make_trainer(
-        self, learning_rate: float, weight_decay: float = 0.0, trim: float = 0.0
-    ) -> Trainer:
-        """The optimisation strategy for this model (one Adam on the summed losses; ``trim``:
-        see :class:`~streammem.training.ReconstructionTrainer`)."""
-        from streammem.training import ReconstructionTrainer
-
-        return ReconstructionTrainer(self, learning_rate, weight_decay, trim)
-
 
 class AutoEncoderNet(ReconstructionModel):
     """Encoder → (memory) → decoder.
@@ -114,10 +100,10 @@ class AutoEncoderNet(ReconstructionModel):
         self.latent_shape = backbone.latent_shape
         self.memory = memory
         self.per_position = per_position
-        self._flat_input = isinstance(backbone.encoder[0], nn.Linear)
+        self.flat_input = isinstance(backbone.encoder[0], nn.Linear)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x.flatten(1) if self._flat_input else x)
+        return self.encoder(x.flatten(1) if self.flat_input else x)
 
     def decode(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).reshape(like.shape)

@@ -6,6 +6,10 @@ written before the commit that follows it, so a crash at any point replays, neve
 
 Model state is kept per partition so a rebalance moves a model with its partition: state is
 checkpointed when a partition is revoked and loaded after it is assigned, with its first message.
+
+The daemon is built from its collaborators: a consumer and a sink come from the factories it is
+given (by default :func:`kafka_consumer` and :func:`kafka_sink`, kafka-python clients made from
+the config), so it can run on any consumer and sink with the same interface.
 """
 
 from __future__ import annotations
@@ -17,28 +21,29 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from connectors import Sink
 from connectors.kafka import JsonDecoder, KafkaSink, make_consumer, make_producer
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
+from streammem.service.backoff import Backoff
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
-from streammem.service.config import Config, ConfigError
+from streammem.service.config import Config, ConfigError, KafkaConfig
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
 from streammem.training import preload_optimizer
 
-__all__ = ["Daemon"]
+__all__ = ["Daemon", "FlushingSink", "kafka_consumer", "kafka_sink"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_MAX_BACKOFF_S = 30.0
 # kafka-python's synchronous commit, flush and close wait forever for a broker that is gone:
 # bound them, so SIGTERM during an outage still exits (what is not committed replays).
 _COMMIT_TIMEOUT_MS = 10_000
@@ -46,6 +51,36 @@ _SHUTDOWN_TIMEOUT_S = 10.0
 # One attempt to reach the broker; kafka-python's own 30 s kept SIGTERM waiting that long and
 # the retry counter at 0 while the broker was down.
 _BOOTSTRAP_TIMEOUT_MS = 1_000
+
+
+class FlushingSink(Sink, Protocol):
+    """A :class:`~connectors.Sink` whose writes are confirmed by :meth:`flush`."""
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait for every write so far; raise ``KafkaError`` if one failed."""
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Release the sink; ``timeout_s=0`` drops what is not written yet."""
+
+
+def kafka_consumer(kafka: KafkaConfig, listener: ConsumerRebalanceListener) -> KafkaConsumer:
+    """A consumer of ``kafka.input_topic`` in ``kafka.group_id`` that reports its rebalances
+    to ``listener``."""
+    consumer = make_consumer(
+        kafka.bootstrap_servers,
+        kafka.group_id,
+        max_poll_records=kafka.max_poll_records,
+        session_timeout_ms=kafka.session_timeout_ms,
+        bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS,
+    )
+    consumer.subscribe([kafka.input_topic], listener=listener)
+    return consumer
+
+
+def kafka_sink(kafka: KafkaConfig) -> KafkaSink:
+    """A sink producing to ``kafka.output_topic`` and ``kafka.dead_letter_topic``."""
+    producer = make_producer(kafka.bootstrap_servers, bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS)
+    return KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
 
 
 @dataclasses.dataclass
@@ -68,12 +103,35 @@ class Daemon(ConsumerRebalanceListener):
         A validated configuration with ``kafka`` settings.
     metrics
         Instruments to update; a fresh private registry by default.
+    new_consumer
+        ``(config.kafka, daemon) -> consumer``: a consumer of the input topic (a
+        :class:`~kafka.KafkaConsumer`'s ``poll``, ``seek``, ``committed``, ``highwater``,
+        ``end_offsets``, ``commit`` and ``close``) that tells the daemon, its rebalance
+        listener, which partitions it gets and loses.
+    new_sink
+        ``config.kafka -> sink`` for results and dead letters; called again for a fresh sink
+        after one fails.
+    backoff
+        How long to wait before trying the broker again.
 
     """
 
-    def __init__(self, config: Config, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: ServiceMetrics | None = None,
+        *,
+        new_consumer: Callable[
+            [KafkaConfig, ConsumerRebalanceListener], KafkaConsumer
+        ] = kafka_consumer,
+        new_sink: Callable[[KafkaConfig], FlushingSink] = kafka_sink,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics or ServiceMetrics()
+        self.new_consumer = new_consumer
+        self.new_sink = new_sink
+        self.backoff = Backoff() if backoff is None else backoff
         self.store = self._checkpoint_store()
         kafka = config.kafka
         self.decoder = JsonDecoder(
@@ -85,7 +143,7 @@ class Daemon(ConsumerRebalanceListener):
         self._last_checkpoint = time.monotonic()
         self._failures = 0  # consecutive failed flushes, for the backoff
         self._consumer: KafkaConsumer | None = None
-        self._sink: KafkaSink | None = None
+        self._sink: FlushingSink | None = None
 
     def _checkpoint_store(self) -> CheckpointStore | None:
         folder = self.config.checkpoint.dir
@@ -132,46 +190,31 @@ class Daemon(ConsumerRebalanceListener):
 
     def _connect(self) -> None:
         kafka = self.config.kafka
-        consumer = self._retry(
-            lambda: make_consumer(
-                kafka.bootstrap_servers,
-                kafka.group_id,
-                max_poll_records=kafka.max_poll_records,
-                session_timeout_ms=kafka.session_timeout_ms,
-                bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS,
-            )
-        )
-        producer = self._retry(
-            lambda: make_producer(
-                kafka.bootstrap_servers, bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS
-            )
-        )
-        if consumer is None or producer is None:  # stopped while the broker was unreachable
+        consumer = self._retry(lambda: self.new_consumer(kafka, self))
+        sink = self._retry(lambda: self.new_sink(kafka))
+        if consumer is None or sink is None:  # stopped while the broker was unreachable
             if consumer is not None:
                 consumer.close(autocommit=False)
             return
-        self._consumer = consumer
-        self._sink = KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
-        consumer.subscribe([kafka.input_topic], listener=self)
+        self._consumer, self._sink = consumer, sink
         log.info("consuming %s as group %s", kafka.input_topic, kafka.group_id)
 
     def _retry(self, attempt: Callable[[], T]) -> T | None:
-        """Call ``attempt`` until it succeeds, backing off exponentially; None if stopped."""
-        delay = 0.5
+        """Call ``attempt`` until it succeeds, backing off; None if stopped."""
+        failures = 0
         while not self._stopping:
             try:
                 return attempt()
             except KafkaError as err:
+                failures += 1
                 self.metrics.broker_retries.inc()
+                delay = self.backoff.delay(failures)
                 log.warning("broker unreachable (%s); retrying in %.1f s", err, delay)
-                self._sleep(delay)
-                delay = min(2 * delay, _MAX_BACKOFF_S)
+                self._wait(failures)
         return None
 
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping and time.monotonic() < deadline:
-            time.sleep(min(0.1, deadline - time.monotonic()))
+    def _wait(self, failures: int) -> None:
+        self.backoff.wait(failures, stopped=lambda: self._stopping)
 
     # ------------------------------------------------------------------ main loop
     def _loop(self) -> None:
@@ -202,10 +245,10 @@ class Daemon(ConsumerRebalanceListener):
 
     def _replay(self, starts: dict[TopicPartition, int], err: KafkaError) -> None:
         """Results of this poll may be missing from the output: rewind, back off, and start a
-        new producer (a broker that lost its state leaves the old one failing for good)."""
-        delay = min(0.5 * 2**self._failures, _MAX_BACKOFF_S)
+        new sink (a broker that lost its state leaves the old producer failing for good)."""
         self._failures += 1
         self.metrics.broker_retries.inc()
+        delay = self.backoff.delay(self._failures)
         log.warning(
             "producing results failed (%s); replaying from %s in %.1f s", err, starts, delay
         )
@@ -213,15 +256,10 @@ class Daemon(ConsumerRebalanceListener):
             self._consumer.seek(tp, offset)
             self._state(tp).position = offset
         self._sink.close(timeout_s=0)
-        self._sleep(delay)
-        kafka = self.config.kafka
-        producer = self._retry(
-            lambda: make_producer(
-                kafka.bootstrap_servers, bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS
-            )
-        )
-        if producer is not None:
-            self._sink = KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
+        self._wait(self._failures)
+        sink = self._retry(lambda: self.new_sink(self.config.kafka))
+        if sink is not None:
+            self._sink = sink
 
     def _process(self, tp: TopicPartition, messages: list) -> None:
         state = self._state(tp)

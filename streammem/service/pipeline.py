@@ -41,6 +41,7 @@ from streammem.alerts import AlertFilter, Judged
 from streammem.calibration import Calibrator
 from streammem.features import schema_example
 from streammem.metrics import ServiceMetrics
+from streammem.service.backoff import Backoff
 from streammem.windows import TimeWindow
 
 __all__ = ["BatchSummary", "ScoringPipeline"]
@@ -79,6 +80,8 @@ class ScoringPipeline:
     max_attempts
         Tries for a batch whose processing raises; after the last, its records are
         dead-lettered as ``processing_error``.
+    backoff
+        How long to wait before each new try; ``Backoff()`` if None.
     schema_records
         Records a schema is inferred from, at least (unless the detector's encoder declares
         it): they need not come in one batch.
@@ -95,6 +98,7 @@ class ScoringPipeline:
         alerts: AlertFilter,
         metrics: ServiceMetrics,
         max_attempts: int = 3,
+        backoff: Backoff | None = None,
         schema_records: int = 32,
         labels: tuple[str, str] = ("", ""),
         window: TimeWindow | None = None,
@@ -102,6 +106,7 @@ class ScoringPipeline:
         self.alerts = alerts
         self.metrics = metrics
         self.max_attempts = max_attempts
+        self.backoff = Backoff() if backoff is None else backoff
         self.schema_records = schema_records
         self.labels = labels
         self.window = window
@@ -143,6 +148,8 @@ class ScoringPipeline:
                     "processing a batch failed (attempt %d of %d)", attempt, self.max_attempts
                 )
                 failure = err
+            if attempt < self.max_attempts:
+                self.backoff.wait(attempt)
         detail = f"processing failed {self.max_attempts} times: {type(failure).__name__}: {failure}"
         failed = [
             _dead_letter(batch, i, "processing_error", detail) for i in range(len(batch.records))

