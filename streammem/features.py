@@ -47,6 +47,8 @@ from streammem.replay import ReplayWindow
 __all__ = [
     "EncodedBatch",
     "FeatureEncoder",
+    "is_missing",
+    "parse_number",
     "schema_example",
     "select_rows",
     "to_frame_or_array",
@@ -86,7 +88,7 @@ def _text_number(text: str) -> float | None:
 def _kind(values: Sequence[Any]) -> str | None:
     """``"number"`` or ``"text"``, whichever most non-null values are (numbers spelled as text
     count as numbers); None when there is none, or when lists or objects outnumber both."""
-    present = [v for v in values if not _is_null(v)]
+    present = [v for v in values if not is_missing(v)]
     strings = [v for v in present if isinstance(v, str)]
     spelled = sum(_text_number(v) is not None for v in strings)
     numbers = spelled + sum(1 for v in present if not isinstance(v, str) and _is_number(v))
@@ -96,7 +98,8 @@ def _kind(values: Sequence[Any]) -> str | None:
     return "number" if numbers >= text else "text"
 
 
-def _is_null(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """Whether a value counts as missing: ``None``, NaN or ``pd.NA``."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
@@ -138,6 +141,25 @@ def schema_example(
         if kind is not None:
             example[field] = 0.0 if kind == "number" else ""
     return example
+
+
+def parse_number(value: Any) -> float | None:
+    """The number a field value holds, as a float, or None if it holds none (or is missing).
+
+    The one rule for every input path: ints, floats and bools are numbers (an integer too
+    large for a float is infinite, like ``1e400``), and so is text that spells one, read as
+    ``pandas.to_numeric`` reads a column of them (``"20.5"``; ``"nan"`` is NaN).
+
+    Examples
+    --------
+    >>> parse_number("20.5"), parse_number(3), parse_number("lots"), parse_number(None)
+    (20.5, 3.0, None, None)
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, str):
+        return _text_number(value)
+    return _as_float(value) if _is_number(value) else None
 
 
 def _as_float(value: Any) -> float:
@@ -357,16 +379,16 @@ class FeatureEncoder(base.Transformer):
 
     # ------------------------------------------------------------------ one record
     def _numeric_value(self, field: Hashable, value: Any) -> float:
-        if _is_null(value):  # None and NaN alike, as in a table
+        if is_missing(value):  # None and NaN alike, as in a table
             if self.missing == "error":
                 raise ValueError(f"field {field!r}: value is missing (None/NaN)")
             return math.nan
-        number = _text_number(value) if isinstance(value, str) else None
-        if number is None and (isinstance(value, str) or not _is_number(value)):
+        number = parse_number(value)
+        if number is None:
             raise ValueError(
                 f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
             )
-        value = _as_float(value) if number is None else number
+        value = number
         if math.isinf(value):
             if self.nonfinite == "error":
                 raise ValueError(f"field {field!r}: non-finite value {value}")
@@ -375,7 +397,7 @@ class FeatureEncoder(base.Transformer):
 
     def _category_slot(self, field: Hashable, value: Any, learn: bool) -> int:
         offset, slots, unknown = self._cat_layout[field]
-        if _is_null(value):
+        if is_missing(value):
             if self.missing == "error":
                 raise ValueError(f"field {field!r}: value is missing (None/NaN)")
             return unknown
@@ -422,7 +444,7 @@ class FeatureEncoder(base.Transformer):
         if not isinstance(x, Mapping):
             raise ValueError(f"a record must be a dict, got {type(x).__name__}")
         if not self.is_fitted:
-            self.fit_schema(x)
+            self.fit_schema(schema_example([x]))
         if learn and (vec := self._take_last_read(x)) is not None:
             self.n_learned_ += 1
             return vec
@@ -597,7 +619,7 @@ class FeatureEncoder(base.Transformer):
     def _vectorize_array(self, X: np.ndarray) -> np.ndarray:
         if X.ndim < 2:
             raise ValueError(f"expected a 2-D array (n_samples, n_features), got shape {X.shape}")
-        X = X.reshape(X.shape[0], -1)
+        X = X.reshape(X.shape[0], math.prod(X.shape[1:]))  # -1 fails on empty arrays
         if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
             raise ValueError(f"array input must be numeric, got dtype {X.dtype}")
         if not self.is_fitted:

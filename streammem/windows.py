@@ -52,7 +52,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from river import base as river_base
 
 from streammem.alerts import Judged
-from streammem.features import _as_float, _is_null, _is_number, _text_number, schema_example
+from streammem.features import is_missing, parse_number, schema_example
 from streammem.persistence import from_state, stateful
 
 __all__ = ["EVICTION_REASONS", "FEATURES", "TimeWindow", "WindowedFilter"]
@@ -645,14 +645,9 @@ def _reading(field: Hashable, value: Any) -> float:
 
     Text is read as the encoder and the frame path (``pd.to_numeric``) read it, so a reading
     is accepted or refused alike in a record and in a DataFrame."""
-    if _is_null(value):
+    if is_missing(value):
         raise ValueError(f"field {field!r}: value is missing (None/NaN)")
-    if isinstance(value, str):
-        number = _text_number(value)
-    elif _is_number(value):
-        number = _as_float(value)  # an integer too large for a float is infinite
-    else:
-        number = None
+    number = parse_number(value)
     if number is None or math.isnan(number):
         raise ValueError(
             f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
