@@ -13,6 +13,7 @@ from streammem.detectors import (
     MemoryDetector,
 )
 from streammem.features import FeatureEncoder
+from streammem.interface import StreamDetector
 from streammem.persistence import from_state, load, save
 from streammem.schedule import Schedule
 from streammem.windows import TimeWindow, WindowedFilter
@@ -32,6 +33,7 @@ __all__ = [
     "MemoryDetector",
     "QuantileThreshold",
     "Schedule",
+    "StreamDetector",
     "TimeWindow",
     "WindowedFilter",
     "__version__",

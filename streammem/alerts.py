@@ -14,7 +14,6 @@ p-values. The service runs every batch through this same object.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -22,23 +21,12 @@ import numpy as np
 import pandas as pd
 from river import base as river_base
 
-from streammem.calibration import Calibrator, ConformalCalibrator
+from streammem.calibration import Calibrator, ConformalCalibrator, Judged
 from streammem.features import EncodedBatch, select_rows, to_frame_or_array
+from streammem.interface import StreamDetector
 from streammem.persistence import from_state, stateful
 
 __all__ = ["AlertFilter", "Judged"]
-
-
-@dataclasses.dataclass
-class Judged:
-    """Scores of a batch, their p-values and alert flags (one entry per record)."""
-
-    scores: np.ndarray
-    p_values: np.ndarray
-    alerts: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.scores)
 
 
 @stateful
@@ -85,10 +73,10 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     def check_params(self) -> None:
         """Raise ``ValueError`` naming the argument if one is not what the filter needs."""
         detector = self.anomaly_detector
-        if not (hasattr(detector, "score_one") and hasattr(detector, "learn_one")):
+        if not isinstance(detector, river_base.AnomalyDetector):
             raise ValueError(
-                "anomaly_detector must be a River anomaly detector (with score_one and "
-                f"learn_one), such as streammem.MemAE(); got {detector!r}"
+                "anomaly_detector must be a River anomaly detector, such as streammem.MemAE(); "
+                f"got {detector!r}"
             )
         if self.calibrator is not None and not isinstance(self.calibrator, Calibrator):
             raise ValueError(
@@ -126,7 +114,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     def score_many(self, X: Any) -> np.ndarray:
         """Raw scores of a batch (pure)."""
         detector = self.anomaly_detector
-        if hasattr(detector, "score_many"):
+        if isinstance(detector, StreamDetector):
             return np.asarray(detector.score_many(X), dtype=np.float64)
         return np.array([detector.score_one(x) for x in _records(X)], dtype=np.float64)
 
@@ -136,9 +124,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
 
     def judge(self, scores: np.ndarray) -> Judged:
         """p-values and alert flags of raw scores (pure)."""
-        scores = np.asarray(scores, dtype=np.float64)
-        p_values = self.calibrator_.p_values(scores)
-        return Judged(scores, p_values, np.asarray(self.calibrator_.alerts(scores, p_values)))
+        return self.calibrator_.judge(scores)
 
     def learn_many(self, X: Any) -> None:
         """Score, judge and learn a batch, as :meth:`process_many` does."""
@@ -166,31 +152,33 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
             part = self._judge_run(run, capacity)
             judged.append(part)
             start += len(part)
-        return _concat(judged)
+        return Judged.concat(judged)
 
     def _judge_run(self, run: Any, capacity: int) -> Judged:
         """Judge and learn ``run`` up to the record whose learning changes the detector."""
         scores = self.score_many(run)
-        p_values, alerts = self.calibrator_.judge_sequence(scores)
-        learned = ~alerts if self.protect_anomaly_detector else np.ones(len(scores), bool)
+        judged = self.calibrator_.judge_sequence(scores)
+        learned = ~judged.alerts if self.protect_anomaly_detector else np.ones(len(scores), bool)
         total = np.cumsum(learned)
         end = len(scores)
         if total[-1] >= capacity:
             end = int(np.searchsorted(total, capacity)) + 1
-        part = Judged(scores[:end], p_values[:end], alerts[:end])
+        part = judged[:end]
         self.learn_judged(_rows(run, 0, end), part)
         return part
 
     def _records_until_update(self) -> int:
-        until = getattr(self.anomaly_detector, "records_until_update", None)
-        return max(1, int(until())) if until is not None else 1
+        detector = self.anomaly_detector
+        if isinstance(detector, StreamDetector):
+            return max(1, detector.records_until_update())
+        return 1  # a plain River detector may change at every record
 
     def encode_many(self, X: Any) -> Any:
         """The batch read once by the detector (its ``encode_many``), else as given."""
         detector = self.anomaly_detector
         if isinstance(X, EncodedBatch):
             return X
-        if hasattr(detector, "encode_many"):
+        if isinstance(detector, StreamDetector):
             return detector.encode_many(X)
         return to_frame_or_array(X)
 
@@ -210,7 +198,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
 
     def _learn_rows(self, X: Any, keep: np.ndarray) -> None:
         detector = self.anomaly_detector
-        if not hasattr(detector, "learn_many"):
+        if not isinstance(detector, StreamDetector):
             for x, kept in zip(_records(X), keep, strict=True):
                 if kept:
                     detector.learn_one(x)
@@ -226,7 +214,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     def state_dict(self) -> dict[str, Any]:
         """Detector and calibrator state (``torch.load(weights_only=True)``-safe)."""
         detector = self.anomaly_detector
-        if not hasattr(detector, "state_dict"):
+        if not isinstance(detector, StreamDetector):
             raise TypeError(
                 f"{type(detector).__name__} has no safe state: only streammem detectors can be "
                 "saved in an AlertFilter"
@@ -261,16 +249,6 @@ def _rows(X: Any, start: int, stop: int) -> Any:
     if isinstance(X, pd.DataFrame):
         return X.iloc[start:stop]
     return X[start:stop]
-
-
-def _concat(parts: list[Judged]) -> Judged:
-    if not parts:
-        return Judged(np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
-    return Judged(
-        np.concatenate([part.scores for part in parts]),
-        np.concatenate([part.p_values for part in parts]),
-        np.concatenate([part.alerts for part in parts]),
-    )
 
 
 def _records(X: Any) -> list[Mapping[Hashable, Any]]:

@@ -19,18 +19,46 @@ threshold for a while; the model itself still does not learn the records it flag
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from streammem.checks import check_integer, check_number
 from streammem.persistence import CheckpointError, stateful
 
 _BLOCK = 256  # scores judged together: bounds the (block x window) comparison matrix
 
-__all__ = ["Calibrator", "ConformalCalibrator", "QuantileThreshold"]
+__all__ = ["Calibrator", "ConformalCalibrator", "Judged", "QuantileThreshold"]
+
+
+@dataclasses.dataclass
+class Judged:
+    """Scores of a run of records with their p-values, alert flags and the limit each was
+    judged against (the score above which it would have alerted; inf while warming up)."""
+
+    scores: np.ndarray
+    p_values: np.ndarray
+    alerts: np.ndarray
+    limits: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, rows: slice) -> Judged:
+        return Judged(self.scores[rows], self.p_values[rows], self.alerts[rows], self.limits[rows])
+
+    @classmethod
+    def concat(cls, parts: Sequence[Judged]) -> Judged:
+        """One judgement of consecutive runs."""
+        if not parts:
+            empty = np.zeros(0)
+            return cls(empty, empty, np.zeros(0, dtype=bool), empty)
+        fields = [f.name for f in dataclasses.fields(cls)]
+        return cls(*(np.concatenate([getattr(part, f) for part in parts]) for f in fields))
 
 
 class Calibrator:
@@ -111,23 +139,57 @@ class Calibrator:
         at_least = np.where(np.isnan(scores), 0, at_least)
         return (1.0 + at_least) / (1.0 + len(reference))
 
-    def judge_sequence(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """p-values and alerts of scores that arrive one after another (pure).
+    def judge_sequence(self, scores: np.ndarray) -> Judged:
+        """p-values, alerts and alert limits of scores that arrive one after another (pure).
 
         Each score is judged against the window as it stands when that score arrives: the
         reference window, then the scores before it in ``scores`` (as :meth:`learn_many` would
         add them). Judging a stream in one call or one score at a time gives the same answer.
         """
         scores = np.asarray(scores, dtype=np.float64)
-        at_least, n_reference = self._sequential_counts(scores)
+        sequence, start, stop = self._sequence(scores)
+        at_least = _counts_at_least(scores, sequence, start, stop)
+        n_reference = stop - start
         warm = n_reference >= self.min_reference_
         p_values = np.where(warm, (1.0 + at_least) / (1.0 + n_reference), 1.0)
-        return p_values, self._sequential_alerts(scores, p_values, warm)
+        limits = self._limits(sequence, start, stop, warm)
+        alerts = self._sequential_alerts(scores, p_values, limits) & warm
+        return Judged(scores, p_values, alerts, limits)
+
+    def judge(self, scores: np.ndarray) -> Judged:
+        """p-values, alerts and the limit of scores against the window as it stands (pure)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        p_values = self.p_values(scores)
+        alerts = np.asarray(self.alerts(scores, p_values), dtype=bool)
+        return Judged(scores, p_values, alerts, np.full(len(scores), self.threshold()))
 
     def _sequential_alerts(
-        self, scores: np.ndarray, p_values: np.ndarray, warm: np.ndarray
+        self, scores: np.ndarray, p_values: np.ndarray, limits: np.ndarray
     ) -> np.ndarray:
-        return np.asarray(self.alerts(scores, p_values)) & warm
+        raise NotImplementedError
+
+    def _limit_at(self, ordered: np.ndarray) -> float:
+        """The limit of one window, given sorted."""
+        raise NotImplementedError
+
+    def _limits(
+        self, sequence: np.ndarray, start: np.ndarray, stop: np.ndarray, warm: np.ndarray
+    ) -> np.ndarray:
+        """Each score's limit under its own window (inf while warming up): full windows a
+        block at a time."""
+        limits = np.full(len(start), np.inf)
+        full = np.flatnonzero(warm & (stop - start == self.window_size_))
+        if len(full):
+            views = sliding_window_view(sequence, self.window_size_)
+            for first in range(0, len(full), _BLOCK):
+                rows = full[first : first + _BLOCK]
+                limits[rows] = self._limits_of_full(views[start[rows]])
+        for i in np.flatnonzero(warm & (stop - start != self.window_size_)):
+            limits[i] = self._limit_at(np.sort(sequence[start[i] : stop[i]]))
+        return limits
+
+    def _limits_of_full(self, windows: np.ndarray) -> np.ndarray:
+        return np.array([self._limit_at(np.sort(row)) for row in windows])
 
     def _sequence(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The reference then the finite ``scores``, and for each score the slice
@@ -139,27 +201,14 @@ class Calibrator:
         start = np.maximum(stop - self.window_size_, 0)
         return sequence, start, stop
 
-    def _sequential_counts(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each score: how many scores of its window are >= it, and the window's size."""
-        sequence, start, stop = self._sequence(scores)
-        at_least = np.zeros(len(scores), dtype=np.int64)
-        for first in range(0, len(scores), _BLOCK):
-            block = slice(first, first + _BLOCK)
-            low, high = int(start[block].min()), int(stop[block].max())
-            # Count with prefix sums over the block's span: row i's count is C[stop] - C[start].
-            ge = sequence[None, low:high] >= scores[block, None]  # False for NaN: p is smallest
-            prefix = np.zeros((ge.shape[0], ge.shape[1] + 1), dtype=np.int64)
-            np.cumsum(ge, axis=1, out=prefix[:, 1:])
-            rows = np.arange(ge.shape[0])
-            at_least[block] = prefix[rows, stop[block] - low] - prefix[rows, start[block] - low]
-        return at_least, stop - start
-
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def threshold(self) -> float:
         """The score above which a record is currently flagged (inf while warming up)."""
-        raise NotImplementedError
+        if not self.is_warm:
+            return math.inf
+        return self._limit_at(np.sort(np.fromiter(self.reference_, dtype=np.float64)))
 
     def state_dict(self) -> dict:
         """Parameters and window as plain types, loadable with ``torch.load(weights_only=True)``."""
@@ -246,17 +295,30 @@ class ConformalCalibrator(Calibrator):
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         return np.asarray(p_values) < self.alpha
 
-    def threshold(self) -> float:
-        if not self.is_warm:
-            return float("inf")
-        # A score is flagged when fewer than `needed` reference scores are >= it.
-        reference = np.sort(np.fromiter(self.reference_, dtype=np.float64))
-        needed = int(np.ceil(self.alpha * (len(reference) + 1) - 1 - 1e-9))
+    def _sequential_alerts(
+        self, scores: np.ndarray, p_values: np.ndarray, limits: np.ndarray
+    ) -> np.ndarray:
+        return p_values < self.alpha
+
+    def _needed(self, n: int) -> int:
+        """A score is flagged when fewer than this many of ``n`` reference scores are >= it."""
+        return math.ceil(self.alpha * (n + 1) - 1 - 1e-9)
+
+    def _limit_at(self, ordered: np.ndarray) -> float:
+        needed = self._needed(len(ordered))
         if needed <= 0:
-            return float("inf")
-        if needed > len(reference):
-            return float("-inf")
-        return float(reference[len(reference) - needed])
+            return math.inf
+        if needed > len(ordered):
+            return -math.inf
+        return float(ordered[len(ordered) - needed])
+
+    def _limits_of_full(self, windows: np.ndarray) -> np.ndarray:
+        width = windows.shape[1]
+        needed = self._needed(width)
+        if not 0 < needed <= width:
+            return np.full(len(windows), math.inf if needed <= 0 else -math.inf)
+        kth = width - needed
+        return np.partition(windows, kth, axis=1)[:, kth]
 
     def _params(self) -> dict:
         return {**super()._params(), "alpha": self.alpha}
@@ -305,20 +367,33 @@ class QuantileThreshold(Calibrator):
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         return np.asarray(scores, dtype=np.float64) > self.threshold()
 
-    def threshold(self) -> float:
-        if not self.is_warm:
-            return float("inf")
-        return float(np.quantile(np.fromiter(self.reference_, dtype=np.float64), self.q))
-
     def _sequential_alerts(
-        self, scores: np.ndarray, p_values: np.ndarray, warm: np.ndarray
+        self, scores: np.ndarray, p_values: np.ndarray, limits: np.ndarray
     ) -> np.ndarray:
-        sequence, start, stop = self._sequence(scores)
-        alerts = np.zeros(len(scores), dtype=bool)
-        for i in np.flatnonzero(warm):
-            limit = np.quantile(sequence[start[i] : stop[i]], self.q)
-            alerts[i] = scores[i] > limit
-        return alerts
+        return scores > limits
+
+    def _limit_at(self, ordered: np.ndarray) -> float:
+        return float(np.quantile(ordered, self.q))
+
+    def _limits_of_full(self, windows: np.ndarray) -> np.ndarray:
+        return np.quantile(windows, self.q, axis=1)
 
     def _params(self) -> dict:
         return {**super()._params(), "q": self.q}
+
+
+def _counts_at_least(
+    scores: np.ndarray, sequence: np.ndarray, start: np.ndarray, stop: np.ndarray
+) -> np.ndarray:
+    """For each score, how many values of ``sequence[start:stop]`` are >= it."""
+    at_least = np.zeros(len(scores), dtype=np.int64)
+    for first in range(0, len(scores), _BLOCK):
+        block = slice(first, first + _BLOCK)
+        low, high = int(start[block].min(initial=0)), int(stop[block].max(initial=0))
+        # Count with prefix sums over the block's span: row i's count is C[stop] - C[start].
+        ge = sequence[None, low:high] >= scores[block, None]  # False for NaN: p is smallest
+        prefix = np.zeros((ge.shape[0], ge.shape[1] + 1), dtype=np.int64)
+        np.cumsum(ge, axis=1, out=prefix[:, 1:])
+        rows = np.arange(ge.shape[0])
+        at_least[block] = prefix[rows, stop[block] - low] - prefix[rows, start[block] - low]
+    return at_least

@@ -355,6 +355,28 @@ class FeatureEncoder(base.Transformer):
         self.robust_count_ = 0  # count_ when center_ and spread_ were last computed
         self.window_ = ReplayWindow(self.scaling_window, n) if self.scaling == "robust" else None
 
+    def declared_from(
+        self,
+        records: Sequence[Mapping[Hashable, Any]],
+        kinds: Mapping[Hashable, str] | None = None,
+    ) -> FeatureEncoder | None:
+        """An unfitted copy that declares the schema ``records`` agree on (fields declared
+        here stay as declared; learned vocabularies stay learned); None if they agree on no
+        field. See :func:`schema_example` for the rule."""
+        probe = self.clone()
+        try:
+            probe.fit_schema(schema_example(records, kinds))
+        except ValueError:
+            return None
+        learned = set(probe.learned_fields_)
+        categorical = {k: None if k in learned else list(v) for k, v in probe.vocabulary_.items()}
+        return self.clone({"numeric": list(probe.numeric_), "categorical": categorical})
+
+    @property
+    def is_declared(self) -> bool:
+        """Whether the parameters name every field, so no record can change the schema."""
+        return self.numeric is not None and self.categorical is not None
+
     def _init_layout(self) -> None:
         """Index maps used by the per-record path; derived state, rebuilt after loading."""
         self._numeric_index = {name: i for i, name in enumerate(self.numeric_)}

@@ -81,3 +81,32 @@ def test_bad_parameters_and_states_are_rejected_with_clear_errors():
         streammem.from_state({"kind": "os.system", "params": {}, "reference": []})
     with pytest.raises(ValueError, match="not 'QuantileThreshold'"):
         QuantileThreshold.from_state(ConformalCalibrator().state_dict())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ConformalCalibrator(alpha=0.05, window_size=60, min_reference=25),
+        lambda: QuantileThreshold(q=0.9, window_size=60, min_reference=25),
+        lambda: ConformalCalibrator(alpha=0.02),
+    ],
+)
+def test_a_sequence_is_judged_as_one_score_at_a_time(make):
+    """p-values, alerts and limits of judge_sequence are those of judging each score, then
+    adding it to the window; every alert is a score above its limit."""
+    rng = np.random.default_rng(5)
+    scores = rng.gamma(2.0, size=400)
+    scores[[7, 90]] = [np.nan, np.inf]
+    batch, single = make(), make()
+    batch.learn_many(rng.gamma(2.0, size=10))
+    single.learn_many(batch.reference_)
+    judged = batch.judge_sequence(scores)
+    for i, score in enumerate(scores):
+        one = single.judge(np.array([score]))
+        assert judged.p_values[i] == one.p_values[0]
+        assert judged.alerts[i] == one.alerts[0]
+        assert judged.limits[i] == one.limits[0]
+        single.learn_many([score])
+    finite = np.isfinite(scores)
+    assert judged.alerts.sum() > 5
+    np.testing.assert_array_equal(judged.alerts[finite], (scores > judged.limits)[finite])

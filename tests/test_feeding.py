@@ -57,12 +57,7 @@ def fed_in_chunks(sizes: list[int], form: str) -> streammem.alerts.Judged:
         batch = chunk.to_dict("records") if form == "records" else chunk
         parts.append(alerts.process_many(batch))
         start += size
-    return streammem.alerts.Judged(
-        *(
-            np.concatenate([getattr(p, name) for p in parts])
-            for name in ("scores", "p_values", "alerts")
-        )
-    )
+    return streammem.calibration.Judged.concat(parts)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,9 +136,9 @@ def _feed(obj, kind: str, frame: pd.DataFrame) -> np.ndarray:
         obj.learn_many(_keyed(frame))
         return out.drop(columns="m").to_numpy()
     scores = frame["a"].to_numpy() ** 2  # a calibrator
-    p_values, alerts = obj.judge_sequence(scores)
+    judged = obj.judge_sequence(scores)
     obj.learn_many(scores)
-    return np.concatenate([p_values, alerts])
+    return np.concatenate([judged.p_values, judged.alerts, judged.limits])
 
 
 @pytest.mark.parametrize("name", list(STATEFUL))

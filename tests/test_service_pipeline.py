@@ -63,7 +63,8 @@ def test_results_carry_origin_score_p_value_and_alert():
     assert pipeline.is_trained and pipeline.calibrator.is_warm
     last = sink.results[-1]
     assert last["row"] == 12 * 250 - 1
-    assert set(last) == {"row", "score", "p_value", "alert"}
+    assert set(last) == {"row", "score", "p_value", "alert", "limit"}
+    assert last["score"] > last["limit"] if last["alert"] else last["score"] <= last["limit"]
     assert 0 < last["p_value"] <= 1 and np.isfinite(last["score"])
 
 

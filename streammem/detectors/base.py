@@ -225,6 +225,23 @@ class MemoryDetector(river_base.AnomalyDetector):
         return FeatureEncoder(scaling="robust" if self.backbone == "mlp" else None)
 
     @property
+    def has_schema(self) -> bool:
+        """Whether the fields read are fixed: learned from a first record, or declared."""
+        encoder = self.__dict__.get("encoder_")
+        fitted = encoder is not None and encoder.is_fitted
+        return fitted or (self.encoder is not None and self.encoder.is_declared)
+
+    def with_schema(
+        self,
+        records: Sequence[Mapping[Hashable, Any]],
+        kinds: Mapping[Hashable, str] | None = None,
+    ) -> MemoryDetector | None:
+        """An unfitted copy whose encoder declares the schema ``records`` agree on, by the
+        rule of :func:`~streammem.features.schema_example`; None if they agree on no field."""
+        encoder = self.new_encoder().declared_from(records, kinds)
+        return self.clone({"encoder": encoder}) if encoder is not None else None
+
+    @property
     def _encoder(self) -> FeatureEncoder:
         """The fitted encoder, or a throw-away one for pure calls before a schema is fixed
         (none learned yet, or the first learned record was rejected)."""

@@ -255,6 +255,9 @@ class SinkConfig(_Section):
     path: str | None = Field("output/scores.parquet", validate_default=True)
     row_group_size: PositiveInt = 65_536
     plot: str | None = None
+    # A column passed through from the source that marks known anomalies: the run then
+    # prints its false-alarm rate on normal rows and its recall, and the plot marks them.
+    label_column: str = "is_anomaly"
 
     _path_given = _path_for_parquet("sink")
 

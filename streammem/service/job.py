@@ -24,6 +24,7 @@ from connectors.parquet import ParquetSink, ParquetSource
 from streammem.demo import SensorStream
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
+from streammem.service.agreement import LabelAgreement, read_agreement
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import Config, ConfigError
@@ -38,6 +39,7 @@ _RESULT_FIELDS = [
     pa.field("score", pa.float64()),
     pa.field("p_value", pa.float64()),
     pa.field("alert", pa.bool_()),
+    pa.field("limit", pa.float64()),  # null while the calibrator warms up
 ]
 
 
@@ -51,6 +53,7 @@ class JobReport:
     plot: Path | None = None
     resumed_at: int = 0
     dead_letter_file: Path | None = None
+    labels: LabelAgreement | None = None
 
     @property
     def nothing_scored(self) -> bool:
@@ -70,6 +73,7 @@ class JobReport:
             f"dead letters {self.summary.dead_letters}",
             f"events/s     {self.events_per_second:,.0f}  ({self.seconds:.1f} s)",
         ]
+        lines += [f"labels       {self.labels.summary()}"] if self.labels else []
         lines += [f"output       {self.output}"] if self.output else []
         lines += [f"plot         {self.plot}"] if self.plot else []
         return "\n".join(lines)
@@ -140,9 +144,7 @@ class _Job:
             return _NullSink()
         if sink.kind != "parquet":
             raise ConfigError(f"sink.kind: {sink.kind!r} is served by `streammem serve`, not `run`")
-        schema = None
-        if isinstance(self.source, ParquetSource):
-            schema = pa.schema([*self.source.origin_fields(), *_RESULT_FIELDS])
+        schema = pa.schema([*self.source.origin_fields(), *_RESULT_FIELDS])
         return ParquetSink(sink.path, sink.row_group_size, schema, self.sink_position)
 
     def save(self, sink: ParquetSink | _NullSink, finished: bool) -> None:
@@ -255,8 +257,10 @@ def run_job(
     output = Path(config.sink.path) if config.sink.kind == "parquet" else None
     letters = sink.dead_letter_path if isinstance(sink, ParquetSink) else None
     report = JobReport(total, seconds, output, None, resumed_at, letters)
-    if output and config.sink.plot and not report.nothing_scored:  # no scores, no plot
-        report.plot = _plot(output, config.sink.plot)
+    if output and not report.nothing_scored:  # no scores, no plot
+        report.labels = read_agreement(output, config.sink.label_column)
+        if config.sink.plot:
+            report.plot = _plot(output, config.sink.plot, config.sink.label_column)
     return report
 
 
@@ -273,7 +277,7 @@ def _stop(job: _Job, sink: ParquetSink | _NullSink, between_batches: bool) -> No
     log.error("stopped; run the same config again to go on from its last checkpoint")
 
 
-def _plot(results: Path, target: str) -> Path:
+def _plot(results: Path, target: str, label_column: str) -> Path:
     from streammem.service.plot import plot_scores  # matplotlib is slow to import
 
-    return plot_scores(results, target)
+    return plot_scores(results, target, label_column)

@@ -29,6 +29,7 @@ import collections
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +40,7 @@ import pandas as pd
 from connectors import DeadLetter, RecordBatch, Sink
 from streammem.alerts import AlertFilter, Judged
 from streammem.calibration import Calibrator
-from streammem.features import schema_example
+from streammem.interface import StreamDetector
 from streammem.metrics import ServiceMetrics
 from streammem.service.backoff import Backoff
 from streammem.windows import TimeWindow
@@ -73,8 +74,8 @@ class ScoringPipeline:
     Parameters
     ----------
     alerts
-        The detector (any River anomaly detector with ``check_one``, ``score_many`` and
-        ``learn_many``) behind its calibrator; it decides p-values, alerts and what is learned.
+        A :class:`~streammem.interface.StreamDetector` behind its calibrator; it decides
+        p-values, alerts and what is learned.
     metrics
         Where counts, scores and latencies are recorded.
     max_attempts
@@ -103,6 +104,11 @@ class ScoringPipeline:
         labels: tuple[str, str] = ("", ""),
         window: TimeWindow | None = None,
     ) -> None:
+        if not isinstance(alerts.anomaly_detector, StreamDetector):
+            raise TypeError(
+                "the service runs streammem detectors (a StreamDetector), got "
+                f"{type(alerts.anomaly_detector).__name__}"
+            )
         self.alerts = alerts
         self.metrics = metrics
         self.max_attempts = max_attempts
@@ -120,7 +126,7 @@ class ScoringPipeline:
         """
         started = time.perf_counter()
         outcome = self._attempt(batch)
-        alerts = int(outcome.alerts.sum())
+        alerts = int(outcome.judged.alerts.sum())
         # The sink comes last, so a failed attempt leaves nothing of its batch in the output.
         sink.dead_letter(outcome.letters)
         for letter in outcome.letters:
@@ -128,7 +134,7 @@ class ScoringPipeline:
         if outcome.origins:
             sink.write(outcome.results())
             self.metrics.record_batch(
-                outcome.scores.tolist(),
+                outcome.judged.scores.tolist(),
                 alerts,
                 time.perf_counter() - started,
                 self.calibrator.threshold(),
@@ -166,9 +172,7 @@ class ScoringPipeline:
         if readings is not None:
             self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
-        return _Outcome(
-            origins, judged.scores, judged.p_values, judged.alerts, [*batch.dead_letters, *invalid]
-        )
+        return _Outcome(origins, judged, [*batch.dead_letters, *invalid])
 
     @property
     def detector(self) -> Any:
@@ -193,20 +197,22 @@ class ScoringPipeline:
         clone on the provisional schema judges the records (an untrained model scores them 0)
         and nothing is learned.
         """
-        if self._schema_fixed():
+        if self.detector.has_schema:
             return self.detector
         sample = [*self._sample, *(r for r in batch.records if isinstance(r, Mapping))]
-        candidate = self._with_schema(sample, batch.kinds)
+        candidate = self.detector.with_schema(sample, batch.kinds)
         if candidate is None or len(sample) < self.schema_records:
             self._sample = sample[-_MAX_SAMPLE:]
             return candidate or self.detector
         self.detector, self._sample = candidate, []
         encoder = candidate.encoder
         log.info(
-            "schema fixed from %d records: numeric %s, categorical %s",
+            "schema fixed from %d records: %d numeric %s, %d categorical %s",
             len(sample),
-            encoder.numeric,
-            list(encoder.categorical),
+            len(encoder.numeric),
+            _shorten(encoder.numeric),
+            len(encoder.categorical),
+            _shorten(list(encoder.categorical)),
         )
         held = collections.Counter(k for r in sample for k in r)
         schema = {*encoder.numeric, *encoder.categorical}
@@ -218,31 +224,6 @@ class ScoringPipeline:
                 left_out,
             )
         return self.detector
-
-    def _schema_fixed(self) -> bool:
-        detector = self.detector
-        if not hasattr(detector, "new_encoder"):  # not a streammem detector: its own rules
-            return True
-        encoder = getattr(detector, "encoder_", None)
-        declared = detector.encoder
-        return (encoder is not None and encoder.is_fitted) or (
-            declared is not None
-            and declared.numeric is not None
-            and declared.categorical is not None
-        )
-
-    def _with_schema(self, records: list[Mapping], kinds: Mapping | None) -> Any:
-        """A fresh clone of the detector whose encoder declares the schema ``records`` agree
-        on (declared fields kept as declared); None if they agree on no field."""
-        base = self.detector.new_encoder()  # the detector's own encoder, unfitted
-        try:
-            base.fit_schema(schema_example(records, kinds))
-        except ValueError:
-            return None
-        learned = set(base.learned_fields_)
-        categorical = {k: None if k in learned else list(v) for k, v in base.vocabulary_.items()}
-        encoder = base.clone({"numeric": list(base.numeric_), "categorical": categorical})
-        return self.detector.clone({"encoder": encoder})
 
     def _judge(self, chunks: list[_Chunk], learn: bool, scorer: Any) -> Judged:
         """Judge the valid chunks in order: with learning through the filter's exact path, or
@@ -256,12 +237,10 @@ class ScoringPipeline:
             self.metrics.record_training(
                 self.n_updates - updates_before,
                 getattr(self.detector, "last_losses_", None),
-                self.detector.memory_usage() if hasattr(self.detector, "memory_usage") else None,
+                self.detector.memory_usage(),
                 self.labels,
             )
-        if not judged:
-            return self.alerts.judge(np.zeros(0))
-        return Judged(*(np.concatenate([getattr(j, f) for j in judged]) for f in _JUDGED_FIELDS))
+        return Judged.concat(judged)
 
     def _learn_window(self, readings: list[Mapping]) -> None:
         window = self.window
@@ -295,25 +274,25 @@ class _Outcome:
     """What a batch became: scored records (origin, score, p-value, alert) and dead letters."""
 
     origins: list[dict] = dataclasses.field(default_factory=list)
-    scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
-    p_values: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
-    alerts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+    judged: Judged = dataclasses.field(default_factory=lambda: Judged.concat([]))
     letters: list[DeadLetter] = dataclasses.field(default_factory=list)
 
     def results(self) -> list[dict]:
+        """One result per scored record; ``limit`` is the score above which it would have
+        alerted (null while the calibrator warms up: JSON has no infinity)."""
+        judged = self.judged
+        limits = [v if math.isfinite(v) else None for v in judged.limits.tolist()]
         return [
-            {**origin, "score": score, "p_value": p, "alert": alert}
-            for origin, score, p, alert in zip(
+            {**origin, "score": score, "p_value": p, "alert": alert, "limit": limit}
+            for origin, score, p, alert, limit in zip(
                 self.origins,
-                self.scores.tolist(),
-                self.p_values.tolist(),
-                self.alerts.tolist(),
+                judged.scores.tolist(),
+                judged.p_values.tolist(),
+                judged.alerts.tolist(),
+                limits,
                 strict=True,
             )
         ]
-
-
-_JUDGED_FIELDS = ("scores", "p_values", "alerts")
 
 
 @dataclasses.dataclass
@@ -352,10 +331,10 @@ class _Validator:
 
     def _chunk(self, rows: list[int]) -> _Chunk:
         table = _table([self.batch.records[i] for i in rows])
-        read = self.detector.encode_many(table) if hasattr(self.detector, "encode_many") else None
-        if read is None or read.raw is None:  # nothing read it (no schema yet): scoring does
-            np.asarray(self.detector.score_many(table), dtype=np.float64)
-        return _Chunk(rows, read if read is not None else table)
+        read = self.detector.encode_many(table)
+        if read.raw is None:  # nothing read it (no schema yet): scoring does
+            self.detector.score_many(table)
+        return _Chunk(rows, read)
 
     def _valid(self, rows: list[int]) -> list[int]:
         valid = []
@@ -419,6 +398,11 @@ def _window_problem(window: TimeWindow, record: Any) -> str | None:
     except ValueError as err:
         return str(err)
     return None
+
+
+def _shorten(fields: list) -> str:
+    """A field list for a log line: an image's 784 pixel names would flood it."""
+    return repr(fields) if len(fields) <= 12 else f"[{', '.join(map(repr, fields[:10]))}, ...]"
 
 
 def _table(records: list[dict]) -> pd.DataFrame:

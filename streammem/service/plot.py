@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe on servers and in CI
 
+from streammem.service.agreement import LabelAgreement
+
 __all__ = ["plot_scores", "score_figure"]
 
 
@@ -30,7 +32,8 @@ def plot_scores(
 def score_figure(
     table: pa.Table, label_column: str = "is_anomaly", kind_column: str = "fault"
 ) -> Figure:
-    """Scores against row order, alerts in red, the legend beside the plot.
+    """Scores against row order, the alert limit in force for each, alerts in red, the legend
+    beside the plot.
 
     The warm-up (until the calibrator can flag anything: p-values are 1 before) is shaded, and
     scores of 0 (nothing learned yet) are not drawn on the log scale. With ``label_column``,
@@ -53,6 +56,12 @@ def score_figure(
     if warm:
         ax.axvspan(0, warm, color="0.9", lw=0, label="warm-up: nothing flagged yet")
     ax.plot(index, np.where(scores > 0, scores, np.nan), lw=0.5, color="tab:blue", label="score")
+    limits = np.full(len(scores), np.nan)
+    if "limit" in table.column_names:  # the score above which each record would alert
+        limits = np.asarray(table.column("limit").to_pylist(), dtype=np.float64)
+        ax.plot(
+            index, limits, lw=0.9, color="tab:orange", drawstyle="steps-post", label="alert limit"
+        )
     ax.scatter(index[alerts], scores[alerts], s=12, color="tab:red", zorder=3, label="alert")
     ax.set_yscale("log")
     ax.set_ylabel("anomaly score (log)")
@@ -61,7 +70,9 @@ def score_figure(
         kinds = None
         if kind_column in table.column_names:
             kinds = np.asarray(table.column(kind_column).to_pylist(), dtype=object)
-        title += _agreement(alerts, labelled) + _by_kind(alerts, labelled, kinds)
+        judged = p_values < 1.0 if "limit" not in table.column_names else np.isfinite(limits)
+        agreement = LabelAgreement.of(alerts, labelled, judged)
+        title += f"\n{agreement.summary()}" + _by_kind(alerts, labelled, kinds)
         _strip(strip, index, alerts, labelled)
         strip.set_xlabel("event")
     else:
@@ -81,23 +92,6 @@ def _strip(ax, index: np.ndarray, alerts: np.ndarray, labelled: np.ndarray) -> N
     ax.set_ylim(-0.7, 1.7)
     ax.tick_params(axis="y", length=0)
     ax.set_title("labelled anomalies", fontsize=8, loc="left")
-
-
-def _agreement(alerts: np.ndarray, labelled: np.ndarray) -> str:
-    """How the alerts match the labelled anomalies: precision and recall.
-
-    Examples
-    --------
-    >>> _agreement(np.array([True, True, False, False]), np.array([True, False, True, False]))
-    ': precision 0.50, recall 0.50 (1 of 2 labelled anomalies caught)'
-    """
-    caught = int((alerts & labelled).sum())
-    precision = caught / alerts.sum() if alerts.any() else float("nan")
-    recall = caught / labelled.sum() if labelled.any() else float("nan")
-    return (
-        f": precision {precision:.2f}, recall {recall:.2f} "
-        f"({caught} of {int(labelled.sum())} labelled anomalies caught)"
-    )
 
 
 def _by_kind(alerts: np.ndarray, labelled: np.ndarray, kinds: np.ndarray | None) -> str:
