@@ -95,6 +95,14 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
             default = self._default_calibrator = ConformalCalibrator()
         return default
 
+    @property
+    def is_ready(self) -> bool:
+        """Whether anything can alert now: the calibrator's window holds ``min_reference``
+        scores (``1 / alpha`` by default). Before, every p-value is 1 and every limit inf.
+        The window holds ``3 / alpha`` scores, so the scores of a young model (the schedule's
+        first records, when the model changes fastest) leave it within that many records."""
+        return self.calibrator_.is_warm
+
     # ------------------------------------------------------------------ one record
     def classify(self, score: float) -> bool:
         """Whether ``score`` raises an alert now (never while the calibrator warms up)."""

@@ -7,10 +7,11 @@ import numbers
 from collections.abc import Collection
 from typing import Any
 
-__all__ = ["check_choice", "check_integer", "check_number"]
+__all__ = ["check_choice", "check_integer", "check_number", "is_real"]
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
+    """A real number, not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -35,7 +36,7 @@ def check_number(
     """A real number within ``[low, high]`` (ends open when asked; ``None`` when optional)."""
     if optional and value is None:
         return
-    inside = _is_real(value) and value == value  # not NaN
+    inside = is_real(value) and value == value  # not NaN
     if inside and low is not None:
         inside = value > low if low_open else value >= low
     if inside and high is not None:

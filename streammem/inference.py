@@ -18,8 +18,8 @@ from torch import nn
 from streammem.nn.memory import (
     MemAEMemory,
     MemorizerMemory,
+    SharedMappingRead,
     TwinMemory,
-    _SharedMappingRead,
 )
 from streammem.nn.models import AutoEncoderNet
 
@@ -161,7 +161,7 @@ def _(module: MemAEMemory) -> Fn:
     return run
 
 
-def _shared_read(read: _SharedMappingRead) -> Fn:
+def _shared_read(read: SharedMappingRead) -> Fn:
     slots = _param(read.slots)
     mapping_t = _param(read.mapping.weight).T
     # (h W)(M W)^T = h (W (M W)^T): one product per round instead of two

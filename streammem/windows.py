@@ -41,7 +41,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +51,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from river import base as river_base
 
 from streammem.alerts import Judged
+from streammem.checks import check_integer, is_real
 from streammem.features import is_missing, parse_number, schema_example
 from streammem.persistence import from_state, stateful
 
@@ -154,8 +154,8 @@ class TimeWindow(river_base.MiniBatchTransformer):
     # ------------------------------------------------------------------ parameters, state
     def check_params(self) -> None:
         """Raise ``ValueError`` naming the parameter (``window.<name> ...``) if one is wrong."""
-        _integer("size", self.size, 1)
-        _integer("max_keys", self.max_keys, 1)
+        check_integer("window.size", self.size, 1)
+        check_integer("window.max_keys", self.max_keys, 1)
         unknown = [f for f in self.features if f not in FEATURES]
         if not self.features or unknown or len(set(self.features)) != len(self.features):
             raise ValueError(
@@ -164,7 +164,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
             )
         for name in ("max_gap", "ttl"):
             value = getattr(self, name)
-            if value is not None and not (_is_real(value) and value > 0):
+            if value is not None and not (is_real(value) and value > 0):
                 raise ValueError(f"window.{name} must be a number > 0 or null, got {value!r}")
         if self.max_gap is not None and self.time_field is None:
             raise ValueError("window.max_gap needs a time_field: gaps are measured in time")
@@ -631,15 +631,6 @@ def _groups(keys: list[Hashable]) -> dict[Hashable, np.ndarray]:
     return {key: np.array(rows) for key, rows in groups.items()}
 
 
-def _integer(name: str, value: Any, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"window.{name} must be an integer >= {least}, got {value!r}")
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _reading(field: Hashable, value: Any) -> float:
     """A windowed value as a float; ``ValueError`` naming the field if it cannot be one.
 
@@ -671,7 +662,7 @@ def _column(field: Hashable, column: pd.Series) -> np.ndarray:
 
 def _time(field: str, value: Any) -> float:
     """A reading's time in seconds: a number, or a date pandas can read."""
-    if _is_real(value) and math.isfinite(float(value)):
+    if is_real(value) and math.isfinite(float(value)):
         return float(value)
     if isinstance(value, (str, pd.Timestamp, np.datetime64)) or hasattr(value, "isoformat"):
         try:

@@ -216,3 +216,13 @@ def test_alert_filters_work_with_rivers_classification_metrics(metric):
 def test_bad_settings_fail_with_the_arguments_name(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_nothing_alerts_before_the_filter_is_ready():
+    alerts = new_filter()  # alpha 0.02: ready after 1 / alpha = 50 scores
+    first = alerts.process_many(readings().iloc[:49])
+    assert not alerts.is_ready
+    assert not first.alerts.any() and np.isinf(first.limits).all()
+    assert (first.p_values == 1.0).all()
+    rest = alerts.process_many(readings().iloc[49:])
+    assert alerts.is_ready and np.isfinite(rest.limits[1:]).all()

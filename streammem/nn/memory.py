@@ -24,6 +24,7 @@ __all__ = [
     "MemAEMemory",
     "MemorizerMemory",
     "MemoryReadout",
+    "SharedMappingRead",
     "TwinMemory",
     "addressing_entropy",
     "hard_shrink",
@@ -158,7 +159,7 @@ class MemAEMemory(nn.Module):
         return MemoryReadout(output, weights, losses)
 
 
-class _SharedMappingRead(nn.Module):
+class SharedMappingRead(nn.Module):
     """One Memorizer read: ``softmax((H W_S)(M W_S)ᵀ) M`` with W_S shared by queries and slots.
 
     ``forget`` drops each slot with that probability (training only, at least one survives):
@@ -219,7 +220,7 @@ class MemorizerMemory(nn.Module):
         self.rounds = rounds
         self.forget = forget
         self.reads = nn.ModuleList(
-            _SharedMappingRead(num_slots, dim, forget) for _ in range(rounds)
+            SharedMappingRead(num_slots, dim, forget) for _ in range(rounds)
         )
 
     @torch.no_grad()
