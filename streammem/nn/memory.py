@@ -219,9 +219,7 @@ class MemorizerMemory(nn.Module):
         self.dim = dim
         self.rounds = rounds
         self.forget = forget
-        self.reads = nn.ModuleList(
-            SharedMappingRead(num_slots, dim, forget) for _ in range(rounds)
-        )
+        self.reads = nn.ModuleList(SharedMappingRead(num_slots, dim, forget) for _ in range(rounds))
 
     @torch.no_grad()
     def initialize_from(self, queries: torch.Tensor) -> None:
