@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from bench.datasets import KDDCUP99, DataIntegrityError, DataMissing
+from bench.datasets import KDDCUP99
+from bench.makers import run_maker, write_frame
 
 __all__ = ["main", "make_kddcup_parquet"]
 
@@ -46,10 +45,7 @@ def make_kddcup_parquet(
     frame["is_anomaly"] = frame["label"] == "normal."
     if not file_order:
         frame = frame.iloc[np.random.default_rng(0).permutation(len(frame))]
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), output)
-    return output
+    return write_frame(frame, output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,13 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--download", action="store_true", help="fetch missing files upstream")
     parser.add_argument("--file-order", action="store_true", help="keep the upstream row order")
     args = parser.parse_args(argv)
-    try:
-        path = make_kddcup_parquet(args.output, args.data_root, args.download, args.file_order)
-    except (DataMissing, DataIntegrityError) as err:
-        print(f"kddcup_parquet: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {pq.ParquetFile(path).metadata.num_rows} connections to {path}")
-    return 0
+    return run_maker(
+        "kddcup_parquet",
+        lambda: make_kddcup_parquet(args.output, args.data_root, args.download, args.file_order),
+        "connections",
+    )
 
 
 if __name__ == "__main__":

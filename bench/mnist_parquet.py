@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from bench.datasets import MNIST, DataIntegrityError, DataMissing
+from bench.datasets import MNIST
+from bench.makers import run_maker, write_frame
 
 __all__ = ["main", "make_mnist_parquet"]
 
@@ -51,10 +50,7 @@ def make_mnist_parquet(
     frame = pd.DataFrame(pixels, columns=[f"p{i}" for i in range(pixels.shape[1])])
     frame["label"] = split.y[rows]
     frame["is_anomaly"] = split.y[rows] != normal_digit
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), output)
-    return output
+    return write_frame(frame, output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,15 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.anomaly_rate < 1 or args.events < 1:
         parser.error("--anomaly-rate must be in [0, 1) and --events >= 1")
-    try:
-        path = make_mnist_parquet(
+    return run_maker(
+        "mnist_parquet",
+        lambda: make_mnist_parquet(
             args.output, args.data_root, args.normal_digit, args.anomaly_rate, args.events
-        )
-    except (DataMissing, DataIntegrityError) as err:
-        print(f"mnist_parquet: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {pq.ParquetFile(path).metadata.num_rows} images to {path}")
-    return 0
+        ),
+        "images",
+    )
 
 
 if __name__ == "__main__":
