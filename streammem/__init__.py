@@ -12,6 +12,7 @@ from streammem.detectors import (
     Memorizer,
     MemoryDetector,
 )
+from streammem.explain import TopFields
 from streammem.features import FeatureEncoder
 from streammem.persistence import from_state, load, save
 from streammem.schedule import Schedule
@@ -33,6 +34,7 @@ __all__ = [
     "QuantileThreshold",
     "Schedule",
     "TimeWindow",
+    "TopFields",
     "WindowedFilter",
     "__version__",
     "from_state",

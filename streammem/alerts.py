@@ -23,6 +23,7 @@ import pandas as pd
 from river import base as river_base
 
 from streammem.calibration import Calibrator, ConformalCalibrator
+from streammem.explain import Ranked, TopFields
 from streammem.features import EncodedBatch, select_rows, to_frame_or_array
 from streammem.persistence import from_state, stateful
 
@@ -31,14 +32,36 @@ __all__ = ["AlertFilter", "Judged"]
 
 @dataclasses.dataclass
 class Judged:
-    """Scores of a batch, their p-values and alert flags (one entry per record)."""
+    """Scores of a batch, their p-values and alert flags (one entry per record).
+
+    ``top_fields`` holds each record's largest contributions to its score, ``[(field,
+    contribution), ...]`` largest first (see :class:`~streammem.explain.TopFields`): filled
+    for the alerts by :meth:`AlertFilter.process_many`, ``[]`` for records not explained.
+    """
 
     scores: np.ndarray
     p_values: np.ndarray
     alerts: np.ndarray
+    top_fields: list[Ranked] | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_fields is None:
+            self.top_fields = [[] for _ in range(len(self.scores))]
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @classmethod
+    def concat(cls, parts: list[Judged]) -> Judged:
+        """The judgements of consecutive batches as one."""
+        if not parts:
+            return cls(np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
+        return cls(
+            np.concatenate([part.scores for part in parts]),
+            np.concatenate([part.p_values for part in parts]),
+            np.concatenate([part.alerts for part in parts]),
+            [ranked for part in parts for ranked in part.top_fields],
+        )
 
 
 @stateful
@@ -144,7 +167,24 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         """Score, judge and learn a batch, as :meth:`process_many` does."""
         self.process_many(X)
 
-    def process_many(self, X: Any) -> Judged:
+    def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
+        """Each field's contribution to ``score_one(x)`` (the detector's ``explain_one``)."""
+        return self._explainer("explain_one")(x)
+
+    def explain_many(self, X: Any) -> pd.DataFrame:
+        """Each field's contribution to each row's score (the detector's ``explain_many``)."""
+        return self._explainer("explain_many")(X)
+
+    def _explainer(self, method: str) -> Any:
+        explain = getattr(self.anomaly_detector, method, None)
+        if explain is None:
+            raise TypeError(
+                f"{type(self.anomaly_detector).__name__} cannot explain its scores: only "
+                "streammem detectors have explain_one / explain_many"
+            )
+        return explain
+
+    def process_many(self, X: Any, top_fields: int | TopFields = 3) -> Judged:
         """Score, judge, then learn a batch in order: what feeding it one record at a time
         would give, alerts and learned model alike, whatever the batch's size or form.
 
@@ -153,7 +193,12 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         and each score is judged against the calibrator's window as it stands when that
         record arrives, so a large batch is not scored by a stale model or judged against a
         stale reference. The batch is read once when the detector can keep its reading.
+
+        Each alert gets its ``top_fields`` largest contributions (``Judged.top_fields``),
+        explained by the model that scored it; a :class:`~streammem.explain.TopFields` asks
+        for every record's, or 0 for none. Only the records explained cost anything.
         """
+        explain = top_fields if isinstance(top_fields, TopFields) else TopFields(top_fields)
         batch = self.encode_many(X)
         judged = []
         start = 0
@@ -163,12 +208,12 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
             run = _rows(batch, start, start + capacity + capacity // 8)
             if isinstance(run, EncodedBatch) and not run.learnable:
                 run = self.encode_many(run.source)  # categories may have been added since
-            part = self._judge_run(run, capacity)
+            part = self._judge_run(run, capacity, explain)
             judged.append(part)
             start += len(part)
-        return _concat(judged)
+        return Judged.concat(judged)
 
-    def _judge_run(self, run: Any, capacity: int) -> Judged:
+    def _judge_run(self, run: Any, capacity: int, explain: TopFields) -> Judged:
         """Judge and learn ``run`` up to the record whose learning changes the detector."""
         scores = self.score_many(run)
         p_values, alerts = self.calibrator_.judge_sequence(scores)
@@ -177,8 +222,10 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         end = len(scores)
         if total[-1] >= capacity:
             end = int(np.searchsorted(total, capacity)) + 1
-        part = Judged(scores[:end], p_values[:end], alerts[:end])
-        self.learn_judged(_rows(run, 0, end), part)
+        part, judged_rows = Judged(scores[:end], p_values[:end], alerts[:end]), _rows(run, 0, end)
+        # before learning: an alert is explained by the model that scored it
+        part.top_fields = explain.of(self.anomaly_detector, judged_rows, part.alerts)
+        self.learn_judged(judged_rows, part)
         return part
 
     def _records_until_update(self) -> int:
@@ -261,16 +308,6 @@ def _rows(X: Any, start: int, stop: int) -> Any:
     if isinstance(X, pd.DataFrame):
         return X.iloc[start:stop]
     return X[start:stop]
-
-
-def _concat(parts: list[Judged]) -> Judged:
-    if not parts:
-        return Judged(np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
-    return Judged(
-        np.concatenate([part.scores for part in parts]),
-        np.concatenate([part.p_values for part in parts]),
-        np.concatenate([part.alerts for part in parts]),
-    )
 
 
 def _records(X: Any) -> list[Mapping[Hashable, Any]]:
