@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from connectors import RecordBatch
 
@@ -105,6 +106,17 @@ class SensorStream:
                 for i in range(start, stop)
             ]
             yield RecordBatch(records[start:stop], origins)
+
+    @staticmethod
+    def origin_fields() -> list[pa.Field]:
+        """The Arrow fields of each reading's origin (``file``, ``row``, ``is_anomaly``,
+        ``fault``), as the Parquet sink writes them."""
+        return [
+            pa.field("file", pa.string()),
+            pa.field("row", pa.int64()),
+            pa.field("is_anomaly", pa.bool_()),
+            pa.field("fault", pa.string()),
+        ]
 
     def frame(self) -> pd.DataFrame:
         """The whole stream as one DataFrame: ``machine``, the sensors, ``is_anomaly`` and

@@ -255,6 +255,10 @@ class SinkConfig(_Section):
     path: str | None = Field("output/scores.parquet", validate_default=True)
     row_group_size: PositiveInt = 65_536
     plot: str | None = None
+    # The k largest contributions by field in each alert's result (0: no top_fields key), or
+    # in every result's with top_fields_for: all.
+    top_fields: NonNegativeInt = 3
+    top_fields_for: Literal["alerts", "all"] = "alerts"
 
     _path_given = _path_for_parquet("sink")
 

@@ -39,6 +39,7 @@ import pandas as pd
 from connectors import DeadLetter, RecordBatch, Sink
 from streammem.alerts import AlertFilter, Judged
 from streammem.calibration import Calibrator
+from streammem.explain import Ranked, TopFields
 from streammem.features import schema_example
 from streammem.metrics import ServiceMetrics
 from streammem.service.backoff import Backoff
@@ -90,6 +91,9 @@ class ScoringPipeline:
     window
         Turns each reading into its window vector before the filter sees it; ``None``: records
         go to the filter as they are.
+    top_fields
+        Which results carry ``top_fields``, their largest contributions by field (the
+        readings' fields under a window); ``None``: none do, and results have no such key.
 
     """
 
@@ -102,6 +106,7 @@ class ScoringPipeline:
         schema_records: int = 32,
         labels: tuple[str, str] = ("", ""),
         window: TimeWindow | None = None,
+        top_fields: TopFields | None = None,
     ) -> None:
         self.alerts = alerts
         self.metrics = metrics
@@ -110,6 +115,7 @@ class ScoringPipeline:
         self.schema_records = schema_records
         self.labels = labels
         self.window = window
+        self.top_fields = top_fields
         self._sample: list[Mapping] = []
 
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
@@ -127,6 +133,8 @@ class ScoringPipeline:
             self.metrics.record_dead_letter(letter.reason)
         if outcome.origins:
             sink.write(outcome.results())
+            if outcome.top_fields is not None:
+                self.metrics.record_top_fields(outcome.top_fields, outcome.alerts.tolist())
             self.metrics.record_batch(
                 outcome.scores.tolist(),
                 alerts,
@@ -162,13 +170,27 @@ class ScoringPipeline:
             batch, readings = _windowed(self.window, batch)
         scorer = self._scorer(batch)
         chunks, invalid = _Validator(scorer, batch).run()
-        judged = self._judge(chunks, learn=scorer is self.detector, scorer=scorer)
+        explain = self._explain(readings)
+        judged = self._judge(chunks, learn=scorer is self.detector, scorer=scorer, explain=explain)
         if readings is not None:
             self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
+        top = judged.top_fields if self.top_fields is not None else None
         return _Outcome(
-            origins, judged.scores, judged.p_values, judged.alerts, [*batch.dead_letters, *invalid]
+            origins,
+            judged.scores,
+            judged.p_values,
+            judged.alerts,
+            [*batch.dead_letters, *invalid],
+            top,
         )
+
+    def _explain(self, readings: list[Mapping] | None) -> TopFields:
+        """What to explain in this batch: under a window, by the readings' fields."""
+        explain = self.top_fields if self.top_fields is not None else TopFields(0)
+        if not (readings and explain.k):
+            return explain
+        return dataclasses.replace(explain, fold_into=self.window.column_fields(readings))
 
     @property
     def detector(self) -> Any:
@@ -244,14 +266,15 @@ class ScoringPipeline:
         encoder = base.clone({"numeric": list(base.numeric_), "categorical": categorical})
         return self.detector.clone({"encoder": encoder})
 
-    def _judge(self, chunks: list[_Chunk], learn: bool, scorer: Any) -> Judged:
+    def _judge(self, chunks: list[_Chunk], learn: bool, scorer: Any, explain: TopFields) -> Judged:
         """Judge the valid chunks in order: with learning through the filter's exact path, or
         (while the schema is provisional) with the throw-away scorer, learning nothing."""
         if not learn:
-            scores = [np.asarray(scorer.score_many(chunk.table), np.float64) for chunk in chunks]
-            return self.alerts.judge(np.concatenate(scores) if scores else np.zeros(0))
+            return Judged.concat(
+                [self._judge_provisionally(scorer, chunk, explain) for chunk in chunks]
+            )
         updates_before = self.n_updates
-        judged = [self.alerts.process_many(chunk.table) for chunk in chunks]
+        judged = [self.alerts.process_many(chunk.table, explain) for chunk in chunks]
         if self.n_updates > updates_before:
             self.metrics.record_training(
                 self.n_updates - updates_before,
@@ -259,9 +282,12 @@ class ScoringPipeline:
                 self.detector.memory_usage() if hasattr(self.detector, "memory_usage") else None,
                 self.labels,
             )
-        if not judged:
-            return self.alerts.judge(np.zeros(0))
-        return Judged(*(np.concatenate([getattr(j, f) for j in judged]) for f in _JUDGED_FIELDS))
+        return Judged.concat(judged)
+
+    def _judge_provisionally(self, scorer: Any, chunk: _Chunk, explain: TopFields) -> Judged:
+        judged = self.alerts.judge(np.asarray(scorer.score_many(chunk.table), np.float64))
+        judged.top_fields = explain.of(scorer, chunk.table, judged.alerts)
+        return judged
 
     def _learn_window(self, readings: list[Mapping]) -> None:
         window = self.window
@@ -299,9 +325,10 @@ class _Outcome:
     p_values: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     alerts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
     letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+    top_fields: list[Ranked] | None = None  # None: results carry no top_fields
 
     def results(self) -> list[dict]:
-        return [
+        results = [
             {**origin, "score": score, "p_value": p, "alert": alert}
             for origin, score, p, alert in zip(
                 self.origins,
@@ -311,9 +338,17 @@ class _Outcome:
                 strict=True,
             )
         ]
+        if self.top_fields is not None:
+            for result, ranked in zip(results, self.top_fields, strict=True):
+                result["top_fields"] = _top_fields_record(ranked)
+        return results
 
 
-_JUDGED_FIELDS = ("scores", "p_values", "alerts")
+def _top_fields_record(ranked: Ranked) -> list[dict] | None:
+    """A result's ``top_fields``: ``[{"field", "contribution"}, ...]``; None if unexplained."""
+    if not ranked:
+        return None
+    return [{"field": str(field), "contribution": value} for field, value in ranked]
 
 
 @dataclasses.dataclass
