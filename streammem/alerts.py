@@ -172,7 +172,16 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         return self._explainer("explain_one")(x)
 
     def explain_many(self, X: Any) -> pd.DataFrame:
-        """Each field's contribution to each row's score (the detector's ``explain_many``)."""
+        """Each field's contribution to each row's score (the detector's ``explain_many``).
+
+        Examples
+        --------
+        >>> import streammem
+        >>> alerts = AlertFilter(streammem.MemAE())
+        >>> alerts.learn_many([{"a": float(i), "b": float(i % 3)} for i in range(40)])
+        >>> alerts.explain_many([{"a": 3.0, "b": 9.0}]).columns.tolist()
+        ['a', 'b']
+        """
         return self._explainer("explain_many")(X)
 
     def _explainer(self, method: str) -> Any:

@@ -198,6 +198,14 @@ class ServiceMetrics:
 
         The label's values are field names from the model's schema, so they stay as few as
         the schema's fields: a categorical field is one label whatever its values.
+
+        Examples
+        --------
+        >>> metrics = ServiceMetrics()
+        >>> metrics.record_top_fields([[("s3", 0.4), ("s1", 0.1)], []], alerts=[True, False])
+        >>> sample = metrics.registry.get_sample_value
+        >>> sample("streammem_alerts_by_top_field_total", {"field": "s3"})
+        1.0
         """
         for ranked, alert in zip(top_fields, alerts, strict=True):
             if alert and ranked:

@@ -597,7 +597,17 @@ class WindowedFilter(river_base.AnomalyFilter, river_base.Classifier):
 
     def explain_many(self, X: Any) -> pd.DataFrame:
         """Each reading field's contribution to each reading's score (pure), rows aligned with
-        ``X``; see :meth:`explain_one`."""
+        ``X``; see :meth:`explain_one`.
+
+        Examples
+        --------
+        >>> import streammem
+        >>> model = streammem.TimeWindow(size=3, key="m") | streammem.AlertFilter(streammem.MemAE())
+        >>> batch = pd.DataFrame({"m": ["a", "b", "a", "b"], "x": [1.0, 5.0, 2.0, 6.0]})
+        >>> judged = model.process_many(batch)
+        >>> list(model.explain_many(batch).columns)  # x_mean, x_std, ... fold back into x
+        ['x', 'm']
+        """
         parts = self.anomaly_filter.explain_many(self.window.transform_many(X))
         return fold_frame(parts, self.window.column_fields(X))
 
