@@ -41,6 +41,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -279,7 +280,7 @@ def evaluate(
     return cells
 
 
-def _alert_row(detector, vectors: pd.DataFrame, rows: np.ndarray) -> int:
+def _alert_row(detector: Any, vectors: pd.DataFrame, rows: np.ndarray) -> int:
     """The fault's reading an alert would be raised on: the one the detector scores highest."""
     return int(rows[int(np.argmax(detector.score_many(vectors.iloc[rows])))])
 
