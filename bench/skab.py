@@ -126,6 +126,11 @@ class SKAB(Dataset):
         labels = frame["anomaly"].to_numpy(dtype=np.int64)
         return SkabFile(name, frame.drop(columns=["anomaly", "changepoint"]), labels)
 
+    def anomaly_free(self) -> pd.DataFrame:
+        """The anomaly-free recording: the 8 sensors, in time order (datetime index)."""
+        path = self.path("anomaly-free/anomaly-free.csv")
+        return pd.read_csv(path, sep=";", index_col="datetime", parse_dates=True)
+
     def load(self, train: bool = True):  # pragma: no cover - SKAB is read file by file
         raise TypeError("SKAB holds many files: use load_file(name)")
 

@@ -17,6 +17,10 @@ peak RSS, and the ratio to River's events/s measured in the same run. ``--load``
 measurement with a CPU-bound competitor process running, and reports quiet and loaded figures
 side by side.
 
+``--explain`` adds, per detector, what explaining costs: after the same warm-up, ``score_many``
+and ``explain_many`` in turn on each of the same ``--batch``-row DataFrames of the timed events
+(both pure), reported as the ratio of their times, measured in the same process and run.
+
 ``--curve`` adds the quality / speed curve of the learning schedule: for each ``--budgets``
 value, MemAE's mean AUROC on the 35 ADBench streams (read from the committed ``bench.stream``
 ablation cells, ``--quality``) against its events/s measured here, plotted to
@@ -98,11 +102,34 @@ def batched(model: Any, frames: list[pd.DataFrame]) -> None:
         model.learn_many(encoded)
 
 
+def explain_cost(model: Any, frames: list[pd.DataFrame]) -> dict:
+    """Seconds ``score_many`` and ``explain_many`` take on the same batches, and their ratio.
+
+    Both run once untimed first (the first call after learning builds the model's NumPy copy,
+    which the other then reuses), then alternate batch by batch, so that load on the machine
+    falls on both alike.
+    """
+    methods = {"score_s": model.score_many, "explain_s": model.explain_many}
+    for call in methods.values():
+        call(frames[0])
+    seconds = dict.fromkeys(methods, 0.0)
+    for frame in frames:
+        for name, call in methods.items():
+            started = time.perf_counter()
+            call(frame)
+            seconds[name] += time.perf_counter() - started
+    return {**seconds, "explain_over_score": seconds["explain_s"] / seconds["score_s"]}
+
+
 def measure(contender: str, path: str, n_events: int, warmup: int, batch: int) -> dict:
     """Warm one contender up, then time it; runs inside the worker process."""
     frame = kdd_events(warmup + n_events)
     warm, timed = frame.iloc[:warmup], frame.iloc[warmup:]
     model = river_baseline() if contender == "river" else streammem_detector(contender)
+    if path == "explain":
+        batched(model, [warm.iloc[i : i + batch] for i in range(0, len(warm), batch)])
+        split = [timed.iloc[i : i + batch] for i in range(0, len(timed), batch)]
+        return {"contender": contender, "path": path, **explain_cost(model, split)}
     if path == "per-event":
         run, warm_input, timed_input = per_event, warm.to_dict("records"), timed.to_dict("records")
     else:
@@ -259,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="MemAE", help="comma-separated detector names")
     parser.add_argument("--load", action="store_true", help="also measure under CPU load")
     parser.add_argument("--curve", action="store_true", help="quality / speed by budget")
+    parser.add_argument("--explain", action="store_true", help="explain_many / score_many cost")
     parser.add_argument("--budgets", type=lambda t: [float(b) for b in t.split(",")],
                         default=list(DEFAULT_BUDGETS))  # fmt: skip
     parser.add_argument("--quality", type=Path, default=ABLATIONS,
@@ -278,6 +306,11 @@ def main(argv: list[str] | None = None) -> None:
         _plot_curve(points, floor, args.out.parent / "throughput_curve.png")
         return
     result = run(args)
+    if args.explain:
+        result["explain"] = [run_worker(name, "explain", args) for name in args.models.split(",")]
+        for row in result["explain"]:
+            print(f"  {row['contender']:<18} explain_many / score_many "
+                  f"{row['explain_over_score']:.2f}x (same batches, same run)")  # fmt: skip
     if args.curve:
         print("quality / speed by budget:", flush=True)
         result["curve"] = curve(args, args.out.parent)

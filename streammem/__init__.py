@@ -12,6 +12,7 @@ from streammem.detectors import (
     Memorizer,
     MemoryDetector,
 )
+from streammem.explain import TopFields
 from streammem.features import FeatureEncoder
 from streammem.interface import StreamDetector
 from streammem.persistence import from_state, load, save
@@ -35,6 +36,7 @@ __all__ = [
     "Schedule",
     "StreamDetector",
     "TimeWindow",
+    "TopFields",
     "WindowedFilter",
     "__version__",
     "from_state",

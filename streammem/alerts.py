@@ -22,6 +22,7 @@ import pandas as pd
 from river import base as river_base
 
 from streammem.calibration import Calibrator, ConformalCalibrator, Judged
+from streammem.explain import TopFields
 from streammem.features import EncodedBatch, select_rows, to_frame_or_array
 from streammem.interface import StreamDetector
 from streammem.persistence import from_state, stateful
@@ -138,7 +139,33 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         """Score, judge and learn a batch, as :meth:`process_many` does."""
         self.process_many(X)
 
-    def process_many(self, X: Any) -> Judged:
+    def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
+        """Each field's contribution to ``score_one(x)`` (the detector's ``explain_one``)."""
+        return self._explainer("explain_one")(x)
+
+    def explain_many(self, X: Any) -> pd.DataFrame:
+        """Each field's contribution to each row's score (the detector's ``explain_many``).
+
+        Examples
+        --------
+        >>> import streammem
+        >>> alerts = AlertFilter(streammem.MemAE())
+        >>> alerts.learn_many([{"a": float(i), "b": float(i % 3)} for i in range(40)])
+        >>> alerts.explain_many([{"a": 3.0, "b": 9.0}]).columns.tolist()
+        ['a', 'b']
+        """
+        return self._explainer("explain_many")(X)
+
+    def _explainer(self, method: str) -> Any:
+        explain = getattr(self.anomaly_detector, method, None)
+        if explain is None:
+            raise TypeError(
+                f"{type(self.anomaly_detector).__name__} cannot explain its scores: only "
+                "streammem detectors have explain_one / explain_many"
+            )
+        return explain
+
+    def process_many(self, X: Any, top_fields: int | TopFields = 3) -> Judged:
         """Score, judge, then learn a batch in order: what feeding it one record at a time
         would give, alerts and learned model alike, whatever the batch's size or form.
 
@@ -147,7 +174,12 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         and each score is judged against the calibrator's window as it stands when that
         record arrives, so a large batch is not scored by a stale model or judged against a
         stale reference. The batch is read once when the detector can keep its reading.
+
+        Each alert gets its ``top_fields`` largest contributions (``Judged.top_fields``),
+        explained by the model that scored it; a :class:`~streammem.explain.TopFields` asks
+        for every record's, or 0 for none. Only the records explained cost anything.
         """
+        explain = top_fields if isinstance(top_fields, TopFields) else TopFields(top_fields)
         batch = self.encode_many(X)
         judged = []
         start = 0
@@ -157,12 +189,12 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
             run = _rows(batch, start, start + capacity + capacity // 8)
             if isinstance(run, EncodedBatch) and not run.learnable:
                 run = self.encode_many(run.source)  # categories may have been added since
-            part = self._judge_run(run, capacity)
+            part = self._judge_run(run, capacity, explain)
             judged.append(part)
             start += len(part)
         return Judged.concat(judged)
 
-    def _judge_run(self, run: Any, capacity: int) -> Judged:
+    def _judge_run(self, run: Any, capacity: int, explain: TopFields) -> Judged:
         """Judge and learn ``run`` up to the record whose learning changes the detector."""
         scores = self.score_many(run)
         judged = self.calibrator_.judge_sequence(scores)
@@ -171,8 +203,10 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         end = len(scores)
         if total[-1] >= capacity:
             end = int(np.searchsorted(total, capacity)) + 1
-        part = judged[:end]
-        self.learn_judged(_rows(run, 0, end), part)
+        part, judged_rows = judged[:end], _rows(run, 0, end)
+        # before learning: an alert is explained by the model that scored it
+        part.top_fields = explain.of(self.anomaly_detector, judged_rows, part.alerts)
+        self.learn_judged(judged_rows, part)
         return part
 
     def _records_until_update(self) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,18 +38,35 @@ __all__ = ["Calibrator", "ConformalCalibrator", "Judged", "QuantileThreshold"]
 @dataclasses.dataclass
 class Judged:
     """Scores of a run of records with their p-values, alert flags and the limit each was
-    judged against (the score above which it would have alerted; inf while warming up)."""
+    judged against (the score above which it would have alerted; inf while warming up).
+
+    ``top_fields`` holds each record's largest contributions to its score, ``[(field,
+    contribution), ...]`` largest first (see :class:`~streammem.explain.TopFields`): filled
+    for the alerts by :meth:`~streammem.AlertFilter.process_many`, ``[]`` for records not
+    explained.
+    """
 
     scores: np.ndarray
     p_values: np.ndarray
     alerts: np.ndarray
     limits: np.ndarray
+    top_fields: list[list[tuple[Hashable, float]]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_fields is None:
+            self.top_fields = [[] for _ in range(len(self.scores))]
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def __getitem__(self, rows: slice) -> Judged:
-        return Judged(self.scores[rows], self.p_values[rows], self.alerts[rows], self.limits[rows])
+        return Judged(
+            self.scores[rows],
+            self.p_values[rows],
+            self.alerts[rows],
+            self.limits[rows],
+            self.top_fields[rows],
+        )
 
     @classmethod
     def concat(cls, parts: Sequence[Judged]) -> Judged:
@@ -57,8 +74,11 @@ class Judged:
         if not parts:
             empty = np.zeros(0)
             return cls(empty, empty, np.zeros(0, dtype=bool), empty)
-        fields = [f.name for f in dataclasses.fields(cls)]
-        return cls(*(np.concatenate([getattr(part, f) for part in parts]) for f in fields))
+        arrays = ("scores", "p_values", "alerts", "limits")
+        return cls(
+            *(np.concatenate([getattr(part, name) for part in parts]) for name in arrays),
+            [ranked for part in parts for ranked in part.top_fields],
+        )
 
 
 class Calibrator:

@@ -107,8 +107,10 @@ class SensorStream:
             ]
             yield RecordBatch(records[start:stop], origins)
 
-    def origin_fields(self) -> list[pa.Field]:
-        """The Arrow fields of the origin that each reading's result carries."""
+    @staticmethod
+    def origin_fields() -> list[pa.Field]:
+        """The Arrow fields of each reading's origin (``file``, ``row``, ``is_anomaly``,
+        ``fault``), as the Parquet sink writes them."""
         return [
             pa.field("file", pa.string()),
             pa.field("row", pa.int64()),

@@ -311,6 +311,23 @@ class FeatureEncoder(base.Transformer):
     def width_(self) -> int:
         return len(self.columns_)
 
+    def column_fields(self) -> list[Hashable]:
+        """The field each column of :attr:`columns_` encodes, as the records name it: a
+        numeric field's own column, and every one-hot column of a categorical field
+        (its values, spare slots and unknown bucket).
+
+        Examples
+        --------
+        >>> enc = FeatureEncoder(categorical={"proto": ["tcp", "udp"]})
+        >>> enc.fit_schema({"bytes": 0.0, "proto": "tcp"})
+        >>> enc.column_fields()
+        ['bytes', 'proto', 'proto', 'proto']
+        """
+        owners = list(self.numeric_)
+        for field, (offset, _, unknown) in self._cat_layout.items():
+            owners += [field] * (unknown + 1 - offset)
+        return owners
+
     def check_params(self) -> None:
         _policy("scaling", self.scaling, _SCALINGS)
         _policy("missing", self.missing, _MISSING)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -68,6 +68,13 @@ class ServiceMetrics:
         reg = self.registry
         self.events = Counter("streammem_events", "Records scored.", registry=reg)
         self.alerts = Counter("streammem_alerts", "Records flagged as anomalies.", registry=reg)
+        self.alerts_by_top_field = Counter(
+            "streammem_alerts_by_top_field",
+            "Alerts by the field that contributed most to their score (a field of the schema, "
+            "or under a window the reading's field; never a value).",
+            ["field"],
+            registry=reg,
+        )
         self.dead_letters = Counter(
             "streammem_dead_letters",
             "Records that failed to decode or validate, by reason.",
@@ -185,6 +192,24 @@ class ServiceMetrics:
             self.scores.observe(score)
         self.batch_seconds.observe(seconds)
         self.threshold.labels(*model).set(threshold)
+
+    def record_top_fields(self, top_fields: Sequence[Sequence[tuple]], alerts: list[bool]) -> None:
+        """Count each alert under its top field (the first of its ``top_fields``).
+
+        The label's values are field names from the model's schema, so they stay as few as
+        the schema's fields: a categorical field is one label whatever its values.
+
+        Examples
+        --------
+        >>> metrics = ServiceMetrics()
+        >>> metrics.record_top_fields([[("s3", 0.4), ("s1", 0.1)], []], alerts=[True, False])
+        >>> sample = metrics.registry.get_sample_value
+        >>> sample("streammem_alerts_by_top_field_total", {"field": "s3"})
+        1.0
+        """
+        for ranked, alert in zip(top_fields, alerts, strict=True):
+            if alert and ranked:
+                self.alerts_by_top_field.labels(str(ranked[0][0])).inc()
 
     def record_dead_letter(self, reason: str) -> None:
         if reason not in DEAD_LETTER_REASONS:

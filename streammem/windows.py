@@ -52,6 +52,7 @@ from river import base as river_base
 
 from streammem.alerts import Judged
 from streammem.checks import check_integer, is_real
+from streammem.explain import TopFields, fold_frame
 from streammem.features import is_missing, parse_number, schema_example
 from streammem.persistence import from_state, stateful
 
@@ -216,6 +217,18 @@ class TimeWindow(river_base.MiniBatchTransformer):
                 else:
                     names.append(f"{field}_{feature}")
         return names
+
+    def column_fields(self, X: Any) -> dict[str, Hashable]:
+        """The reading field each window column of batch ``X`` summarises, ``{column: field}``
+        (the windowed fields as :meth:`transform_many` picks them; pure).
+
+        Examples
+        --------
+        >>> window = TimeWindow(size=3, features=("mean", "std"), key="machine")
+        >>> window.column_fields([{"machine": "a", "temp": 1.0}])
+        {'temp_mean': 'temp', 'temp_std': 'temp'}
+        """
+        return {column: field for field in self._fields(X) for column in self.columns([field])}
 
     # ------------------------------------------------------------------ River API
     def __or__(self, other: Any) -> Any:
@@ -574,9 +587,38 @@ class WindowedFilter(river_base.AnomalyFilter, river_base.Classifier):
         """p-values of a batch's windows (pure)."""
         return self.anomaly_filter.p_values_many(self.window.transform_many(X))
 
-    def process_many(self, X: Any) -> Judged:
-        """Score, judge and learn a batch of readings in time order; returns the judgement."""
-        judged = self.anomaly_filter.process_many(self.window.transform_many(X))
+    def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
+        """Each reading field's contribution to ``score_one(x)`` (pure): its window features'
+        contributions summed, fields passed through as they are; they add up to the score."""
+        window = self.window.transform_one(x)
+        parts = self.anomaly_filter.explain_one(window)
+        folded = fold_frame(pd.DataFrame([parts]), self.window.column_fields([x]))
+        return {field: float(value) for field, value in folded.iloc[0].items()}
+
+    def explain_many(self, X: Any) -> pd.DataFrame:
+        """Each reading field's contribution to each reading's score (pure), rows aligned with
+        ``X``; see :meth:`explain_one`.
+
+        Examples
+        --------
+        >>> import streammem
+        >>> model = streammem.TimeWindow(size=3, key="m") | streammem.AlertFilter(streammem.MemAE())
+        >>> batch = pd.DataFrame({"m": ["a", "b", "a", "b"], "x": [1.0, 5.0, 2.0, 6.0]})
+        >>> judged = model.process_many(batch)
+        >>> list(model.explain_many(batch).columns)  # x_mean, x_std, ... fold back into x
+        ['x', 'm']
+        """
+        parts = self.anomaly_filter.explain_many(self.window.transform_many(X))
+        return fold_frame(parts, self.window.column_fields(X))
+
+    def process_many(self, X: Any, top_fields: int | TopFields = 3) -> Judged:
+        """Score, judge and learn a batch of readings in time order; returns the judgement,
+        each alert with its ``top_fields`` largest contributions by reading field (see
+        :meth:`AlertFilter.process_many`)."""
+        explain = top_fields if isinstance(top_fields, TopFields) else TopFields(top_fields)
+        if len(X):  # an empty batch may come before the windowed fields are known
+            explain = dataclasses.replace(explain, fold_into=self.window.column_fields(X))
+        judged = self.anomaly_filter.process_many(self.window.transform_many(X), explain)
         self.window.learn_many(X)
         return judged
 

@@ -24,11 +24,13 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 from river import base as river_base
 from threadpoolctl import ThreadpoolController
 
 from streammem.checks import check_choice, check_integer
+from streammem.explain import fold
 from streammem.features import EncodedBatch, FeatureEncoder, to_frame_or_array
 from streammem.inference import numpy_reconstructor
 from streammem.nn.models import ReconstructionModel
@@ -54,6 +56,22 @@ def _numpy_scores(reconstruct: Any, batch: np.ndarray) -> np.ndarray:
         residual = reconstruct(chunk) - chunk
         scores.append(np.einsum("ij,ij->i", residual, residual) / residual.shape[1])
     return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
+
+
+def _squared_errors(reconstruct: Any, chunk: np.ndarray) -> np.ndarray:
+    """Each column's share of the mean squared reconstruction error, per row."""
+    chunk = np.asarray(chunk, dtype=np.float32)
+    residual = (reconstruct(chunk) - chunk).astype(np.float64)
+    return np.square(residual) / residual.shape[1]
+
+
+def _in_chunks(compute: Any, batch: np.ndarray) -> np.ndarray:
+    """``compute`` over ``_SCORE_CHUNK`` rows at a time (bounds the working memory)."""
+    width = math.prod(batch.shape[1:])
+    parts = [
+        compute(batch[start : start + _SCORE_CHUNK]) for start in range(0, len(batch), _SCORE_CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, width))
 
 
 _BACKBONES = ("mlp", "conv28", "conv32")
@@ -455,15 +473,18 @@ class MemoryDetector(river_base.AnomalyDetector):
             X = X.source
         if "model_" not in self.__dict__:
             return self._cold_scores(X)
-        encoder = self._encoder
-        raw = X.raw if isinstance(X, EncodedBatch) else encoder.vectorize_many(X)
-        batch = encoder.scale(raw)
+        batch = self._scaled(X)
         # On CPU the NumPy copy beats torch's per-call overhead at stream batch sizes too.
         reconstruct = self._numpy_scorer() if self.device_.type == "cpu" else None
         if reconstruct is None:
             return self._torch_scores(batch)
         with self._threads():
             return _numpy_scores(reconstruct, batch)
+
+    def _scaled(self, X: Any) -> np.ndarray:
+        """A batch (or an :meth:`encode_many` reading of it) as the model's scaled input."""
+        encoder = self._encoder
+        return encoder.scale(X.raw if isinstance(X, EncodedBatch) else encoder.vectorize_many(X))
 
     def _cold_scores(self, X: Any) -> np.ndarray:
         """What the rows would score one by one if each had been learned after being scored.
@@ -473,16 +494,21 @@ class MemoryDetector(river_base.AnomalyDetector):
         learned before it; a throw-away encoder replays that for the batch, so even the first
         batch of a stream is ranked (its first row scores 0.0, as ``score_one`` does).
         """
+        return self._cold_parts(X)[0].sum(axis=1)
+
+    def _cold_parts(self, X: Any) -> tuple[np.ndarray, FeatureEncoder]:
+        """Each column's share of :meth:`_cold_scores` (its squared scaled value over the
+        width), and the throw-away encoder that read the batch."""
         encoder = self.new_encoder()
         raw = encoder.vectorize_many(X)
-        scores = np.zeros(len(raw))
+        parts = np.zeros(raw.shape)
         if encoder.scaling is None:
-            return scores
+            return parts, encoder
         for i in range(1, len(raw)):
             encoder.update_scaler(raw[i - 1 : i])
-            scaled = encoder.scale(raw[i : i + 1])
-            scores[i] = float(np.mean(np.square(scaled, dtype=np.float64)))
-        return scores
+            scaled = encoder.scale(raw[i])
+            parts[i] = np.square(scaled, dtype=np.float64) / len(scaled)
+        return parts, encoder
 
     def _torch_scores(self, batch: np.ndarray) -> np.ndarray:
         scores = []
@@ -491,6 +517,85 @@ class MemoryDetector(river_base.AnomalyDetector):
                 chunk = self._to_tensor(batch[start : start + _SCORE_CHUNK])
                 scores.append(self.model_.anomaly_score(chunk).double().cpu().numpy())
         return np.concatenate(scores) if scores else np.zeros(0)
+
+    # ------------------------------------------------------------------ explanations
+    def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
+        """Each field's contribution to ``score_one(x)``; they add up to it (pure).
+
+        See :meth:`explain_many` for what a contribution is.
+        """
+        row = self.explain_many([x]).iloc[0]
+        return {field: float(value) for field, value in row.items()}
+
+    def explain_many(self, X: Any) -> pd.DataFrame:
+        """Each field's contribution to each row's score (pure, like :meth:`score_many`).
+
+        A score is a sum over the model's input columns, so it splits exactly: one column per
+        field as the records name it (a categorical field's one-hot columns summed back into
+        it), rows aligned with ``X`` (its index for a DataFrame); every contribution is >= 0
+        and a row adds up to its ``score_many`` (to float32 precision).
+
+        What a contribution is: for the autoencoders (MemAE, Memorizer, RFTM, AE), whose
+        score is the mean squared reconstruction error of the scaled record, the squared
+        errors of the field's columns divided by the number of encoded columns; before the
+        detector has learned anything, the squared robust z-score of the field under the rows
+        before it, over the same number. For MemGAN, whose score is ``‖x − G(P(E(x)))‖₂``,
+        a pixel's squared error over that norm: a per-pixel map (reshape a row to
+        ``input_shape``).
+
+        Parameters
+        ----------
+        X
+            A DataFrame, a pyarrow table, a 2-D (or image) numpy array, a list of dicts, or an
+            :meth:`encode_many` reading.
+
+        Examples
+        --------
+        >>> import random
+        >>> import streammem
+        >>> rng = random.Random(0)
+        >>> det = streammem.MemAE(seed=1)
+        >>> for _ in range(1500):
+        ...     a = rng.gauss(0, 1)
+        ...     det.learn_one({"a": a, "b": 2 * a + rng.gauss(0, 0.1), "line": rng.choice("xy")})
+        >>> broken = {"a": 0.3, "b": -5.0, "line": "x"}
+        >>> parts = det.explain_one(broken)
+        >>> list(parts), max(parts, key=parts.get)
+        (['a', 'b', 'line'], 'b')
+        >>> abs(sum(parts.values()) - det.score_one(broken)) < 1e-5 * det.score_one(broken)
+        True
+        """
+        if not isinstance(X, EncodedBatch):
+            X = to_frame_or_array(X)  # once: a pyarrow table is converted here only
+        source = X.source if isinstance(X, EncodedBatch) else X
+        parts, encoder = self._explain_parts(X)
+        sums, fields = fold(parts, encoder.column_fields())
+        index = source.index if isinstance(source, pd.DataFrame) else None
+        return pd.DataFrame(sums, columns=fields, index=index)
+
+    def _explain_parts(self, X: Any) -> tuple[np.ndarray, FeatureEncoder]:
+        """Each encoded column's share of each row's score, and the encoder of the columns."""
+        if isinstance(X, EncodedBatch) and (X.raw is None or "model_" not in self.__dict__):
+            X = X.source
+        if "model_" not in self.__dict__:
+            return self._cold_parts(X)
+        batch = self._scaled(X)
+        reconstruct = self._numpy_scorer() if self.device_.type == "cpu" else None
+        if reconstruct is None:
+            return self._torch_parts(batch), self._encoder
+        with self._threads():
+            return _in_chunks(
+                lambda chunk: _squared_errors(reconstruct, chunk), batch
+            ), self._encoder
+
+    def _torch_parts(self, batch: np.ndarray) -> np.ndarray:
+        def parts(chunk: np.ndarray) -> np.ndarray:
+            tensor = self._to_tensor(chunk)
+            shares = self.model_.score_parts(tensor, self.model_(tensor))
+            return shares.flatten(1).double().cpu().numpy()
+
+        with self._threads(), torch.inference_mode():
+            return _in_chunks(parts, batch)
 
     def _numpy_scorer(self):
         scorer = self.__dict__.get("_scorer", _NO_SCORER)

@@ -156,6 +156,14 @@ class MemGANNet(ReconstructionModel):
         """``‖x − G(P(E(x)))‖₂`` per sample (Eq. 8), shape (B,)."""
         return (x - self(x).reconstruction).flatten(1).norm(dim=1)
 
+    @staticmethod
+    def score_parts(x: torch.Tensor, output: ModelOutput) -> torch.Tensor:
+        """Each pixel's share of ``‖x − G(P(E(x)))‖₂``, shape of ``x``: its squared error over
+        the sample's norm (0 where the norm is 0), so a sample's shares add up to its score."""
+        squared = (x - output.reconstruction).pow(2)
+        norm = squared.flatten(1).sum(dim=1).sqrt().clamp_min(torch.finfo(x.dtype).tiny)
+        return squared / norm.view(-1, *[1] * (x.dim() - 1))
+
     @torch.no_grad()
     def decode_memory(self) -> torch.Tensor:
         """``G(m_i)`` for every memory unit: what the memory holds, (n, *input_shape)."""

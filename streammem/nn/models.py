@@ -61,6 +61,12 @@ class ReconstructionModel(nn.Module):
         """Per-sample mean squared reconstruction error, shape (B,). Higher = more anomalous."""
         return self.sample_errors(x, self(x))
 
+    @staticmethod
+    def score_parts(x: torch.Tensor, output: ModelOutput) -> torch.Tensor:
+        """Each input element's share of :meth:`anomaly_score`, shape of ``x``: its squared
+        error over the number of elements, so a sample's shares add up to its score."""
+        return (output.reconstruction - x).pow(2) / math.prod(x.shape[1:])
+
 
 class AutoEncoderNet(ReconstructionModel):
     """Encoder → (memory) → decoder.

@@ -10,6 +10,7 @@ from streammem.alerts import AlertFilter
 from streammem.calibration import (
     Calibrator,
 )
+from streammem.explain import TopFields
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.config import CalibrationConfig, Config
@@ -20,6 +21,7 @@ __all__ = [
     "new_calibrator",
     "new_detector",
     "new_pipeline",
+    "new_top_fields",
     "new_window",
     "pipeline_from_state",
 ]
@@ -46,6 +48,14 @@ def new_window(config: Config) -> TimeWindow | None:
     return window.build() if window is not None else None
 
 
+def new_top_fields(config: Config) -> TopFields | None:
+    """Which results carry top fields (``sink.top_fields``), or None when it is 0."""
+    sink = config.sink
+    if sink.top_fields == 0:
+        return None
+    return TopFields(sink.top_fields, every_record=sink.top_fields_for == "all")
+
+
 def new_pipeline(
     config: Config, metrics: ServiceMetrics, labels: tuple[str, str] = ("", "")
 ) -> ScoringPipeline:
@@ -61,6 +71,7 @@ def new_pipeline(
         schema_records=config.schema_.min_records,
         labels=labels,
         window=new_window(config),
+        top_fields=new_top_fields(config),
     )
 
 
@@ -89,6 +100,7 @@ def pipeline_from_state(
         schema_records=config.schema_.min_records,
         labels=labels,
         window=_window_from_state(state.get("window"), new_window(config)),
+        top_fields=new_top_fields(config),
     )
 
 

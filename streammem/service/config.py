@@ -258,6 +258,10 @@ class SinkConfig(_Section):
     # A column passed through from the source that marks known anomalies: the run then
     # prints its false-alarm rate on normal rows and its recall, and the plot marks them.
     label_column: str = "is_anomaly"
+    # The k largest contributions by field in each alert's result (0: no top_fields key), or
+    # in every result's with top_fields_for: all.
+    top_fields: NonNegativeInt = 3
+    top_fields_for: Literal["alerts", "all"] = "alerts"
 
     _path_given = _path_for_parquet("sink")
 

@@ -41,6 +41,10 @@ _RESULT_FIELDS = [
     pa.field("alert", pa.bool_()),
     pa.field("limit", pa.float64()),  # null while the calibrator warms up
 ]
+_TOP_FIELDS = pa.field(
+    "top_fields",
+    pa.list_(pa.struct([pa.field("field", pa.string()), pa.field("contribution", pa.float64())])),
+)
 
 
 @dataclasses.dataclass
@@ -144,7 +148,10 @@ class _Job:
             return _NullSink()
         if sink.kind != "parquet":
             raise ConfigError(f"sink.kind: {sink.kind!r} is served by `streammem serve`, not `run`")
-        schema = pa.schema([*self.source.origin_fields(), *_RESULT_FIELDS])
+        # Declared, not inferred: a first row group without alerts has no top_fields to type,
+        # nor a warm-up's nulls a limit.
+        results = [*_RESULT_FIELDS, *([_TOP_FIELDS] if sink.top_fields else [])]
+        schema = pa.schema([*self.source.origin_fields(), *results])
         return ParquetSink(sink.path, sink.row_group_size, schema, self.sink_position)
 
     def save(self, sink: ParquetSink | _NullSink, finished: bool) -> None:

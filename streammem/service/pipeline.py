@@ -40,6 +40,7 @@ import pandas as pd
 from connectors import DeadLetter, RecordBatch, Sink
 from streammem.alerts import AlertFilter, Judged
 from streammem.calibration import Calibrator
+from streammem.explain import Ranked, TopFields
 from streammem.interface import StreamDetector
 from streammem.metrics import ServiceMetrics
 from streammem.service.backoff import Backoff
@@ -91,6 +92,9 @@ class ScoringPipeline:
     window
         Turns each reading into its window vector before the filter sees it; ``None``: records
         go to the filter as they are.
+    top_fields
+        Which results carry ``top_fields``, their largest contributions by field (the
+        readings' fields under a window); ``None``: none do, and results have no such key.
 
     """
 
@@ -103,6 +107,7 @@ class ScoringPipeline:
         schema_records: int = 32,
         labels: tuple[str, str] = ("", ""),
         window: TimeWindow | None = None,
+        top_fields: TopFields | None = None,
     ) -> None:
         if not isinstance(alerts.anomaly_detector, StreamDetector):
             raise TypeError(
@@ -116,6 +121,7 @@ class ScoringPipeline:
         self.schema_records = schema_records
         self.labels = labels
         self.window = window
+        self.top_fields = top_fields
         self._sample: list[Mapping] = []
 
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
@@ -133,6 +139,8 @@ class ScoringPipeline:
             self.metrics.record_dead_letter(letter.reason)
         if outcome.origins:
             sink.write(outcome.results())
+            if outcome.top_fields is not None:
+                self.metrics.record_top_fields(outcome.top_fields, outcome.judged.alerts.tolist())
             self.metrics.record_batch(
                 outcome.judged.scores.tolist(),
                 alerts,
@@ -168,11 +176,20 @@ class ScoringPipeline:
             batch, readings = _windowed(self.window, batch)
         scorer = self._scorer(batch)
         chunks, invalid = _Validator(scorer, batch).run()
-        judged = self._judge(chunks, learn=scorer is self.detector, scorer=scorer)
+        explain = self._explain(readings)
+        judged = self._judge(chunks, learn=scorer is self.detector, scorer=scorer, explain=explain)
         if readings is not None:
             self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
-        return _Outcome(origins, judged, [*batch.dead_letters, *invalid])
+        top = judged.top_fields if self.top_fields is not None else None
+        return _Outcome(origins, judged, [*batch.dead_letters, *invalid], top)
+
+    def _explain(self, readings: list[Mapping] | None) -> TopFields:
+        """What to explain in this batch: under a window, by the readings' fields."""
+        explain = self.top_fields if self.top_fields is not None else TopFields(0)
+        if not (readings and explain.k):
+            return explain
+        return dataclasses.replace(explain, fold_into=self.window.column_fields(readings))
 
     @property
     def detector(self) -> Any:
@@ -225,14 +242,15 @@ class ScoringPipeline:
             )
         return self.detector
 
-    def _judge(self, chunks: list[_Chunk], learn: bool, scorer: Any) -> Judged:
+    def _judge(self, chunks: list[_Chunk], learn: bool, scorer: Any, explain: TopFields) -> Judged:
         """Judge the valid chunks in order: with learning through the filter's exact path, or
         (while the schema is provisional) with the throw-away scorer, learning nothing."""
         if not learn:
-            scores = [np.asarray(scorer.score_many(chunk.table), np.float64) for chunk in chunks]
-            return self.alerts.judge(np.concatenate(scores) if scores else np.zeros(0))
+            return Judged.concat(
+                [self._judge_provisionally(scorer, chunk, explain) for chunk in chunks]
+            )
         updates_before = self.n_updates
-        judged = [self.alerts.process_many(chunk.table) for chunk in chunks]
+        judged = [self.alerts.process_many(chunk.table, explain) for chunk in chunks]
         if self.n_updates > updates_before:
             self.metrics.record_training(
                 self.n_updates - updates_before,
@@ -241,6 +259,11 @@ class ScoringPipeline:
                 self.labels,
             )
         return Judged.concat(judged)
+
+    def _judge_provisionally(self, scorer: Any, chunk: _Chunk, explain: TopFields) -> Judged:
+        judged = self.alerts.judge(np.asarray(scorer.score_many(chunk.table), np.float64))
+        judged.top_fields = explain.of(scorer, chunk.table, judged.alerts)
+        return judged
 
     def _learn_window(self, readings: list[Mapping]) -> None:
         window = self.window
@@ -276,13 +299,14 @@ class _Outcome:
     origins: list[dict] = dataclasses.field(default_factory=list)
     judged: Judged = dataclasses.field(default_factory=lambda: Judged.concat([]))
     letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+    top_fields: list[Ranked] | None = None  # None: results carry no top_fields
 
     def results(self) -> list[dict]:
         """One result per scored record; ``limit`` is the score above which it would have
         alerted (null while the calibrator warms up: JSON has no infinity)."""
         judged = self.judged
         limits = [v if math.isfinite(v) else None for v in judged.limits.tolist()]
-        return [
+        results = [
             {**origin, "score": score, "p_value": p, "alert": alert, "limit": limit}
             for origin, score, p, alert, limit in zip(
                 self.origins,
@@ -293,6 +317,17 @@ class _Outcome:
                 strict=True,
             )
         ]
+        if self.top_fields is not None:
+            for result, ranked in zip(results, self.top_fields, strict=True):
+                result["top_fields"] = _top_fields_record(ranked)
+        return results
+
+
+def _top_fields_record(ranked: Ranked) -> list[dict] | None:
+    """A result's ``top_fields``: ``[{"field", "contribution"}, ...]``; None if unexplained."""
+    if not ranked:
+        return None
+    return [{"field": str(field), "contribution": value} for field, value in ranked]
 
 
 @dataclasses.dataclass

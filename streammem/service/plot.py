@@ -32,13 +32,15 @@ def plot_scores(
 def score_figure(
     table: pa.Table, label_column: str = "is_anomaly", kind_column: str = "fault"
 ) -> Figure:
-    """Scores against row order, the alert limit in force for each, alerts in red, the legend
-    beside the plot.
+    """Scores against row order, the alert limit in force for each, alerts coloured by their
+    top field, the legend beside the plot.
 
     The warm-up (until the calibrator can flag anything: p-values are 1 before) is shaded, and
     scores of 0 (nothing learned yet) are not drawn on the log scale. With ``label_column``,
     a strip under the scores marks each labelled anomaly as caught (an alert on it) or missed,
-    and the title gives precision and recall, per kind of anomaly with ``kind_column``.
+    and the title gives precision and recall, per kind of anomaly with ``kind_column``. With
+    a ``top_fields`` column, each alert's colour names the field that contributed most to its
+    score (the eight most frequent; the rest share one); without one, alerts are red.
     """
     scores = table.column("score").to_numpy()
     alerts = table.column("alert").to_numpy(zero_copy_only=False).astype(bool)
@@ -59,10 +61,8 @@ def score_figure(
     limits = np.full(len(scores), np.nan)
     if "limit" in table.column_names:  # the score above which each record would alert
         limits = np.asarray(table.column("limit").to_pylist(), dtype=np.float64)
-        ax.plot(
-            index, limits, lw=0.9, color="tab:orange", drawstyle="steps-post", label="alert limit"
-        )
-    ax.scatter(index[alerts], scores[alerts], s=12, color="tab:red", zorder=3, label="alert")
+        ax.plot(index, limits, lw=0.9, color="0.35", drawstyle="steps-post", label="alert limit")
+    _alerts(ax, index, scores, alerts, _top_field(table))
     ax.set_yscale("log")
     ax.set_ylabel("anomaly score (log)")
     title = f"{len(scores)} events, {int(alerts.sum())} alerts"
@@ -81,6 +81,45 @@ def score_figure(
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+_FIELD_COLOURS = (
+    "tab:red",
+    "tab:orange",
+    "tab:green",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
+
+
+def _top_field(table: pa.Table) -> np.ndarray | None:
+    """Each result's top field ("" where it has none); None without a top_fields column."""
+    if "top_fields" not in table.column_names:
+        return None
+    ranked = table.column("top_fields").to_pylist()
+    return np.array([top[0]["field"] if top else "" for top in ranked], dtype=object)
+
+
+def _alerts(
+    ax, index: np.ndarray, scores: np.ndarray, alerts: np.ndarray, top: np.ndarray | None
+) -> None:
+    """Alerts as dots: red, or one colour per top field (the most frequent first)."""
+    if top is None:
+        ax.scatter(index[alerts], scores[alerts], s=12, color="tab:red", zorder=3, label="alert")
+        return
+    names, counts = np.unique(top[alerts & (top != "")].astype(str), return_counts=True)
+    shown = [str(name) for name in names[np.argsort(-counts, kind="stable")]][: len(_FIELD_COLOURS)]
+    for name, colour in zip(shown, _FIELD_COLOURS, strict=False):
+        rows = alerts & (top == name)
+        label = f"alert, top field {name} ({rows.sum()})"
+        ax.scatter(index[rows], scores[rows], s=12, color=colour, zorder=3, label=label)
+    rest = alerts & ~np.isin(top, shown)
+    if rest.any():
+        label = f"alert, other field ({rest.sum()})"
+        ax.scatter(index[rest], scores[rest], s=12, color="0.3", zorder=3, label=label)
 
 
 def _strip(ax, index: np.ndarray, alerts: np.ndarray, labelled: np.ndarray) -> None:
