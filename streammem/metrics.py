@@ -136,6 +136,13 @@ class ServiceMetrics:
             ["topic", "partition"],
             registry=reg,
         )
+        self.offsets_reread = Counter(
+            "streammem_offsets_reread",
+            "Offsets read again after the log moved backwards: events of the new log at offsets "
+            "the old one had already reached (each scored or dead-lettered, none passed over).",
+            ["topic", "partition"],
+            registry=reg,
+        )
         self.offsets_skipped = Counter(
             "streammem_offsets_skipped",
             "Offsets the broker did not deliver (deleted by retention or compaction, or "

@@ -47,15 +47,19 @@ def daemon_config(tmp_path, bootstrap: str = "127.0.0.1:1") -> Config:
 
 
 def run(
-    config: Config, consumer: KafkaConsumer | MemoryConsumer, ends: dict[TopicPartition, int]
+    config: Config,
+    consumer: KafkaConsumer | MemoryConsumer,
+    ends: dict[TopicPartition, int],
+    results: int | None = None,
 ) -> tuple[Daemon, ListSink]:
-    """A daemon run on ``consumer`` until it has read each partition up to its end, and the
-    sink its results went to."""
+    """A daemon run on ``consumer`` until it has read each partition up to its end (or until
+    it has written ``results`` results), and the sink its results went to."""
     sink = ListSink()
+    until = None if results is None else lambda: len(sink.results) >= results
     daemon = Daemon(
         config,
         ServiceMetrics(),
-        new_consumer=lambda kafka, listener: ReadToEnd(consumer, ends, daemon.stop),
+        new_consumer=lambda kafka, listener: ReadToEnd(consumer, ends, daemon.stop, until=until),
         new_sink=lambda kafka: sink,
     )
     assert daemon.run() == 0
@@ -137,10 +141,28 @@ def test_checkpoint_age_is_not_reset_while_no_checkpoint_exists(tmp_path):
     assert CheckpointStore(config.checkpoint.dir).load_latest("events-0")["offset"] == 5
 
 
+def test_a_commit_beyond_the_log_end_reads_the_new_log_from_its_start(tmp_path, caplog):
+    """A re-created topic whose group kept its commit (300) while the new log ends at 100:
+    fetching at 300 returns nothing, so offsets 0-99 were passed over unread. The daemon goes
+    back to the log's start and counts what it reads again."""
+    config = daemon_config(tmp_path)
+    consumer = MemoryConsumer({TP: [EVENT] * 100}, committed={TP: 300})
+    with caplog.at_level(logging.WARNING):
+        daemon, sink = run(config, consumer, {}, results=100)
+    assert [r["offset"] for r in sink.results] == list(range(100))
+    assert consumer.commits == {TP: 100}
+    labels = {"topic": "events", "partition": "0"}
+    get = daemon.metrics.registry.get_sample_value
+    assert get("streammem_offset_resets_total", labels) == 1
+    assert get("streammem_offsets_reread_total", labels) == 100
+    assert "position 300 beyond the log's end 100" in caplog.text
+
+
 @pytest.mark.kafka
 def test_resuming_checks_the_checkpoint_offset_against_the_broker(broker, tmp_path, caplog):
     """A checkpoint ahead of the commit skips what it covers (seeking past it); one beyond the
-    log's end (10^12, or a broker that lost its log) is not trusted: nothing is skipped."""
+    log's end (10^12, or a broker that lost its log) is not trusted: the log is read from its
+    start."""
     broker.create_topic("resume", 2)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     for i in range(20):
@@ -159,7 +181,7 @@ def test_resuming_checks_the_checkpoint_offset_against_the_broker(broker, tmp_pa
     with caplog.at_level(logging.INFO):
         daemon, sink = run(config, consumer, {ahead: 10, absurd: 10})
     scored = {(r["partition"], r["offset"]) for r in sink.results}
-    assert scored == {(0, o) for o in range(7, 10)} | {(1, o) for o in range(2, 10)}
+    assert scored == {(0, o) for o in range(7, 10)} | {(1, o) for o in range(10)}
     assert "offsets 2-6 were scored before the checkpoint" in caplog.text
     resets = daemon.metrics.registry.get_sample_value(
         "streammem_offset_resets_total", {"topic": "resume", "partition": "1"}

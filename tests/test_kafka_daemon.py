@@ -426,3 +426,68 @@ def test_broker_faults_lose_no_event(tmp_path, start_daemon):
         assert stop_gracefully(second) == 0
     finally:
         late.stop()
+
+
+def all_offsets(broker: Broker, topic: str) -> set[tuple[int, int]]:
+    """(partition, offset) of every message of every partition the topic has now."""
+    probe = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    count = len(probe.partitions_for_topic(topic) or [0])
+    probe.close()
+    return input_offsets(broker, topic, count)
+
+
+def scored_offsets(broker: Broker, topic: str) -> set[tuple[int, int]]:
+    def read(name: str) -> list:
+        probe = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+        count = len(probe.partitions_for_topic(name) or [0])
+        probe.close()
+        reader = TopicReader(broker, name, count)
+        messages = reader.drain()
+        reader.close()
+        return messages
+
+    return set(covered_offsets(read(f"{topic}-scores"), read(f"{topic}-dead")))
+
+
+def test_a_topic_recreated_after_log_loss_is_read_from_its_start(tmp_path, start_daemon):
+    """The broker loses its log while the daemon is 300 offsets into partition 0, and a
+    producer re-creates the input topic with 4 partitions. Partition 0's new log is shorter
+    than the daemon's position: it used to sit at 300, fetching nothing, and offsets 0-299 of
+    the new log were never scored nor dead-lettered, while the metrics said nothing was lost."""
+    broker = start_broker()  # its own: the test restarts it
+    topic = "recreated"
+    config = daemon_config(broker, tmp_path, topic, "recreated")
+    try:
+        for name in (topic, f"{topic}-scores", f"{topic}-dead"):
+            broker.create_topic(name, 1)
+        produce(broker, topic, valid_events(0, 300))
+        daemon = start_daemon(config, "recreated")
+        wait_until(
+            lambda: scored_offsets(broker, topic) >= {(0, o) for o in range(300)},
+            "the old log's results",
+            daemon,
+        )
+        broker = restart_empty(broker, [])
+        broker.create_topic(topic, 4)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        for i in range(400):  # 100 per partition: partition 0's log ends below 300
+            producer.send(topic, json.dumps(event(i)).encode(), partition=i % 4)
+        producer.flush()
+        expected = all_offsets(broker, topic)
+        assert len(expected) == 400
+        wait_until(lambda: expected <= scored_offsets(broker, topic), "the new log", daemon)
+        # Partition 0 grows past the old position: every offset below it is still answered.
+        for i in range(300):
+            producer.send(topic, json.dumps(event(i)).encode(), partition=0)
+        producer.flush()
+        producer.close()
+        expected = all_offsets(broker, topic)
+        wait_until(lambda: expected <= scored_offsets(broker, topic), "partition 0", daemon)
+        metrics = scrape(config["metrics"]["port"])
+        labels = (("partition", "0"), ("topic", topic))
+        assert metrics[("streammem_offset_resets_total", labels)] >= 1
+        assert metrics[("streammem_offsets_reread_total", labels)] >= 300
+        assert metrics.get(("streammem_offsets_skipped_total", labels), 0) == 0
+        assert stop_gracefully(daemon) == 0
+    finally:
+        broker.stop()

@@ -92,6 +92,8 @@ class _Partition:
     checkpointed: int | None = None
     # Whether the checkpoint's offset was checked against the broker's log and commits.
     verified: bool = False
+    # After the log moved backwards: offsets below this one are read a second time.
+    reread_below: int | None = None
 
 
 class Daemon(ConsumerRebalanceListener):
@@ -105,9 +107,10 @@ class Daemon(ConsumerRebalanceListener):
         Instruments to update; a fresh private registry by default.
     new_consumer
         ``(config.kafka, daemon) -> consumer``: a consumer of the input topic (a
-        :class:`~kafka.KafkaConsumer`'s ``poll``, ``seek``, ``committed``, ``highwater``,
-        ``end_offsets``, ``commit`` and ``close``) that tells the daemon, its rebalance
-        listener, which partitions it gets and loses.
+        :class:`~kafka.KafkaConsumer`'s ``poll``, ``seek``, ``seek_to_beginning``,
+        ``assignment``, ``position``, ``committed``, ``highwater``, ``end_offsets``,
+        ``commit`` and ``close``) that tells the daemon, its rebalance listener, which
+        partitions it gets and loses.
     new_sink
         ``config.kafka -> sink`` for results and dead letters; called again for a fresh sink
         after one fails.
@@ -142,6 +145,7 @@ class Daemon(ConsumerRebalanceListener):
         self._stopping = False
         self._last_checkpoint = time.monotonic()
         self._failures = 0  # consecutive failed flushes, for the backoff
+        self._revoked: set[TopicPartition] = set()  # in a rebalance, until assigned again
         self._consumer: KafkaConsumer | None = None
         self._sink: FlushingSink | None = None
 
@@ -227,6 +231,7 @@ class Daemon(ConsumerRebalanceListener):
                 self._handle(polled)
             elif self._checkpoint_due():
                 self._checkpoint(list(self.partitions))
+            self._check_log_ends()
             self._update_lag()
 
     def _handle(self, polled: dict[TopicPartition, list]) -> None:
@@ -266,8 +271,9 @@ class Daemon(ConsumerRebalanceListener):
         if not state.verified:
             messages = self._resume(tp, state, messages)
         else:
-            self._check_continuity(tp, state, messages)
+            messages = self._check_continuity(tp, state, messages)
         if messages:
+            self._count_reread(tp, state, messages)
             batch = self.decoder.decode(messages)
             self.total += state.pipeline.process(batch, self._sink)
             state.position = messages[-1].offset + 1
@@ -292,8 +298,8 @@ class Daemon(ConsumerRebalanceListener):
         state.verified = True
         if checkpoint is not None and (committed is None or end < checkpoint):
             evidence = f"checkpoint at {checkpoint}, committed {committed}, log end {end}"
-            self._reset(tp, state, evidence)
-            return messages
+            self._reset(tp, max(checkpoint, committed or 0), evidence)
+            return []
         reached = max(committed or 0, checkpoint or 0)
         if committed is not None and first > reached:
             self._skipped(tp, first - reached, first)
@@ -306,17 +312,34 @@ class Daemon(ConsumerRebalanceListener):
             self._consumer.seek(tp, checkpoint)
         return kept
 
-    def _check_continuity(self, tp: TopicPartition, state: _Partition, messages: list) -> None:
-        """Account for every offset: one below the position means the log was replaced; a gap
-        means the broker no longer holds (retention, compaction) or never delivered them."""
+    def _check_continuity(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
+        """The messages to process: none if one is below the position (the log was replaced,
+        and is read again from its start); a gap is counted: the broker no longer holds
+        (retention, compaction) or never delivered those offsets."""
         first, last = messages[0].offset, messages[-1].offset
         start = state.position
         if start is not None and first < start:
-            self._reset(tp, state, f"offset {first} after {start - 1}")
-            start = None
+            self._reset(tp, start, f"offset {first} after {start - 1}")
+            return []
         missing = last + 1 - (first if start is None else start) - len(messages)
         if missing > 0:
             self._skipped(tp, missing, last)
+        return messages
+
+    def _check_log_ends(self) -> None:
+        """Catch a consumer past its partition's high watermark: the broker lost the log, or
+        the topic was re-created, below its position. Its fetches return nothing until the new
+        log grows past it, so every offset below would be passed over unread."""
+        for tp in self._consumer.assignment() - self._revoked:
+            end = self._consumer.highwater(tp)
+            if end is None:  # no fetch answered yet
+                continue
+            try:
+                position = self._consumer.position(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
+            except KafkaError:  # revoked meanwhile, or the broker is gone: the next loop checks
+                continue
+            if position is not None and position > end:
+                self._reset(tp, position, f"position {position} beyond the log's end {end}")
 
     def _skipped(self, tp: TopicPartition, count: int, before: int) -> None:
         self.metrics.offsets_skipped.labels(tp.topic, str(tp.partition)).inc(count)
@@ -328,17 +351,31 @@ class Daemon(ConsumerRebalanceListener):
             before,
         )
 
-    def _reset(self, tp: TopicPartition, state: _Partition, evidence: str) -> None:
-        """The broker's log moved backwards: keep the model, forget the offsets it had reached."""
+    def _reset(self, tp: TopicPartition, reached: int, evidence: str) -> None:
+        """The broker's log moved backwards: keep the model, forget the offsets it had reached
+        (``reached``), and read the new log from its start."""
         self.metrics.offset_resets.labels(tp.topic, str(tp.partition)).inc()
         log.warning(
             "%s: the broker's log moved backwards (%s): it lost the log or the topic was "
-            "recreated; scoring every message from the new log, with the model kept",
+            "recreated; reading the new log from its start, with the model kept",
             tp,
             evidence,
         )
-        state.checkpointed = None
-        state.position = None
+        state = self._state(tp)
+        state.verified = True
+        state.checkpointed = state.position = None
+        state.reread_below = reached
+        self._consumer.seek_to_beginning(tp)
+
+    def _count_reread(self, tp: TopicPartition, state: _Partition, messages: list) -> None:
+        """Count the offsets of a new log that the old one had already reached."""
+        below = state.reread_below
+        if below is None:
+            return
+        count = sum(1 for m in messages if m.offset < below)
+        self.metrics.offsets_reread.labels(tp.topic, str(tp.partition)).inc(count)
+        if messages[-1].offset + 1 >= below:
+            state.reread_below = None
 
     def _state(self, tp: TopicPartition) -> _Partition:
         if tp not in self.partitions:
@@ -433,6 +470,7 @@ class Daemon(ConsumerRebalanceListener):
     # (commit, committed) are not allowed. None is needed: every poll is flushed and
     # committed before the next poll, so only the models have to be saved or loaded here.
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._revoked |= set(revoked)
         owned = [tp for tp in revoked if tp in self.partitions]
         self._checkpoint(owned)
         for tp in owned:
@@ -446,6 +484,7 @@ class Daemon(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # Models load on the main thread with each partition's first message: loading here
         # would hold up the heartbeats of the whole group.
+        self._revoked -= set(assigned)
         log.info("assigned %s", sorted(assigned))
 
     def _shutdown(self) -> None:
