@@ -118,6 +118,16 @@ class ServiceMetrics:
             "Unreadable checkpoints skipped in favour of an older one.",
             registry=reg,
         )
+        self.checkpoint_failures = Counter(
+            "streammem_checkpoint_failures",
+            "Checkpoints that could not be written (no space, read-only, too many open files...) "
+            "or checkpoint folders that could not be read, by operation (save, load); scoring "
+            "and committing go on without them.",
+            ["operation"],
+            registry=reg,
+        )
+        for operation in ("save", "load"):
+            self.checkpoint_failures.labels(operation)
         self.consumer_lag = Gauge(
             "streammem_consumer_lag",
             "Records between the consumer position and the partition's high watermark.",

@@ -7,10 +7,16 @@ run in seconds).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
 import re
+import resource
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +34,7 @@ from streammem.service.build import new_pipeline
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import Config, parse_config
 from streammem.service.daemon import Daemon
+from streammem.training import preload_optimizer
 
 TP = TopicPartition("events", 0)
 EVENT = json.dumps({"temp": 20.0, "rpm": 900.0, "line": "a"}).encode()
@@ -50,16 +57,18 @@ def run(
     config: Config,
     consumer: KafkaConsumer | MemoryConsumer,
     ends: dict[TopicPartition, int],
-    results: int | None = None,
+    until: Callable[[ListSink], bool] | None = None,
 ) -> tuple[Daemon, ListSink]:
     """A daemon run on ``consumer`` until it has read each partition up to its end (or until
-    it has written ``results`` results), and the sink its results went to."""
+    ``until(sink)`` is true after a poll), and the sink its results went to."""
     sink = ListSink()
-    until = None if results is None else lambda: len(sink.results) >= results
+    stop_when = None if until is None else lambda: until(sink)
     daemon = Daemon(
         config,
         ServiceMetrics(),
-        new_consumer=lambda kafka, listener: ReadToEnd(consumer, ends, daemon.stop, until=until),
+        new_consumer=lambda kafka, listener: ReadToEnd(
+            consumer, ends, daemon.stop, until=stop_when
+        ),
         new_sink=lambda kafka: sink,
     )
     assert daemon.run() == 0
@@ -148,7 +157,7 @@ def test_a_commit_beyond_the_log_end_reads_the_new_log_from_its_start(tmp_path, 
     config = daemon_config(tmp_path)
     consumer = MemoryConsumer({TP: [EVENT] * 100}, committed={TP: 300})
     with caplog.at_level(logging.WARNING):
-        daemon, sink = run(config, consumer, {}, results=100)
+        daemon, sink = run(config, consumer, {}, until=lambda sink: len(sink.results) >= 100)
     assert [r["offset"] for r in sink.results] == list(range(100))
     assert consumer.commits == {TP: 100}
     labels = {"topic": "events", "partition": "0"}
@@ -161,8 +170,8 @@ def test_a_commit_beyond_the_log_end_reads_the_new_log_from_its_start(tmp_path, 
 @pytest.mark.kafka
 def test_resuming_checks_the_checkpoint_offset_against_the_broker(broker, tmp_path, caplog):
     """A checkpoint ahead of the commit skips what it covers (seeking past it); one beyond the
-    log's end (10^12, or a broker that lost its log) is not trusted: the log is read from its
-    start."""
+    log's end (10^12) while the commit is within it is a bad checkpoint, not log loss: it is
+    skipped (it was reported as the broker losing its log, and the log read again)."""
     broker.create_topic("resume", 2)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     for i in range(20):
@@ -181,12 +190,13 @@ def test_resuming_checks_the_checkpoint_offset_against_the_broker(broker, tmp_pa
     with caplog.at_level(logging.INFO):
         daemon, sink = run(config, consumer, {ahead: 10, absurd: 10})
     scored = {(r["partition"], r["offset"]) for r in sink.results}
-    assert scored == {(0, o) for o in range(7, 10)} | {(1, o) for o in range(10)}
+    assert scored == {(0, o) for o in range(7, 10)} | {(1, o) for o in range(2, 10)}
     assert "offsets 2-6 were scored before the checkpoint" in caplog.text
     resets = daemon.metrics.registry.get_sample_value(
         "streammem_offset_resets_total", {"topic": "resume", "partition": "1"}
     )
-    assert resets == 1 and "checkpoint at 1000000000000" in caplog.text
+    assert resets is None and fallbacks(daemon) == 1
+    assert "its offset 1000000000000 is beyond the log's end 10" in caplog.text
 
 
 def test_a_detector_loads_from_a_binary_file_object(tmp_path):
@@ -213,3 +223,143 @@ def test_unreadable_checkpoints_say_why(tmp_path, content, reason):
     (tmp_path / "bad.pt").write_bytes(content)
     with pytest.raises(CheckpointError, match=re.escape(reason)):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+# ---------------------------------------------------------------------------- disk faults
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` on ``folder``: a real full or read-only filesystem (root only)."""
+    folder.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def remount(folder: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(folder)], check=True)
+
+
+@contextlib.contextmanager
+def file_where_the_folder_goes(folder: Path) -> Iterator[Callable[[], None]]:
+    folder.write_text("not a folder")
+    yield folder.unlink
+
+
+@contextlib.contextmanager
+def no_space(folder: Path) -> Iterator[Callable[[], None]]:
+    with tmpfs(folder, "1m"):
+        filler = folder / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as handle:
+            handle.write(bytes(2**21))
+        yield filler.unlink
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Callable[[], None]]:
+    with tmpfs(folder, "4m"):
+        remount(folder, "ro")
+        yield lambda: remount(folder, "rw")
+
+
+@contextlib.contextmanager
+def too_many_open_files(folder: Path) -> Iterator[Callable[[], None]]:
+    """Every file descriptor in use (as 1,017 idle metrics connections did): opening fails."""
+    preload_optimizer()  # the daemon imports it on a thread, which needs files
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 16, limits[1]))
+    held = []
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+
+        def repair() -> None:
+            while held:
+                os.close(held.pop())
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+        yield repair
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+
+DISK_FAULTS = {
+    fault.__name__: fault
+    for fault in (file_where_the_folder_goes, no_space, read_only, too_many_open_files)
+}
+
+
+def failures(daemon: Daemon) -> float:
+    return daemon.metrics.registry.get_sample_value(
+        "streammem_checkpoint_failures_total", {"operation": "save"}
+    )
+
+
+@pytest.mark.parametrize("fault", list(DISK_FAULTS))
+def test_checkpoints_that_cannot_be_written_degrade_and_recover(tmp_path, fault, caplog):
+    """Every checkpoint fails until the disk is repaired, halfway. The daemon used to exit 2
+    at the first (1, with torch's traceback, on a full disk) with its results flushed but
+    never committed, so every restart emitted them again. Scoring and committing go on, each
+    failure is counted and logged, and checkpoints resume once the disk is back."""
+    config = daemon_config(tmp_path)
+    folder = Path(config.checkpoint.dir)
+    consumer = MemoryConsumer({TP: [EVENT] * 60})
+    repaired = []
+
+    def repair_halfway(sink: ListSink) -> bool:
+        if len(sink.results) >= 30 and not repaired:
+            repair()
+            repaired.append(True)
+        return len(sink.results) >= 60
+
+    with DISK_FAULTS[fault](folder) as repair:
+        with caplog.at_level(logging.WARNING):
+            daemon, sink = run(config, consumer, {}, until=repair_halfway)
+        assert [r["offset"] for r in sink.results] == list(range(60))
+        assert consumer.commits == {TP: 60}
+        assert failures(daemon) >= 1
+        assert caplog.text.count("cannot write the checkpoint") == failures(daemon)
+        assert CheckpointStore(folder).load_latest("events-0")["offset"] == 60
+        assert not list(folder.rglob("*.tmp"))
+
+
+def test_a_daemon_stops_cleanly_when_its_last_checkpoint_cannot_be_written(tmp_path, caplog):
+    config = daemon_config(tmp_path)
+    consumer = MemoryConsumer({TP: [EVENT] * 9})
+    with file_where_the_folder_goes(Path(config.checkpoint.dir)), caplog.at_level(logging.ERROR):
+        daemon, sink = run(config, consumer, {TP: 9})
+    assert len(sink.results) == 9 and consumer.commits == {TP: 9}
+    assert "cannot write the checkpoint at offset 9" in caplog.records[-1].getMessage()
+    assert failures(daemon) == caplog.text.count("cannot write the checkpoint")
+
+
+def test_a_folder_named_like_a_checkpoint_is_left_alone(tmp_path):
+    """It used to be counted among the checkpoints and deleted with the oldest: EISDIR, exit 2."""
+    config = daemon_config(tmp_path)
+    odd = Path(config.checkpoint.dir) / "events-0" / "ckpt-0000000000.pt"
+    odd.mkdir(parents=True)
+    daemon, _ = run(config, MemoryConsumer({TP: [EVENT] * 30}), {TP: 30})
+    store = CheckpointStore(config.checkpoint.dir)
+    assert odd.is_dir() and failures(daemon) == 0
+    assert store.load_latest("events-0")["offset"] == 30
+    assert len(store.paths("events-0")) == config.checkpoint.keep
+
+
+def test_a_stray_temporary_file_is_removed(tmp_path):
+    """What a save cut short (kill -9) leaves behind goes when the partition's model loads."""
+    config = daemon_config(tmp_path)
+    store = CheckpointStore(config.checkpoint.dir)
+    store.save("events-0", checkpoint(config, TP, 0))
+    stray = store.root / "events-0" / ".ckpt-0000000001.pt.k2j4x9.tmp"
+    stray.write_bytes(b"half a checkpoint")
+    run(config, MemoryConsumer({TP: [EVENT] * 3}), {TP: 3})
+    assert not stray.exists()

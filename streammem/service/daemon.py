@@ -94,6 +94,9 @@ class _Partition:
     verified: bool = False
     # After the log moved backwards: offsets below this one are read a second time.
     reread_below: int | None = None
+    # The group's committed offset (None: no commit) and the log's end, when it was loaded.
+    committed: int | None = None
+    end: int | None = None
 
 
 class Daemon(ConsumerRebalanceListener):
@@ -287,13 +290,7 @@ class Daemon(ConsumerRebalanceListener):
         below the checkpoint, or a group with no commit at all, means the broker lost it (an
         empty restart, a recreated topic), and every message is new.
         """
-        committed = self._consumer.committed(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
-        # The high watermark of the fetch that brought these messages; Tansu's ListOffsets
-        # (end_offsets) answers the last record batch's base offset + 1 instead.
-        end = self._consumer.highwater(tp)
-        if end is None:
-            end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
-        committed = committed if committed is not None and committed >= 0 else None
+        committed, end = state.committed, state.end
         checkpoint, first = state.checkpointed, messages[0].offset
         state.verified = True
         if checkpoint is not None and (committed is None or end < checkpoint):
@@ -420,15 +417,7 @@ class Daemon(ConsumerRebalanceListener):
             state = self.partitions.get(tp)
             if state is None or state.position is None or state.position == state.checkpointed:
                 continue
-            checkpoint = {
-                **state.pipeline.state_dict(),
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "offset": state.position,
-            }
-            self.store.save(self._model_name(tp), checkpoint)
-            state.checkpointed = state.position
-            saved = True
+            saved = self._save(tp, state) or saved
         states = list(self.partitions.values())
         current = states and all(
             s.position is not None and s.position == s.checkpointed for s in states
@@ -436,32 +425,92 @@ class Daemon(ConsumerRebalanceListener):
         if saved or current:  # the age says how old the state on disk is: never a made-up 0
             self.metrics.record_checkpoint()
 
+    def _save(self, tp: TopicPartition, state: _Partition) -> bool:
+        """Write the partition's checkpoint; False if the disk refused it.
+
+        A checkpoint that cannot be written does not stop the commit after it: the results
+        are flushed, so nothing is lost, and a restart resumes the model from its last
+        checkpoint, having not learned what came after it. Exiting instead left the results
+        uncommitted, for every restart to emit again. The next checkpoint tries again.
+        """
+        checkpoint = {
+            **state.pipeline.state_dict(),
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offset": state.position,
+        }
+        try:
+            self.store.save(self._model_name(tp), checkpoint)
+        except OSError as err:
+            self.metrics.checkpoint_failures.labels("save").inc()
+            fresh = state.checkpointed is None
+            resumes = "a fresh model" if fresh else f"offset {state.checkpointed}"
+            log.error(
+                "%s: cannot write the checkpoint at offset %d (%s); scoring and committing go "
+                "on, and a restart would resume from %s",
+                tp,
+                state.position,
+                err,
+                resumes,
+            )
+            return False
+        state.checkpointed = state.position
+        return True
+
     def _model_name(self, tp: TopicPartition) -> str:
         return f"{tp.topic}-{tp.partition}"
 
     def _load(self, tp: TopicPartition) -> _Partition:
-        """The partition's model from its newest checkpoint that rebuilds, else a fresh one."""
-        labels = (tp.topic, str(tp.partition))
+        """The partition's model from its newest checkpoint that rebuilds and fits the
+        broker's log, else a fresh one."""
+        committed, end = self._log_bounds(tp)
+        resumed = None
         if self.store is not None:
-            resumed = self.store.load_latest(
-                self._model_name(tp), lambda state: self._rebuild(tp, state)
-            )
-            if resumed is not None:
-                pipeline, offset = resumed
-                log.info("resumed %s from its checkpoint at offset %d", tp, offset)
-                return _Partition(pipeline, checkpointed=offset)
-        return _Partition(new_pipeline(self.config, self.metrics, labels))
+            try:
+                resumed = self.store.load_latest(
+                    self._model_name(tp), lambda state: self._rebuild(tp, state, committed, end)
+                )
+            except OSError as err:
+                self.metrics.checkpoint_failures.labels("load").inc()
+                log.error("%s: cannot read its checkpoints (%s); starting a fresh model", tp, err)
+        if resumed is None:
+            pipeline = new_pipeline(self.config, self.metrics, (tp.topic, str(tp.partition)))
+            return _Partition(pipeline, committed=committed, end=end)
+        pipeline, offset = resumed
+        log.info("resumed %s from its checkpoint at offset %d", tp, offset)
+        return _Partition(pipeline, checkpointed=offset, committed=committed, end=end)
 
-    def _rebuild(self, tp: TopicPartition, state: dict) -> tuple[ScoringPipeline, int]:
+    def _log_bounds(self, tp: TopicPartition) -> tuple[int | None, int]:
+        """The group's committed offset (None if it has none) and the end of the log."""
+        committed = self._consumer.committed(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
+        # The high watermark of the last fetch; Tansu's ListOffsets (end_offsets) answers the
+        # last record batch's base offset + 1 instead.
+        end = self._consumer.highwater(tp)
+        if end is None:
+            end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
+        return (committed if committed is not None and committed >= 0 else None), end
+
+    def _rebuild(
+        self, tp: TopicPartition, state: dict, committed: int | None, end: int
+    ) -> tuple[ScoringPipeline, int]:
         """A checkpoint's pipeline and offset; ``CheckpointError`` if it is not this
-        partition's or its offset is not one (an offset the log never reached is caught on
-        the first poll, by comparing it with the log's end)."""
+        partition's, or its offset is not one this log reached.
+
+        An offset beyond the log's end is that of a bad checkpoint when the group's commit
+        is within the log (10^12 never was an offset of it); with no commit, or a commit
+        beyond the end too, it is the broker that lost its log (see :meth:`_resume`).
+        """
         offset = state.get("offset")
         if type(offset) is not int or not 0 <= offset < 2**63:
             raise CheckpointError(f"its offset is {offset!r}, not a Kafka offset")
         if (state.get("topic"), state.get("partition")) != (tp.topic, tp.partition):
             found = (state.get("topic"), state.get("partition"))
             raise CheckpointError(f"it belongs to {found}, not to {tp}")
+        if committed is not None and committed <= end < offset:
+            raise CheckpointError(
+                f"its offset {offset} is beyond the log's end {end}, which holds the group's "
+                f"committed offset {committed}: the log never reached it"
+            )
         labels = (tp.topic, str(tp.partition))
         return pipeline_from_state(state, self.config, self.metrics, labels), offset
 
