@@ -15,6 +15,7 @@ import os
 import re
 import resource
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from sinks import ListSink
 
 import streammem
 from connectors.kafka import make_consumer
+from connectors.tansu import free_port
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
 from streammem.service.build import new_pipeline
@@ -40,7 +42,7 @@ TP = TopicPartition("events", 0)
 EVENT = json.dumps({"temp": 20.0, "rpm": 900.0, "line": "a"}).encode()
 
 
-def daemon_config(tmp_path, bootstrap: str = "127.0.0.1:1") -> Config:
+def daemon_config(tmp_path, bootstrap: str = "127.0.0.1:1", **sections: dict) -> Config:
     return parse_config(
         {
             "model": {"name": "MemAE", "params": {"num_slots": 10}},
@@ -49,6 +51,7 @@ def daemon_config(tmp_path, bootstrap: str = "127.0.0.1:1") -> Config:
             "kafka": {"bootstrap_servers": bootstrap, "group_id": "ckpt", "max_poll_records": 3},
             "checkpoint": {"dir": str(tmp_path / "checkpoints"), "interval_s": 0},
             "metrics": {"port": None},
+            **sections,
         }
     )
 
@@ -268,28 +271,34 @@ def read_only(folder: Path) -> Iterator[Callable[[], None]]:
 
 
 @contextlib.contextmanager
-def too_many_open_files(folder: Path) -> Iterator[Callable[[], None]]:
-    """Every file descriptor in use (as 1,017 idle metrics connections did): opening fails."""
+def descriptors_left(count: int) -> Iterator[Callable[[], None]]:
+    """Only ``count`` file descriptors left to open (the limit lowered, the rest taken); yields
+    what gives them back."""
     preload_optimizer()  # the daemon imports it on a thread, which needs files
     limits = resource.getrlimit(resource.RLIMIT_NOFILE)
     highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 16, limits[1]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + count + 16, limits[1]))
     held = []
+
+    def release() -> None:
+        while held:
+            os.close(held.pop())
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
     try:
         with contextlib.suppress(OSError):
             while True:
                 held.append(os.open(os.devnull, os.O_RDONLY))
-
-        def repair() -> None:
-            while held:
-                os.close(held.pop())
-            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
-
-        yield repair
+        for _ in range(count):
+            os.close(held.pop())
+        yield release
     finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+        release()
+
+
+def too_many_open_files(folder: Path) -> contextlib.AbstractContextManager:
+    """Every file descriptor in use (as 1,017 idle metrics connections did): opening fails."""
+    return descriptors_left(0)
 
 
 DISK_FAULTS = {
@@ -363,3 +372,43 @@ def test_a_stray_temporary_file_is_removed(tmp_path):
     stray.write_bytes(b"half a checkpoint")
     run(config, MemoryConsumer({TP: [EVENT] * 3}), {TP: 3})
     assert not stray.exists()
+
+
+IDLE_CLIENTS = """
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[2])):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5))
+    except OSError:
+        pass
+print(len(held), flush=True)
+time.sleep(120)
+"""
+
+
+def test_idle_metrics_connections_leave_descriptors_for_checkpoints(tmp_path):
+    """1,017 idle connections to the metrics endpoint, under a 1,024-descriptor limit, made the
+    next checkpoint fail: the endpoint held a thread and a descriptor for each, for good. Here
+    200 connect (from another process) while 64 descriptors are left."""
+    port = free_port()
+    config = daemon_config(tmp_path, metrics={"port": port, "max_connections": 4})
+    clients: list[subprocess.Popen] = []
+
+    def connect_then_read(sink: ListSink) -> bool:
+        if not clients:
+            command = [sys.executable, "-c", IDLE_CLIENTS, str(port), "200"]
+            clients.append(subprocess.Popen(command, stdout=subprocess.PIPE))
+            assert int(clients[0].stdout.readline()) > 64  # more than descriptors are left
+        return len(sink.results) >= 30
+
+    try:
+        with descriptors_left(64):
+            consumer = MemoryConsumer({TP: [EVENT] * 30})
+            daemon, _ = run(config, consumer, {}, until=connect_then_read)
+    finally:
+        for client in clients:
+            client.kill()
+            client.wait()
+    assert failures(daemon) == 0
+    assert CheckpointStore(config.checkpoint.dir).load_latest("events-0")["offset"] == 30

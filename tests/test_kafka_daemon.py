@@ -491,3 +491,45 @@ def test_a_topic_recreated_after_log_loss_is_read_from_its_start(tmp_path, start
         assert stop_gracefully(daemon) == 0
     finally:
         broker.stop()
+
+
+def sample(port: int, name: str) -> float:
+    """One unlabelled sample of the daemon's metrics (0 if it is not up or not there)."""
+    try:
+        return scrape(port).get((name, ()), 0.0)
+    except OSError:
+        return 0.0
+
+
+def test_a_broker_outage_shows_in_the_metrics(tmp_path, start_daemon):
+    """While the broker is down, an idle daemon's polls return nothing, as when no event comes:
+    a 30 s outage left the lag frozen and streammem_broker_retries at 0."""
+    broker = start_broker()  # its own: the test stops it
+    topic = "outage"
+    topics = [topic, f"{topic}-scores", f"{topic}-dead"]
+    config = daemon_config(broker, tmp_path, topic, "outage")
+    port = config["metrics"]["port"]
+    up, last_poll = "streammem_broker_up", "streammem_last_successful_poll_timestamp_seconds"
+    try:
+        for name in topics:
+            broker.create_topic(name, 1)
+        produce(broker, topic, valid_events(0, 50))
+        daemon = start_daemon(config, "outage")
+        wait_until(lambda: sample(port, "streammem_events_total") >= 50, "results", daemon)
+        assert sample(port, up) == 1 and time.time() - sample(port, last_poll) < 60
+        broker.stop()
+        wait_until(
+            lambda: sample(port, up) == 0 and sample(port, "streammem_broker_retries_total") > 0,
+            "the outage in the metrics",
+            daemon,
+        )
+        before = sample(port, last_poll)
+        broker = restart_empty(broker, topics)
+        wait_until(
+            lambda: sample(port, up) == 1 and sample(port, last_poll) > before,
+            "the broker back in the metrics",
+            daemon,
+        )
+        assert stop_gracefully(daemon) == 0
+    finally:
+        broker.stop()

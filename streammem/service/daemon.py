@@ -35,6 +35,7 @@ from streammem.service.backoff import Backoff
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import Config, ConfigError, KafkaConfig
+from streammem.service.exposition import MetricsServer, serve_metrics
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
 from streammem.training import preload_optimizer
 
@@ -51,6 +52,9 @@ _SHUTDOWN_TIMEOUT_S = 10.0
 # One attempt to reach the broker; kafka-python's own 30 s kept SIGTERM waiting that long and
 # the retry counter at 0 while the broker was down.
 _BOOTSTRAP_TIMEOUT_MS = 1_000
+# An idle consumer's polls do not say whether the broker answers: ask it this often, this long.
+_PROBE_INTERVAL_S = 5.0
+_PROBE_TIMEOUT_MS = 2_000
 
 
 class FlushingSink(Sink, Protocol):
@@ -148,6 +152,8 @@ class Daemon(ConsumerRebalanceListener):
         self._stopping = False
         self._last_checkpoint = time.monotonic()
         self._failures = 0  # consecutive failed flushes, for the backoff
+        self._poll_failures = 0  # consecutive polls that raised, for the backoff
+        self._last_probe = time.monotonic()
         self._revoked: set[TopicPartition] = set()  # in a rebalance, until assigned again
         self._consumer: KafkaConsumer | None = None
         self._sink: FlushingSink | None = None
@@ -182,17 +188,18 @@ class Daemon(ConsumerRebalanceListener):
                 signal.signal(sig, handler)
             if server is not None:
                 server.shutdown()
+                server.server_close()
         return 0
 
-    def _serve_metrics(self) -> Any:
-        port, address = self.config.metrics.port, self.config.metrics.address
-        if port is None:
+    def _serve_metrics(self) -> MetricsServer | None:
+        metrics = self.config.metrics
+        if metrics.port is None:
             return None
         try:
-            return self.metrics.serve(port, address)
+            return serve_metrics(self.metrics.registry, metrics)
         except OSError as err:  # most often another daemon on the same port
             raise ConfigError(
-                f"metrics.port: cannot serve metrics on {address}:{port} ({err})"
+                f"metrics.port: cannot serve metrics on {metrics.address}:{metrics.port} ({err})"
             ) from err
 
     def _connect(self) -> None:
@@ -204,6 +211,7 @@ class Daemon(ConsumerRebalanceListener):
                 consumer.close(autocommit=False)
             return
         self._consumer, self._sink = consumer, sink
+        self.metrics.record_broker_answer()
         log.info("consuming %s as group %s", kafka.input_topic, kafka.group_id)
 
     def _retry(self, attempt: Callable[[], T]) -> T | None:
@@ -214,28 +222,59 @@ class Daemon(ConsumerRebalanceListener):
                 return attempt()
             except KafkaError as err:
                 failures += 1
-                self.metrics.broker_retries.inc()
-                delay = self.backoff.delay(failures)
-                log.warning("broker unreachable (%s); retrying in %.1f s", err, delay)
-                self._wait(failures)
+                self._broker_failed(f"broker unreachable ({err})", failures)
         return None
 
-    def _wait(self, failures: int) -> None:
+    def _broker_failed(self, what: str, failures: int) -> None:
+        """Count a failed request to the broker, the ``failures``-th in a row, and back off."""
+        self.metrics.record_broker_failure()
+        log.warning("%s; retrying in %.1f s", what, self.backoff.delay(failures))
         self.backoff.wait(failures, stopped=lambda: self._stopping)
 
     # ------------------------------------------------------------------ main loop
     def _loop(self) -> None:
-        kafka = self.config.kafka
         while not self._stopping:
-            polled = self._consumer.poll(
-                timeout_ms=kafka.poll_timeout_ms, max_records=kafka.max_poll_records
-            )
+            polled = self._poll()
             if polled:
                 self._handle(polled)
             elif self._checkpoint_due():
                 self._checkpoint(list(self.partitions))
             self._check_log_ends()
             self._update_lag()
+
+    def _poll(self) -> dict[TopicPartition, list]:
+        """One poll's messages; none when the broker failed it (after backing off)."""
+        kafka = self.config.kafka
+        try:
+            polled = self._consumer.poll(
+                timeout_ms=kafka.poll_timeout_ms, max_records=kafka.max_poll_records
+            )
+        except KafkaError as err:  # kafka-python raises when the group coordinator is gone
+            self._poll_failures += 1
+            self._broker_failed(f"polling failed ({err})", self._poll_failures)
+            return {}
+        self._poll_failures = 0
+        if polled:
+            self.metrics.record_broker_answer(polled=True)
+        else:
+            self._probe()
+        return polled
+
+    def _probe(self) -> None:
+        """Ask the broker for the assigned partitions' end offsets, every _PROBE_INTERVAL_S at
+        most: a poll returns nothing both when the topic is idle and when the broker is gone
+        (a 30 s outage left the lag frozen and the retry counter at 0)."""
+        assigned = self._consumer.assignment() - self._revoked
+        if not assigned or time.monotonic() - self._last_probe < _PROBE_INTERVAL_S:
+            return
+        self._last_probe = time.monotonic()
+        try:
+            self._consumer.end_offsets(list(assigned), timeout_ms=_PROBE_TIMEOUT_MS)
+        except KafkaError as err:
+            self.metrics.record_broker_failure()
+            log.warning("the broker does not answer (%s); asking again in 5 s", err)
+            return
+        self.metrics.record_broker_answer(polled=True)
 
     def _handle(self, polled: dict[TopicPartition, list]) -> None:
         starts = {tp: messages[0].offset for tp, messages in polled.items()}
@@ -254,17 +293,14 @@ class Daemon(ConsumerRebalanceListener):
     def _replay(self, starts: dict[TopicPartition, int], err: KafkaError) -> None:
         """Results of this poll may be missing from the output: rewind, back off, and start a
         new sink (a broker that lost its state leaves the old producer failing for good)."""
-        self._failures += 1
-        self.metrics.broker_retries.inc()
-        delay = self.backoff.delay(self._failures)
-        log.warning(
-            "producing results failed (%s); replaying from %s in %.1f s", err, starts, delay
-        )
         for tp, offset in starts.items():
             self._consumer.seek(tp, offset)
-            self._state(tp).position = offset
+            if tp in self.partitions:  # not if loading its model is what failed
+                self.partitions[tp].position = offset
         self._sink.close(timeout_s=0)
-        self._wait(self._failures)
+        self._failures += 1
+        what = f"a request to the broker failed ({err}); replaying from {starts}"
+        self._broker_failed(what, self._failures)
         sink = self._retry(lambda: self.new_sink(self.config.kafka))
         if sink is not None:
             self._sink = sink
