@@ -160,6 +160,13 @@ class ServiceMetrics:
             ["topic", "partition"],
             registry=reg,
         )
+        self.schema_revisions = Counter(
+            "streammem_schema_revisions",
+            "Inferred schemas replaced while provisional because most of the latest records "
+            "disagreed with them (the model started again), by model.",
+            MODEL_LABELS,
+            registry=reg,
+        )
         self.broker_retries = Counter(
             "streammem_broker_retries",
             "Attempts to reach the broker that failed and were retried.",

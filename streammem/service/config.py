@@ -155,6 +155,8 @@ class SchemaConfig(_Section):
     # {field: [its values], or None to learn them}
     categorical: dict[str, list[str] | None] | None = None
     min_records: PositiveInt = 32
+    # Records an inferred schema must keep holding for before it is fixed (0: at once).
+    confirm_records: NonNegativeInt = 1_000
 
 
 class WindowConfig(_Section):
