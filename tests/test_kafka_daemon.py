@@ -533,3 +533,15 @@ def test_a_broker_outage_shows_in_the_metrics(tmp_path, start_daemon):
         assert stop_gracefully(daemon) == 0
     finally:
         broker.stop()
+
+
+def test_sigterm_during_the_group_join_exits_promptly(broker, tmp_path, start_daemon):
+    """Leaving the group waited behind the join on the broker: 5-8 s to exit."""
+    broker.create_topic("joining", 1)
+    daemon = start_daemon(daemon_config(broker, tmp_path, "joining", "joining"), "joining")
+    log = tmp_path / "joining.log"
+    wait_until(lambda: "consuming joining" in log.read_text(), "the join to start", daemon)
+    started = time.monotonic()
+    assert stop_gracefully(daemon) == 0
+    assert "assigned" not in log.read_text()  # it was still joining
+    assert time.monotonic() - started < 4.0  # generous: 2 s here

@@ -49,6 +49,10 @@ T = TypeVar("T")
 # bound them, so SIGTERM during an outage still exits (what is not committed replays).
 _COMMIT_TIMEOUT_MS = 10_000
 _SHUTDOWN_TIMEOUT_S = 10.0
+# A consumer that owns no partition yet (SIGTERM during a group join) has nothing to hand
+# over: its request to leave the group waits behind the join on the broker (3.5 s on Tansu,
+# 8 s seen), so it gets only this long, and the group drops it by its session timeout at worst.
+_LEAVE_WHILE_JOINING_MS = 500
 # One attempt to reach the broker; kafka-python's own 30 s kept SIGTERM waiting that long and
 # the retry counter at 0 while the broker was down.
 _BOOTSTRAP_TIMEOUT_MS = 1_000
@@ -581,7 +585,9 @@ class Daemon(ConsumerRebalanceListener):
             self._commit(owned)
         except KafkaError as err:
             log.error("could not flush before exit (%s); uncommitted offsets will replay", err)
-        self._consumer.close(autocommit=False, timeout_ms=_SHUTDOWN_TIMEOUT_S * 1000)
+        joining = not self._consumer.assignment() - self._revoked
+        leave_ms = _LEAVE_WHILE_JOINING_MS if joining else _SHUTDOWN_TIMEOUT_S * 1000
+        self._consumer.close(autocommit=False, timeout_ms=leave_ms)
         self._sink.close(timeout_s=_SHUTDOWN_TIMEOUT_S)
         log.info(
             "stopped after %d events, %d alerts, %d dead letters",
