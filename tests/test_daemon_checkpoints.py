@@ -106,6 +106,7 @@ BAD = {
     "offset_missing": lambda good: {k: v for k, v in good.items() if k != "offset"},
     "offset_not_an_int": lambda good: {**good, "offset": "12"},
     "offset_too_large": lambda good: {**good, "offset": 2**70},
+    "reread_below_not_an_offset": lambda good: {**good, "reread_below": -1},
     "another_partition": lambda good: {**good, "partition": 3},
 }
 
@@ -168,6 +169,22 @@ def test_a_commit_beyond_the_log_end_reads_the_new_log_from_its_start(tmp_path, 
     assert get("streammem_offset_resets_total", labels) == 1
     assert get("streammem_offsets_reread_total", labels) == 100
     assert "position 300 beyond the log's end 100" in caplog.text
+
+
+def test_offsets_read_again_are_counted_across_a_restart(tmp_path):
+    """The mark below which offsets are read again goes with the partition's checkpoint, so
+    its next owner goes on counting (a rebalance lost it)."""
+    config = daemon_config(tmp_path)
+    consumer = MemoryConsumer({TP: [EVENT] * 100}, committed={TP: 300})
+    first, _ = run(config, consumer, {}, until=lambda sink: len(sink.results) >= 60)
+    consumer = MemoryConsumer({TP: [EVENT] * 100}, committed=consumer.commits)
+    second, sink = run(config, consumer, {TP: 100})
+    labels = {"topic": "events", "partition": "0"}
+    reread = [
+        daemon.metrics.registry.get_sample_value("streammem_offsets_reread_total", labels)
+        for daemon in (first, second)
+    ]
+    assert reread[0] >= 60 and sum(reread) == 100 and len(sink.results) == 100 - reread[0]
 
 
 @pytest.mark.kafka

@@ -61,6 +61,10 @@ _PROBE_INTERVAL_S = 5.0
 _PROBE_TIMEOUT_MS = 2_000
 
 
+def _is_offset(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**63
+
+
 class FlushingSink(Sink, Protocol):
     """A :class:`~connectors.Sink` whose writes are confirmed by :meth:`flush`."""
 
@@ -401,7 +405,8 @@ class Daemon(ConsumerRebalanceListener):
         state = self._state(tp)
         state.verified = True
         state.checkpointed = state.position = None
-        state.reread_below = reached
+        # The mark survives a rebalance in the checkpoint: it may be higher than this log's.
+        state.reread_below = max(reached, state.reread_below or 0)
         self._consumer.seek_to_beginning(tp)
 
     def _count_reread(self, tp: TopicPartition, state: _Partition, messages: list) -> None:
@@ -478,6 +483,7 @@ class Daemon(ConsumerRebalanceListener):
             "topic": tp.topic,
             "partition": tp.partition,
             "offset": state.position,
+            "reread_below": state.reread_below,
         }
         try:
             self.store.save(self._model_name(tp), checkpoint)
@@ -516,9 +522,8 @@ class Daemon(ConsumerRebalanceListener):
         if resumed is None:
             pipeline = new_pipeline(self.config, self.metrics, (tp.topic, str(tp.partition)))
             return _Partition(pipeline, committed=committed, end=end)
-        pipeline, offset = resumed
-        log.info("resumed %s from its checkpoint at offset %d", tp, offset)
-        return _Partition(pipeline, checkpointed=offset, committed=committed, end=end)
+        log.info("resumed %s from its checkpoint at offset %d", tp, resumed.checkpointed)
+        return resumed
 
     def _log_bounds(self, tp: TopicPartition) -> tuple[int | None, int]:
         """The group's committed offset (None if it has none) and the end of the log."""
@@ -532,17 +537,18 @@ class Daemon(ConsumerRebalanceListener):
 
     def _rebuild(
         self, tp: TopicPartition, state: dict, committed: int | None, end: int
-    ) -> tuple[ScoringPipeline, int]:
-        """A checkpoint's pipeline and offset; ``CheckpointError`` if it is not this
+    ) -> _Partition:
+        """The partition as a checkpoint left it; ``CheckpointError`` if it is not this
         partition's, or its offset is not one this log reached.
 
         An offset beyond the log's end is that of a bad checkpoint when the group's commit
         is within the log (10^12 never was an offset of it); with no commit, or a commit
         beyond the end too, it is the broker that lost its log (see :meth:`_resume`).
         """
-        offset = state.get("offset")
-        if type(offset) is not int or not 0 <= offset < 2**63:
-            raise CheckpointError(f"its offset is {offset!r}, not a Kafka offset")
+        offset, reread_below = state.get("offset"), state.get("reread_below")
+        for key, value in (("offset", offset), ("reread_below", reread_below)):
+            if (value is not None or key == "offset") and not _is_offset(value):
+                raise CheckpointError(f"its {key} is {value!r}, not a Kafka offset")
         if (state.get("topic"), state.get("partition")) != (tp.topic, tp.partition):
             found = (state.get("topic"), state.get("partition"))
             raise CheckpointError(f"it belongs to {found}, not to {tp}")
@@ -552,7 +558,14 @@ class Daemon(ConsumerRebalanceListener):
                 f"committed offset {committed}: the log never reached it"
             )
         labels = (tp.topic, str(tp.partition))
-        return pipeline_from_state(state, self.config, self.metrics, labels), offset
+        pipeline = pipeline_from_state(state, self.config, self.metrics, labels)
+        return _Partition(
+            pipeline,
+            checkpointed=offset,
+            reread_below=reread_below,
+            committed=committed,
+            end=end,
+        )
 
     # ------------------------------------------------------------------ rebalancing
     # kafka-python runs these inside poll() on its IO thread, where blocking consumer calls
