@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streammem.windows import EVICTION_REASONS
 
@@ -125,6 +125,16 @@ class ServiceMetrics:
             "Unreadable checkpoints skipped in favour of an older one.",
             registry=reg,
         )
+        self.checkpoint_failures = Counter(
+            "streammem_checkpoint_failures",
+            "Checkpoints that could not be written (no space, read-only, too many open files...) "
+            "or checkpoint folders that could not be read, by operation (save, load); scoring "
+            "and committing go on without them.",
+            ["operation"],
+            registry=reg,
+        )
+        for operation in ("save", "load"):
+            self.checkpoint_failures.labels(operation)
         self.consumer_lag = Gauge(
             "streammem_consumer_lag",
             "Records between the consumer position and the partition's high watermark.",
@@ -143,6 +153,13 @@ class ServiceMetrics:
             ["topic", "partition"],
             registry=reg,
         )
+        self.offsets_reread = Counter(
+            "streammem_offsets_reread",
+            "Offsets read again after the log moved backwards: events of the new log at offsets "
+            "the old one had already reached (each scored or dead-lettered, none passed over).",
+            ["topic", "partition"],
+            registry=reg,
+        )
         self.offsets_skipped = Counter(
             "streammem_offsets_skipped",
             "Offsets the broker did not deliver (deleted by retention or compaction, or "
@@ -150,9 +167,29 @@ class ServiceMetrics:
             ["topic", "partition"],
             registry=reg,
         )
+        self.schema_revisions = Counter(
+            "streammem_schema_revisions",
+            "Inferred schemas replaced while provisional because most of the latest records "
+            "disagreed with them (the model started again), by model.",
+            MODEL_LABELS,
+            registry=reg,
+        )
         self.broker_retries = Counter(
             "streammem_broker_retries",
             "Attempts to reach the broker that failed and were retried.",
+            registry=reg,
+        )
+        self.broker_up = Gauge(
+            "streammem_broker_up",
+            "1 while the broker answers; 0 from a request to it that failed (connecting, "
+            "polling, producing, or probing an idle consumer) until one succeeds.",
+            registry=reg,
+        )
+        self.last_poll = Gauge(
+            "streammem_last_successful_poll_timestamp_seconds",
+            "Unix time of the last poll the broker answered: one that brought records, or an "
+            "idle one confirmed by asking for the partitions' end offsets (every 5 s at most; "
+            "a consumer with no partition asks nothing). 0: none yet.",
             registry=reg,
         )
         self.window_keys = Gauge(
@@ -252,6 +289,17 @@ class ServiceMetrics:
         for name in self._loss_names.pop(model, ()):
             self.training_loss.remove(*model, name)
 
+    def record_broker_answer(self, polled: bool = False) -> None:
+        """The broker answered a request; ``polled``: it was a poll (or confirmed one)."""
+        self.broker_up.set(1)
+        if polled:
+            self.last_poll.set(time.time())
+
+    def record_broker_failure(self) -> None:
+        """A request to the broker failed and will be retried."""
+        self.broker_retries.inc()
+        self.broker_up.set(0)
+
     def record_checkpoint(self) -> None:
         self._last_checkpoint = time.monotonic()
 
@@ -259,8 +307,3 @@ class ServiceMetrics:
         if self._last_checkpoint is None:
             return -1.0
         return time.monotonic() - self._last_checkpoint
-
-    def serve(self, port: int, address: str = "127.0.0.1"):
-        """Expose the registry over HTTP; returns the server (call ``shutdown()`` to stop it)."""
-        server, _thread = start_http_server(port, addr=address, registry=self.registry)
-        return server

@@ -8,6 +8,7 @@ are fsync'ed, then renamed over the target, so a crash leaves either the old or 
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Mapping
@@ -22,12 +23,14 @@ __all__ = [
     "from_state",
     "load",
     "load_checkpoint",
+    "remove_unfinished",
     "save",
     "save_checkpoint",
     "stateful",
 ]
 
 FORMAT_VERSION = 1
+_UNFINISHED = ".tmp"  # suffix of the file a save writes before renaming it
 
 
 class CheckpointError(ValueError):
@@ -91,14 +94,21 @@ def load(path: str | os.PathLike | BinaryIO) -> Any:
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``obj`` (plus its format version) to ``path`` atomically."""
+    """Write ``obj`` (plus its format version) to ``path`` atomically.
+
+    Raises ``OSError`` (with its errno: no space, read-only, too many open files...) when the
+    file cannot be written, and leaves no temporary file behind.
+    """
     path = Path(path)
+    # Serialised first, in memory: torch reports a failed write as a bare RuntimeError
+    # ("unexpected pos"), while a plain write says what went wrong.
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **obj}, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format_version": FORMAT_VERSION, **obj}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_UNFINISHED, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
+            handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -106,6 +116,15 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def remove_unfinished(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that saves into ``folder`` left when they were cut short (a
+    killed process); returns them. Call it only where no save is under way."""
+    left = [p for p in Path(folder).glob(f".*{_UNFINISHED}") if p.is_file()]
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
 
 
 def _fsync_dir(folder: Path) -> None:

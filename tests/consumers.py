@@ -46,11 +46,18 @@ class MemoryConsumer:
                 self.positions[tp] += len(batch)
         return polled
 
-    def position(self, tp: TopicPartition) -> int:
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.logs)
+
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
         return self.positions[tp]
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self.positions[tp] = 0
 
     def committed(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
         return self.commits.get(tp)
@@ -77,8 +84,9 @@ def _message(tp: TopicPartition, offset: int, value: bytes) -> SimpleNamespace:
 
 class ReadToEnd:
     """Wraps a consumer and calls ``stop`` after the poll that reaches ``ends`` on every
-    partition, so a daemon run on it returns once it has read those logs (or after
-    ``max_polls``, so a test that never gets there fails instead of hanging)."""
+    partition (or, if given, once ``until()`` is true), so a daemon run on it returns once it
+    has read those logs (or after ``max_polls``, so a test that never gets there fails
+    instead of hanging)."""
 
     def __init__(
         self,
@@ -86,17 +94,21 @@ class ReadToEnd:
         ends: dict[TopicPartition, int],
         stop: Callable[[], None],
         max_polls: int = 100,
+        until: Callable[[], bool] | None = None,
     ) -> None:
         self.consumer = consumer
         self.ends = ends
         self.stop = stop
         self.polls_left = max_polls
+        self.until = until or self._at_ends
+
+    def _at_ends(self) -> bool:
+        return all(self.consumer.position(tp) >= end for tp, end in self.ends.items())
 
     def poll(self, **kwargs: Any) -> dict:
         polled = self.consumer.poll(**kwargs)
         self.polls_left -= 1
-        read = all(self.consumer.position(tp) >= end for tp, end in self.ends.items())
-        if read or self.polls_left == 0:
+        if self.until() or self.polls_left == 0:
             self.stop()
         return polled
 

@@ -46,7 +46,9 @@ def test_each_problem_is_one_line_naming_its_key_and_what_is_allowed():
         "kafka.fields.t: expected str, got int 1",
         "kafka.max_poll_records: expected int, got bool True",
         "metrics.port: must be <= 65535, got 70000",
-        "metrics.adress: unknown key; allowed keys are ['address', 'port']",
+        "metrics.adress: unknown key; allowed keys are ['address', 'port', 'max_connections', "
+        "'timeout_s', 'tls_cert_file', 'tls_key_file', 'tls_client_ca_file', "
+        "'basic_auth_username', 'basic_auth_password_file']",
         "schema.categorical.line[0]: expected str, got int 1",
     ]
 
@@ -150,3 +152,18 @@ def test_overrides_are_laid_over_the_file_and_checked_alike():
         "'.', '_' or '-', and not '.' or '..')",
         "metrics.port: must be >= 0, got -1",
     ]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"tls_key_file": "k.pem"}, "metrics.tls_cert_file: required with tls_key_file"),
+        ({"tls_cert_file": "c.pem"}, "metrics.tls_key_file: required with tls_cert_file"),
+        ({"tls_client_ca_file": "ca.pem"}, "metrics.tls_cert_file: required with tls_client_ca"),
+        ({"basic_auth_username": "u"}, "metrics.basic_auth_password_file: required with basic"),
+        ({"max_connections": 0}, "metrics.max_connections: must be > 0, got 0"),
+    ],
+)
+def test_metrics_endpoint_settings_come_in_pairs(metrics, message):
+    (problem,) = problems({"metrics": metrics})
+    assert problem.startswith(message)

@@ -426,3 +426,122 @@ def test_broker_faults_lose_no_event(tmp_path, start_daemon):
         assert stop_gracefully(second) == 0
     finally:
         late.stop()
+
+
+def all_offsets(broker: Broker, topic: str) -> set[tuple[int, int]]:
+    """(partition, offset) of every message of every partition the topic has now."""
+    probe = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    count = len(probe.partitions_for_topic(topic) or [0])
+    probe.close()
+    return input_offsets(broker, topic, count)
+
+
+def scored_offsets(broker: Broker, topic: str) -> set[tuple[int, int]]:
+    def read(name: str) -> list:
+        probe = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+        count = len(probe.partitions_for_topic(name) or [0])
+        probe.close()
+        reader = TopicReader(broker, name, count)
+        messages = reader.drain()
+        reader.close()
+        return messages
+
+    return set(covered_offsets(read(f"{topic}-scores"), read(f"{topic}-dead")))
+
+
+def test_a_topic_recreated_after_log_loss_is_read_from_its_start(tmp_path, start_daemon):
+    """The broker loses its log while the daemon is 300 offsets into partition 0, and a
+    producer re-creates the input topic with 4 partitions. Partition 0's new log is shorter
+    than the daemon's position: it used to sit at 300, fetching nothing, and offsets 0-299 of
+    the new log were never scored nor dead-lettered, while the metrics said nothing was lost."""
+    broker = start_broker()  # its own: the test restarts it
+    topic = "recreated"
+    config = daemon_config(broker, tmp_path, topic, "recreated")
+    try:
+        for name in (topic, f"{topic}-scores", f"{topic}-dead"):
+            broker.create_topic(name, 1)
+        produce(broker, topic, valid_events(0, 300))
+        daemon = start_daemon(config, "recreated")
+        wait_until(
+            lambda: scored_offsets(broker, topic) >= {(0, o) for o in range(300)},
+            "the old log's results",
+            daemon,
+        )
+        broker = restart_empty(broker, [])
+        broker.create_topic(topic, 4)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        for i in range(400):  # 100 per partition: partition 0's log ends below 300
+            producer.send(topic, json.dumps(event(i)).encode(), partition=i % 4)
+        producer.flush()
+        expected = all_offsets(broker, topic)
+        assert len(expected) == 400
+        wait_until(lambda: expected <= scored_offsets(broker, topic), "the new log", daemon)
+        # Partition 0 grows past the old position: every offset below it is still answered.
+        for i in range(300):
+            producer.send(topic, json.dumps(event(i)).encode(), partition=0)
+        producer.flush()
+        producer.close()
+        expected = all_offsets(broker, topic)
+        wait_until(lambda: expected <= scored_offsets(broker, topic), "partition 0", daemon)
+        metrics = scrape(config["metrics"]["port"])
+        labels = (("partition", "0"), ("topic", topic))
+        assert metrics[("streammem_offset_resets_total", labels)] >= 1
+        assert metrics[("streammem_offsets_reread_total", labels)] >= 300
+        assert metrics.get(("streammem_offsets_skipped_total", labels), 0) == 0
+        assert stop_gracefully(daemon) == 0
+    finally:
+        broker.stop()
+
+
+def sample(port: int, name: str) -> float:
+    """One unlabelled sample of the daemon's metrics (0 if it is not up or not there)."""
+    try:
+        return scrape(port).get((name, ()), 0.0)
+    except OSError:
+        return 0.0
+
+
+def test_a_broker_outage_shows_in_the_metrics(tmp_path, start_daemon):
+    """While the broker is down, an idle daemon's polls return nothing, as when no event comes:
+    a 30 s outage left the lag frozen and streammem_broker_retries at 0."""
+    broker = start_broker()  # its own: the test stops it
+    topic = "outage"
+    topics = [topic, f"{topic}-scores", f"{topic}-dead"]
+    config = daemon_config(broker, tmp_path, topic, "outage")
+    port = config["metrics"]["port"]
+    up, last_poll = "streammem_broker_up", "streammem_last_successful_poll_timestamp_seconds"
+    try:
+        for name in topics:
+            broker.create_topic(name, 1)
+        produce(broker, topic, valid_events(0, 50))
+        daemon = start_daemon(config, "outage")
+        wait_until(lambda: sample(port, "streammem_events_total") >= 50, "results", daemon)
+        assert sample(port, up) == 1 and time.time() - sample(port, last_poll) < 60
+        broker.stop()
+        wait_until(
+            lambda: sample(port, up) == 0 and sample(port, "streammem_broker_retries_total") > 0,
+            "the outage in the metrics",
+            daemon,
+        )
+        before = sample(port, last_poll)
+        broker = restart_empty(broker, topics)
+        wait_until(
+            lambda: sample(port, up) == 1 and sample(port, last_poll) > before,
+            "the broker back in the metrics",
+            daemon,
+        )
+        assert stop_gracefully(daemon) == 0
+    finally:
+        broker.stop()
+
+
+def test_sigterm_during_the_group_join_exits_promptly(broker, tmp_path, start_daemon):
+    """Leaving the group waited behind the join on the broker: 5-8 s to exit."""
+    broker.create_topic("joining", 1)
+    daemon = start_daemon(daemon_config(broker, tmp_path, "joining", "joining"), "joining")
+    log = tmp_path / "joining.log"
+    wait_until(lambda: "consuming joining" in log.read_text(), "the join to start", daemon)
+    started = time.monotonic()
+    assert stop_gracefully(daemon) == 0
+    assert "assigned" not in log.read_text()  # it was still joining
+    assert time.monotonic() - started < 4.0  # generous: 2 s here

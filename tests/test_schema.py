@@ -26,7 +26,8 @@ from streammem.alerts import AlertFilter
 from streammem.calibration import ConformalCalibrator
 from streammem.features import FeatureEncoder, schema_example
 from streammem.metrics import ServiceMetrics
-from streammem.service.build import new_pipeline
+from streammem.persistence import CheckpointError
+from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.config import ConfigError, parse_config
 from streammem.service.pipeline import ScoringPipeline
 
@@ -171,3 +172,83 @@ def test_a_table_fixes_its_schema_from_all_its_rows_not_its_first():
     with pytest.raises(ValueError, match="'t': expected a number, got str 'hot'"):
         encoder.vectorize_many(frame)
     assert encoder.numeric_ == ["t"] and list(encoder.vocabulary_) == ["line"]
+
+
+def wrong_typed(i: int) -> dict:
+    return {"temp": f"hot{i % 5}", "rpm": "fast", "line": "a"}
+
+
+def feed(pipeline: ScoringPipeline, records: list[dict], start: int, sink: ListSink) -> None:
+    """``records`` in polls of 100, numbered from ``start``."""
+    for first in range(0, len(records), 100):
+        chunk = records[first : first + 100]
+        origins = [{"row": start + first + i} for i in range(len(chunk))]
+        pipeline.process(RecordBatch(chunk, origins), sink)
+
+
+def revisions(pipeline: ScoringPipeline) -> float | None:
+    return pipeline.metrics.registry.get_sample_value(
+        "streammem_schema_revisions_total", {"topic": "events", "partition": "0"}
+    )
+
+
+INFERRED = parse_config({"model": {"name": "MemAE", "params": {"num_slots": 10}}})
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
+def test_a_stream_that_starts_wrong_typed_does_not_keep_its_types(restart):
+    """500 wrong-typed events, then 1,000 valid ones, in polls of 100: the first polls' types
+    became the schema, were checkpointed, and every valid event after them was dead-lettered
+    (1,000 of 1,000), restart or not. An inferred schema stays provisional until it has held
+    for schema.confirm_records records, and is revised when most of the latest disagree."""
+    rng, sink = random.Random(0), ListSink()
+    pipeline = new_pipeline(INFERRED, ServiceMetrics(), ("events", "0"))
+    feed(pipeline, [wrong_typed(i) for i in range(500)], 0, sink)
+    if restart:
+        state = pipeline.state_dict()
+        pipeline = pipeline_from_state(state, INFERRED, ServiceMetrics(), ("events", "0"))
+    feed(pipeline, [event(rng, i) for i in range(1000)], 500, sink)
+    assert [letter for letter in sink.letters if letter.origin["row"] >= 500] == []
+    assert len(sink.results) == 1500
+    encoder = pipeline.detector.encoder_
+    assert (sorted(encoder.numeric_), list(encoder.vocabulary_)) == (["rpm", "temp"], ["line"])
+    assert revisions(pipeline) == 1 and pipeline.is_trained
+
+
+def test_wrong_typed_records_mixed_into_the_first_polls_are_dead_lettered():
+    """Most of the first poll is wrong-typed, the rest of the stream is not: their types last
+    that poll; from the next on, wrong-typed records are dead letters, valid ones results."""
+    rng, sink = random.Random(0), ListSink()
+    first = [wrong_typed(i) if i % 10 < 6 else event(rng, i) for i in range(100)]
+    rest = [wrong_typed(i) if i % 10 == 0 else event(rng, i) for i in range(900)]
+    pipeline = new_pipeline(INFERRED, ServiceMetrics(), ("events", "0"))
+    feed(pipeline, first + rest, 0, sink)
+    dead = {letter.origin["row"] for letter in sink.letters}
+    assert {row for row in range(100, 1000) if row % 10 == 0} <= dead  # wrong-typed, later
+    assert len([row for row in dead if row >= 100 and row % 10]) == 0  # no valid one, later
+    assert revisions(pipeline) == 1
+
+
+def test_a_fixed_schema_is_not_revised():
+    """Once it has held for schema.confirm_records records, wrong-typed records are only
+    dead letters, however many."""
+    rng, sink = random.Random(0), ListSink()
+    pipeline = new_pipeline(INFERRED, ServiceMetrics(), ("events", "0"))
+    feed(pipeline, [event(rng, i) for i in range(1100)], 0, sink)
+    feed(pipeline, [wrong_typed(i) for i in range(300)], 1100, sink)
+    assert sorted(letter.origin["row"] for letter in sink.letters) == list(range(1100, 1400))
+    assert not revisions(pipeline)
+
+
+def test_a_checkpoint_whose_schema_is_not_the_configured_one_is_refused():
+    """A checkpoint that learned ``temp`` as a category was adopted as it was."""
+    pipeline = new_pipeline(INFERRED, ServiceMetrics(), ("events", "0"))
+    feed(pipeline, [wrong_typed(i) for i in range(200)], 0, ListSink())
+    declared = parse_config(
+        {
+            "model": {"name": "MemAE", "params": {"num_slots": 10}},
+            "schema": {"numeric": ["temp", "rpm"], "categorical": {"line": None}},
+        }
+    )
+    with pytest.raises(CheckpointError, match=r"schema.numeric \['temp', 'rpm'\]"):
+        pipeline_from_state(pipeline.state_dict(), declared, ServiceMetrics(), ("events", "0"))

@@ -13,7 +13,7 @@ from streammem.calibration import (
 from streammem.explain import TopFields
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
-from streammem.service.config import CalibrationConfig, Config
+from streammem.service.config import CalibrationConfig, Config, SchemaConfig
 from streammem.service.pipeline import ScoringPipeline
 from streammem.windows import TimeWindow
 
@@ -72,6 +72,7 @@ def new_pipeline(
         labels=labels,
         window=new_window(config),
         top_fields=new_top_fields(config),
+        confirm_records=config.schema_.confirm_records,
     )
 
 
@@ -83,25 +84,69 @@ def pipeline_from_state(
 ) -> ScoringPipeline:
     """Resume a pipeline saved with :meth:`ScoringPipeline.state_dict`; ``CheckpointError``
     (or another error of the state's own making) if the state does not fit. A model reads
-    the window it was trained on: a checkpoint resumes only under the same ``features.window``
-    (its windows resume with it)."""
+    the window it was trained on, and the fields of its schema: a checkpoint resumes only
+    under the same ``features.window`` (its windows resume with it), and with the fields the
+    config's ``schema`` declares. An inferred schema still provisional stays so."""
     for part in ("detector", "calibrator"):
         if not isinstance(state.get(part), Mapping):
             found = type(state.get(part)).__name__
             raise CheckpointError(f"the checkpoint's {part!r} is a {found}, not a mapping")
+    detector = streammem.from_state(state["detector"])
+    _check_schema(detector, config.schema_)
+    held = state.get("schema_held")  # absent from older checkpoints: their schema is fixed
+    if held is not None and (type(held) is not int or held < 0):
+        raise CheckpointError(f"its schema_held is {held!r}, not a count of records")
     alerts = AlertFilter(
-        streammem.from_state(state["detector"]),
+        detector,
         streammem.from_state(state["calibrator"]),
         protect_anomaly_detector=not config.calibration.learn_on_alert,
     )
-    return ScoringPipeline(
+    configured = new_detector(config)
+    pipeline = ScoringPipeline(
         alerts,
         metrics,
         schema_records=config.schema_.min_records,
         labels=labels,
         window=_window_from_state(state.get("window"), new_window(config)),
         top_fields=new_top_fields(config),
+        confirm_records=config.schema_.confirm_records,
+        configured=configured,
     )
+    pipeline.schema_held = None if configured.has_schema else held
+    return pipeline
+
+
+def _check_schema(detector: Any, schema: SchemaConfig) -> None:
+    """``CheckpointError`` if the detector's schema is not the one ``schema`` declares (where
+    it declares one): a checkpoint whose first records were wrong-typed was adopted as is."""
+    found = _schema_of(detector)
+    if found is None:  # no schema yet
+        return
+    numeric, categorical = found
+    declared = schema.categorical
+    if (schema.numeric is None or set(numeric) == set(schema.numeric)) and (
+        declared is None
+        or categorical == {k: None if v is None else list(v) for k, v in declared.items()}
+    ):
+        return
+    raise CheckpointError(
+        f"its schema (numeric {numeric}, categorical {categorical}) is not the configured one "
+        f"(schema.numeric {schema.numeric}, schema.categorical {declared}): refused"
+    )
+
+
+def _schema_of(detector: Any) -> tuple[list, dict] | None:
+    """A detector's fields: numeric ones, and categorical ones with their vocabulary (None
+    where it is learned); None before it has a schema."""
+    encoder = getattr(detector, "encoder", None)
+    if encoder is not None and encoder.is_declared:
+        return list(encoder.numeric), dict(encoder.categorical)
+    fitted = getattr(detector, "encoder_", None)
+    if fitted is None or not fitted.is_fitted:
+        return None
+    learned = set(fitted.learned_fields_)
+    vocabulary = {k: None if k in learned else list(v) for k, v in fitted.vocabulary_.items()}
+    return list(fitted.numeric_), vocabulary
 
 
 def _window_from_state(state: Any, configured: TimeWindow | None) -> TimeWindow | None:

@@ -9,7 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
+from streammem.persistence import (
+    CheckpointError,
+    load_checkpoint,
+    remove_unfinished,
+    save_checkpoint,
+)
 
 __all__ = ["CheckpointStore"]
 
@@ -24,7 +29,9 @@ class CheckpointStore:
     """Keep the last ``keep`` checkpoints of each named model under ``root/<name>/``.
 
     Writes are atomic (see :mod:`streammem.persistence`). Loading tries the newest file first
-    and falls back to older ones when a file cannot be read, logging an error each time.
+    and falls back to older ones when a file cannot be read, logging an error each time; it
+    first deletes what saves cut short left behind. Anything else named like a checkpoint (a
+    folder) is neither loaded nor deleted, but its number is not reused.
 
     Parameters
     ----------
@@ -46,6 +53,10 @@ class CheckpointStore:
 
     def paths(self, name: str) -> list[Path]:
         """Checkpoint files of ``name``, newest first."""
+        return [p for p in self._named(name) if p.is_file()]
+
+    def _named(self, name: str) -> list[Path]:
+        """Everything in the folder of ``name`` named like a checkpoint, newest first."""
         folder = self.root / _safe(name)
         if not folder.is_dir():
             return []
@@ -53,12 +64,18 @@ class CheckpointStore:
         return sorted(found, key=lambda p: p.name, reverse=True)
 
     def save(self, name: str, state: dict[str, Any]) -> Path:
-        existing = self.paths(name)
-        number = int(_NAME.match(existing[0].name).group(1)) + 1 if existing else 0
+        """Write ``state`` as the newest checkpoint of ``name``, then delete those beyond
+        ``keep``; ``OSError`` if it cannot be written (a checkpoint written but an old one
+        left undeleted is only logged)."""
+        taken = self._named(name)
+        number = int(_NAME.match(taken[0].name).group(1)) + 1 if taken else 0
         path = self.root / _safe(name) / f"ckpt-{number:010d}.pt"
         save_checkpoint(state, path)
         for old in self.paths(name)[self.keep :]:
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as err:
+                log.warning("cannot delete the old checkpoint %s (%s)", old, err)
         return path
 
     def load_latest(
@@ -70,8 +87,9 @@ class CheckpointStore:
         contents into what the caller needs (the result is returned instead); a file that
         fails either is skipped for the next older one, with an error log. A readable file can
         still be wrong inside (a hand-edited or hostile one), so any error ``rebuild`` raises
-        counts as a bad file.
+        counts as a bad file. ``OSError`` if the folder cannot be read.
         """
+        self._remove_unfinished(name)
         for path in self.paths(name):
             try:
                 state = load_checkpoint(path)
@@ -89,6 +107,16 @@ class CheckpointStore:
                     err if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}",
                 )
         return None
+
+    def _remove_unfinished(self, name: str) -> None:
+        folder = self.root / _safe(name)
+        try:
+            left = remove_unfinished(folder)
+        except OSError as err:
+            log.warning("cannot remove unfinished checkpoint files in %s (%s)", folder, err)
+            return
+        if left:
+            log.warning("removed %d unfinished checkpoint file(s) in %s", len(left), folder)
 
     def _fall_back(self, message: str, *args: Any) -> None:
         log.error(message, *args)

@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     ValidationError,
     ValidationInfo,
@@ -154,6 +155,8 @@ class SchemaConfig(_Section):
     # {field: [its values], or None to learn them}
     categorical: dict[str, list[str] | None] | None = None
     min_records: PositiveInt = 32
+    # Records an inferred schema must keep holding for before it is fixed (0: at once).
+    confirm_records: NonNegativeInt = 1_000
 
 
 class WindowConfig(_Section):
@@ -286,10 +289,34 @@ class KafkaConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    """Where Prometheus metrics are served (``port: null``: not served)."""
+    """Where Prometheus metrics are served (``port: null``: not served), and to whom: see
+    :mod:`streammem.service.exposition`."""
 
     address: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65_535)] | None = 9108
+    # Connections served at once (more are closed at once), and seconds each may take in all.
+    max_connections: PositiveInt = 8
+    timeout_s: PositiveFloat = 10.0
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None  # set: clients need a certificate it signed
+    basic_auth_username: str | None = None
+    basic_auth_password_file: str | None = None  # the password, in a file of its own
+
+    @model_validator(mode="after")
+    def _complete(self) -> MetricsConfig:
+        """A key file needs its certificate, and a user a password (and the other way)."""
+        needs = [
+            ("tls_cert_file", "tls_key_file"),
+            ("tls_key_file", "tls_cert_file"),
+            ("tls_client_ca_file", "tls_cert_file"),
+            ("basic_auth_username", "basic_auth_password_file"),
+            ("basic_auth_password_file", "basic_auth_username"),
+        ]
+        for given, needed in needs:
+            if getattr(self, given) is not None and getattr(self, needed) is None:
+                raise _Located(f"{needed}: required with {given}")
+        return self
 
 
 class CheckpointConfig(_Section):

@@ -35,6 +35,7 @@ from streammem.service.backoff import Backoff
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import Config, ConfigError, KafkaConfig
+from streammem.service.exposition import MetricsServer, serve_metrics
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
 from streammem.training import preload_optimizer
 
@@ -48,9 +49,20 @@ T = TypeVar("T")
 # bound them, so SIGTERM during an outage still exits (what is not committed replays).
 _COMMIT_TIMEOUT_MS = 10_000
 _SHUTDOWN_TIMEOUT_S = 10.0
+# A consumer that owns no partition yet (SIGTERM during a group join) has nothing to hand
+# over: its request to leave the group waits behind the join on the broker (3.5 s on Tansu,
+# 8 s seen), so it gets only this long, and the group drops it by its session timeout at worst.
+_LEAVE_WHILE_JOINING_MS = 500
 # One attempt to reach the broker; kafka-python's own 30 s kept SIGTERM waiting that long and
 # the retry counter at 0 while the broker was down.
 _BOOTSTRAP_TIMEOUT_MS = 1_000
+# An idle consumer's polls do not say whether the broker answers: ask it this often, this long.
+_PROBE_INTERVAL_S = 5.0
+_PROBE_TIMEOUT_MS = 2_000
+
+
+def _is_offset(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**63
 
 
 class FlushingSink(Sink, Protocol):
@@ -92,6 +104,11 @@ class _Partition:
     checkpointed: int | None = None
     # Whether the checkpoint's offset was checked against the broker's log and commits.
     verified: bool = False
+    # After the log moved backwards: offsets below this one are read a second time.
+    reread_below: int | None = None
+    # The group's committed offset (None: no commit) and the log's end, when it was loaded.
+    committed: int | None = None
+    end: int | None = None
 
 
 class Daemon(ConsumerRebalanceListener):
@@ -105,9 +122,10 @@ class Daemon(ConsumerRebalanceListener):
         Instruments to update; a fresh private registry by default.
     new_consumer
         ``(config.kafka, daemon) -> consumer``: a consumer of the input topic (a
-        :class:`~kafka.KafkaConsumer`'s ``poll``, ``seek``, ``committed``, ``highwater``,
-        ``end_offsets``, ``commit`` and ``close``) that tells the daemon, its rebalance
-        listener, which partitions it gets and loses.
+        :class:`~kafka.KafkaConsumer`'s ``poll``, ``seek``, ``seek_to_beginning``,
+        ``assignment``, ``position``, ``committed``, ``highwater``, ``end_offsets``,
+        ``commit`` and ``close``) that tells the daemon, its rebalance listener, which
+        partitions it gets and loses.
     new_sink
         ``config.kafka -> sink`` for results and dead letters; called again for a fresh sink
         after one fails.
@@ -142,6 +160,9 @@ class Daemon(ConsumerRebalanceListener):
         self._stopping = False
         self._last_checkpoint = time.monotonic()
         self._failures = 0  # consecutive failed flushes, for the backoff
+        self._poll_failures = 0  # consecutive polls that raised, for the backoff
+        self._last_probe = time.monotonic()
+        self._revoked: set[TopicPartition] = set()  # in a rebalance, until assigned again
         self._consumer: KafkaConsumer | None = None
         self._sink: FlushingSink | None = None
 
@@ -175,17 +196,18 @@ class Daemon(ConsumerRebalanceListener):
                 signal.signal(sig, handler)
             if server is not None:
                 server.shutdown()
+                server.server_close()
         return 0
 
-    def _serve_metrics(self) -> Any:
-        port, address = self.config.metrics.port, self.config.metrics.address
-        if port is None:
+    def _serve_metrics(self) -> MetricsServer | None:
+        metrics = self.config.metrics
+        if metrics.port is None:
             return None
         try:
-            return self.metrics.serve(port, address)
+            return serve_metrics(self.metrics.registry, metrics)
         except OSError as err:  # most often another daemon on the same port
             raise ConfigError(
-                f"metrics.port: cannot serve metrics on {address}:{port} ({err})"
+                f"metrics.port: cannot serve metrics on {metrics.address}:{metrics.port} ({err})"
             ) from err
 
     def _connect(self) -> None:
@@ -197,6 +219,7 @@ class Daemon(ConsumerRebalanceListener):
                 consumer.close(autocommit=False)
             return
         self._consumer, self._sink = consumer, sink
+        self.metrics.record_broker_answer()
         log.info("consuming %s as group %s", kafka.input_topic, kafka.group_id)
 
     def _retry(self, attempt: Callable[[], T]) -> T | None:
@@ -207,27 +230,59 @@ class Daemon(ConsumerRebalanceListener):
                 return attempt()
             except KafkaError as err:
                 failures += 1
-                self.metrics.broker_retries.inc()
-                delay = self.backoff.delay(failures)
-                log.warning("broker unreachable (%s); retrying in %.1f s", err, delay)
-                self._wait(failures)
+                self._broker_failed(f"broker unreachable ({err})", failures)
         return None
 
-    def _wait(self, failures: int) -> None:
+    def _broker_failed(self, what: str, failures: int) -> None:
+        """Count a failed request to the broker, the ``failures``-th in a row, and back off."""
+        self.metrics.record_broker_failure()
+        log.warning("%s; retrying in %.1f s", what, self.backoff.delay(failures))
         self.backoff.wait(failures, stopped=lambda: self._stopping)
 
     # ------------------------------------------------------------------ main loop
     def _loop(self) -> None:
-        kafka = self.config.kafka
         while not self._stopping:
-            polled = self._consumer.poll(
-                timeout_ms=kafka.poll_timeout_ms, max_records=kafka.max_poll_records
-            )
+            polled = self._poll()
             if polled:
                 self._handle(polled)
             elif self._checkpoint_due():
                 self._checkpoint(list(self.partitions))
+            self._check_log_ends()
             self._update_lag()
+
+    def _poll(self) -> dict[TopicPartition, list]:
+        """One poll's messages; none when the broker failed it (after backing off)."""
+        kafka = self.config.kafka
+        try:
+            polled = self._consumer.poll(
+                timeout_ms=kafka.poll_timeout_ms, max_records=kafka.max_poll_records
+            )
+        except KafkaError as err:  # kafka-python raises when the group coordinator is gone
+            self._poll_failures += 1
+            self._broker_failed(f"polling failed ({err})", self._poll_failures)
+            return {}
+        self._poll_failures = 0
+        if polled:
+            self.metrics.record_broker_answer(polled=True)
+        else:
+            self._probe()
+        return polled
+
+    def _probe(self) -> None:
+        """Ask the broker for the assigned partitions' end offsets, every _PROBE_INTERVAL_S at
+        most: a poll returns nothing both when the topic is idle and when the broker is gone
+        (a 30 s outage left the lag frozen and the retry counter at 0)."""
+        assigned = self._consumer.assignment() - self._revoked
+        if not assigned or time.monotonic() - self._last_probe < _PROBE_INTERVAL_S:
+            return
+        self._last_probe = time.monotonic()
+        try:
+            self._consumer.end_offsets(list(assigned), timeout_ms=_PROBE_TIMEOUT_MS)
+        except KafkaError as err:
+            self.metrics.record_broker_failure()
+            log.warning("the broker does not answer (%s); asking again in 5 s", err)
+            return
+        self.metrics.record_broker_answer(polled=True)
 
     def _handle(self, polled: dict[TopicPartition, list]) -> None:
         starts = {tp: messages[0].offset for tp, messages in polled.items()}
@@ -246,17 +301,14 @@ class Daemon(ConsumerRebalanceListener):
     def _replay(self, starts: dict[TopicPartition, int], err: KafkaError) -> None:
         """Results of this poll may be missing from the output: rewind, back off, and start a
         new sink (a broker that lost its state leaves the old producer failing for good)."""
-        self._failures += 1
-        self.metrics.broker_retries.inc()
-        delay = self.backoff.delay(self._failures)
-        log.warning(
-            "producing results failed (%s); replaying from %s in %.1f s", err, starts, delay
-        )
         for tp, offset in starts.items():
             self._consumer.seek(tp, offset)
-            self._state(tp).position = offset
+            if tp in self.partitions:  # not if loading its model is what failed
+                self.partitions[tp].position = offset
         self._sink.close(timeout_s=0)
-        self._wait(self._failures)
+        self._failures += 1
+        what = f"a request to the broker failed ({err}); replaying from {starts}"
+        self._broker_failed(what, self._failures)
         sink = self._retry(lambda: self.new_sink(self.config.kafka))
         if sink is not None:
             self._sink = sink
@@ -266,8 +318,9 @@ class Daemon(ConsumerRebalanceListener):
         if not state.verified:
             messages = self._resume(tp, state, messages)
         else:
-            self._check_continuity(tp, state, messages)
+            messages = self._check_continuity(tp, state, messages)
         if messages:
+            self._count_reread(tp, state, messages)
             batch = self.decoder.decode(messages)
             self.total += state.pipeline.process(batch, self._sink)
             state.position = messages[-1].offset + 1
@@ -281,19 +334,13 @@ class Daemon(ConsumerRebalanceListener):
         below the checkpoint, or a group with no commit at all, means the broker lost it (an
         empty restart, a recreated topic), and every message is new.
         """
-        committed = self._consumer.committed(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
-        # The high watermark of the fetch that brought these messages; Tansu's ListOffsets
-        # (end_offsets) answers the last record batch's base offset + 1 instead.
-        end = self._consumer.highwater(tp)
-        if end is None:
-            end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
-        committed = committed if committed is not None and committed >= 0 else None
+        committed, end = state.committed, state.end
         checkpoint, first = state.checkpointed, messages[0].offset
         state.verified = True
         if checkpoint is not None and (committed is None or end < checkpoint):
             evidence = f"checkpoint at {checkpoint}, committed {committed}, log end {end}"
-            self._reset(tp, state, evidence)
-            return messages
+            self._reset(tp, max(checkpoint, committed or 0), evidence)
+            return []
         reached = max(committed or 0, checkpoint or 0)
         if committed is not None and first > reached:
             self._skipped(tp, first - reached, first)
@@ -306,17 +353,34 @@ class Daemon(ConsumerRebalanceListener):
             self._consumer.seek(tp, checkpoint)
         return kept
 
-    def _check_continuity(self, tp: TopicPartition, state: _Partition, messages: list) -> None:
-        """Account for every offset: one below the position means the log was replaced; a gap
-        means the broker no longer holds (retention, compaction) or never delivered them."""
+    def _check_continuity(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
+        """The messages to process: none if one is below the position (the log was replaced,
+        and is read again from its start); a gap is counted: the broker no longer holds
+        (retention, compaction) or never delivered those offsets."""
         first, last = messages[0].offset, messages[-1].offset
         start = state.position
         if start is not None and first < start:
-            self._reset(tp, state, f"offset {first} after {start - 1}")
-            start = None
+            self._reset(tp, start, f"offset {first} after {start - 1}")
+            return []
         missing = last + 1 - (first if start is None else start) - len(messages)
         if missing > 0:
             self._skipped(tp, missing, last)
+        return messages
+
+    def _check_log_ends(self) -> None:
+        """Catch a consumer past its partition's high watermark: the broker lost the log, or
+        the topic was re-created, below its position. Its fetches return nothing until the new
+        log grows past it, so every offset below would be passed over unread."""
+        for tp in self._consumer.assignment() - self._revoked:
+            end = self._consumer.highwater(tp)
+            if end is None:  # no fetch answered yet
+                continue
+            try:
+                position = self._consumer.position(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
+            except KafkaError:  # revoked meanwhile, or the broker is gone: the next loop checks
+                continue
+            if position is not None and position > end:
+                self._reset(tp, position, f"position {position} beyond the log's end {end}")
 
     def _skipped(self, tp: TopicPartition, count: int, before: int) -> None:
         self.metrics.offsets_skipped.labels(tp.topic, str(tp.partition)).inc(count)
@@ -328,17 +392,32 @@ class Daemon(ConsumerRebalanceListener):
             before,
         )
 
-    def _reset(self, tp: TopicPartition, state: _Partition, evidence: str) -> None:
-        """The broker's log moved backwards: keep the model, forget the offsets it had reached."""
+    def _reset(self, tp: TopicPartition, reached: int, evidence: str) -> None:
+        """The broker's log moved backwards: keep the model, forget the offsets it had reached
+        (``reached``), and read the new log from its start."""
         self.metrics.offset_resets.labels(tp.topic, str(tp.partition)).inc()
         log.warning(
             "%s: the broker's log moved backwards (%s): it lost the log or the topic was "
-            "recreated; scoring every message from the new log, with the model kept",
+            "recreated; reading the new log from its start, with the model kept",
             tp,
             evidence,
         )
-        state.checkpointed = None
-        state.position = None
+        state = self._state(tp)
+        state.verified = True
+        state.checkpointed = state.position = None
+        # The mark survives a rebalance in the checkpoint: it may be higher than this log's.
+        state.reread_below = max(reached, state.reread_below or 0)
+        self._consumer.seek_to_beginning(tp)
+
+    def _count_reread(self, tp: TopicPartition, state: _Partition, messages: list) -> None:
+        """Count the offsets of a new log that the old one had already reached."""
+        below = state.reread_below
+        if below is None:
+            return
+        count = sum(1 for m in messages if m.offset < below)
+        self.metrics.offsets_reread.labels(tp.topic, str(tp.partition)).inc(count)
+        if messages[-1].offset + 1 >= below:
+            state.reread_below = None
 
     def _state(self, tp: TopicPartition) -> _Partition:
         if tp not in self.partitions:
@@ -383,15 +462,7 @@ class Daemon(ConsumerRebalanceListener):
             state = self.partitions.get(tp)
             if state is None or state.position is None or state.position == state.checkpointed:
                 continue
-            checkpoint = {
-                **state.pipeline.state_dict(),
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "offset": state.position,
-            }
-            self.store.save(self._model_name(tp), checkpoint)
-            state.checkpointed = state.position
-            saved = True
+            saved = self._save(tp, state) or saved
         states = list(self.partitions.values())
         current = states and all(
             s.position is not None and s.position == s.checkpointed for s in states
@@ -399,40 +470,109 @@ class Daemon(ConsumerRebalanceListener):
         if saved or current:  # the age says how old the state on disk is: never a made-up 0
             self.metrics.record_checkpoint()
 
+    def _save(self, tp: TopicPartition, state: _Partition) -> bool:
+        """Write the partition's checkpoint; False if the disk refused it.
+
+        A checkpoint that cannot be written does not stop the commit after it: the results
+        are flushed, so nothing is lost, and a restart resumes the model from its last
+        checkpoint, having not learned what came after it. Exiting instead left the results
+        uncommitted, for every restart to emit again. The next checkpoint tries again.
+        """
+        checkpoint = {
+            **state.pipeline.state_dict(),
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offset": state.position,
+            "reread_below": state.reread_below,
+        }
+        try:
+            self.store.save(self._model_name(tp), checkpoint)
+        except OSError as err:
+            self.metrics.checkpoint_failures.labels("save").inc()
+            fresh = state.checkpointed is None
+            resumes = "a fresh model" if fresh else f"offset {state.checkpointed}"
+            log.error(
+                "%s: cannot write the checkpoint at offset %d (%s); scoring and committing go "
+                "on, and a restart would resume from %s",
+                tp,
+                state.position,
+                err,
+                resumes,
+            )
+            return False
+        state.checkpointed = state.position
+        return True
+
     def _model_name(self, tp: TopicPartition) -> str:
         return f"{tp.topic}-{tp.partition}"
 
     def _load(self, tp: TopicPartition) -> _Partition:
-        """The partition's model from its newest checkpoint that rebuilds, else a fresh one."""
-        labels = (tp.topic, str(tp.partition))
+        """The partition's model from its newest checkpoint that rebuilds and fits the
+        broker's log, else a fresh one."""
+        committed, end = self._log_bounds(tp)
+        resumed = None
         if self.store is not None:
-            resumed = self.store.load_latest(
-                self._model_name(tp), lambda state: self._rebuild(tp, state)
-            )
-            if resumed is not None:
-                pipeline, offset = resumed
-                log.info("resumed %s from its checkpoint at offset %d", tp, offset)
-                return _Partition(pipeline, checkpointed=offset)
-        return _Partition(new_pipeline(self.config, self.metrics, labels))
+            try:
+                resumed = self.store.load_latest(
+                    self._model_name(tp), lambda state: self._rebuild(tp, state, committed, end)
+                )
+            except OSError as err:
+                self.metrics.checkpoint_failures.labels("load").inc()
+                log.error("%s: cannot read its checkpoints (%s); starting a fresh model", tp, err)
+        if resumed is None:
+            pipeline = new_pipeline(self.config, self.metrics, (tp.topic, str(tp.partition)))
+            return _Partition(pipeline, committed=committed, end=end)
+        log.info("resumed %s from its checkpoint at offset %d", tp, resumed.checkpointed)
+        return resumed
 
-    def _rebuild(self, tp: TopicPartition, state: dict) -> tuple[ScoringPipeline, int]:
-        """A checkpoint's pipeline and offset; ``CheckpointError`` if it is not this
-        partition's or its offset is not one (an offset the log never reached is caught on
-        the first poll, by comparing it with the log's end)."""
-        offset = state.get("offset")
-        if type(offset) is not int or not 0 <= offset < 2**63:
-            raise CheckpointError(f"its offset is {offset!r}, not a Kafka offset")
+    def _log_bounds(self, tp: TopicPartition) -> tuple[int | None, int]:
+        """The group's committed offset (None if it has none) and the end of the log."""
+        committed = self._consumer.committed(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
+        # The high watermark of the last fetch; Tansu's ListOffsets (end_offsets) answers the
+        # last record batch's base offset + 1 instead.
+        end = self._consumer.highwater(tp)
+        if end is None:
+            end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
+        return (committed if committed is not None and committed >= 0 else None), end
+
+    def _rebuild(
+        self, tp: TopicPartition, state: dict, committed: int | None, end: int
+    ) -> _Partition:
+        """The partition as a checkpoint left it; ``CheckpointError`` if it is not this
+        partition's, or its offset is not one this log reached.
+
+        An offset beyond the log's end is that of a bad checkpoint when the group's commit
+        is within the log (10^12 never was an offset of it); with no commit, or a commit
+        beyond the end too, it is the broker that lost its log (see :meth:`_resume`).
+        """
+        offset, reread_below = state.get("offset"), state.get("reread_below")
+        for key, value in (("offset", offset), ("reread_below", reread_below)):
+            if (value is not None or key == "offset") and not _is_offset(value):
+                raise CheckpointError(f"its {key} is {value!r}, not a Kafka offset")
         if (state.get("topic"), state.get("partition")) != (tp.topic, tp.partition):
             found = (state.get("topic"), state.get("partition"))
             raise CheckpointError(f"it belongs to {found}, not to {tp}")
+        if committed is not None and committed <= end < offset:
+            raise CheckpointError(
+                f"its offset {offset} is beyond the log's end {end}, which holds the group's "
+                f"committed offset {committed}: the log never reached it"
+            )
         labels = (tp.topic, str(tp.partition))
-        return pipeline_from_state(state, self.config, self.metrics, labels), offset
+        pipeline = pipeline_from_state(state, self.config, self.metrics, labels)
+        return _Partition(
+            pipeline,
+            checkpointed=offset,
+            reread_below=reread_below,
+            committed=committed,
+            end=end,
+        )
 
     # ------------------------------------------------------------------ rebalancing
     # kafka-python runs these inside poll() on its IO thread, where blocking consumer calls
     # (commit, committed) are not allowed. None is needed: every poll is flushed and
     # committed before the next poll, so only the models have to be saved or loaded here.
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._revoked |= set(revoked)
         owned = [tp for tp in revoked if tp in self.partitions]
         self._checkpoint(owned)
         for tp in owned:
@@ -446,6 +586,7 @@ class Daemon(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # Models load on the main thread with each partition's first message: loading here
         # would hold up the heartbeats of the whole group.
+        self._revoked -= set(assigned)
         log.info("assigned %s", sorted(assigned))
 
     def _shutdown(self) -> None:
@@ -457,7 +598,9 @@ class Daemon(ConsumerRebalanceListener):
             self._commit(owned)
         except KafkaError as err:
             log.error("could not flush before exit (%s); uncommitted offsets will replay", err)
-        self._consumer.close(autocommit=False, timeout_ms=_SHUTDOWN_TIMEOUT_S * 1000)
+        joining = not self._consumer.assignment() - self._revoked
+        leave_ms = _LEAVE_WHILE_JOINING_MS if joining else _SHUTDOWN_TIMEOUT_S * 1000
+        self._consumer.close(autocommit=False, timeout_ms=leave_ms)
         self._sink.close(timeout_s=_SHUTDOWN_TIMEOUT_S)
         log.info(
             "stopped after %d events, %d alerts, %d dead letters",

@@ -50,9 +50,6 @@ __all__ = ["BatchSummary", "ScoringPipeline"]
 
 log = logging.getLogger(__name__)
 
-# Records kept to infer a schema from while fewer than ``schema_records`` have been seen.
-_MAX_SAMPLE = 1_000
-
 
 @dataclasses.dataclass
 class BatchSummary:
@@ -86,7 +83,13 @@ class ScoringPipeline:
         How long to wait before each new try; ``Backoff()`` if None.
     schema_records
         Records a schema is inferred from, at least (unless the detector's encoder declares
-        it): they need not come in one batch.
+        it): they need not come in one batch. See :meth:`_scorer` for the rule.
+    confirm_records
+        Records an inferred schema must keep holding for before it is fixed; until then it is
+        revised when most of the latest records disagree with it.
+    configured
+        The detector as configured, into a copy of which schemas are inferred; the alert
+        filter's own if None (a resumed pipeline's has its schema already).
     labels
         (topic, partition) of this model's gauges.
     window
@@ -108,6 +111,8 @@ class ScoringPipeline:
         labels: tuple[str, str] = ("", ""),
         window: TimeWindow | None = None,
         top_fields: TopFields | None = None,
+        confirm_records: int = 1_000,
+        configured: StreamDetector | None = None,
     ) -> None:
         if not isinstance(alerts.anomaly_detector, StreamDetector):
             raise TypeError(
@@ -122,6 +127,11 @@ class ScoringPipeline:
         self.labels = labels
         self.window = window
         self.top_fields = top_fields
+        self.confirm_records = confirm_records
+        self._configured = alerts.anomaly_detector if configured is None else configured
+        # Records the inferred schema has held for while provisional; None when there is
+        # none yet, or once it is fixed (or declared).
+        self.schema_held: int | None = None
         self._sample: list[Mapping] = []
 
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
@@ -204,35 +214,61 @@ class ScoringPipeline:
         return self.alerts.calibrator_
 
     # ------------------------------------------------------------------ schema
+    # Only this section infers, revises and fixes the schema (and state_dict saves its stage).
     def _scorer(self, batch: RecordBatch) -> Any:
         """The detector that validates and scores ``batch``.
 
-        Once the detector's schema is fixed, the detector itself. Before that, the schema is
-        inferred from the records seen so far (the type most of them agree on, see
-        :func:`~streammem.features.schema_example`) and fixed once there are at least
-        ``schema_records`` of them, so no single record can set it. Until then a throw-away
-        clone on the provisional schema judges the records (an untrained model scores them 0)
-        and nothing is learned.
+        A declared or fixed schema is never changed: the detector itself. Otherwise, before
+        each batch, the schema is inferred from the batch's records and those just before
+        them, ``schema_records`` at least: each field takes the type most of them agree on
+        (see :func:`~streammem.features.schema_example`), so a minority cannot set it.
+
+        1. Until ``schema_records`` records have been seen, a throw-away clone on that
+           schema judges the records (an untrained model scores them 0); nothing is learned.
+        2. Then the schema is adopted, provisionally: the model learns on it, and records
+           that do not fit it are dead letters. When the latest records infer another one
+           (most of them disagree with it: the stream started with wrong-typed records), it
+           is revised, and the model starts again on the new one (logged, and counted in
+           ``streammem_schema_revisions_total``).
+        3. Once it has held for ``confirm_records`` more records, it is fixed.
         """
-        if self.detector.has_schema:
+        if self.schema_held is None and self.detector.has_schema:
             return self.detector
-        sample = [*self._sample, *(r for r in batch.records if isinstance(r, Mapping))]
-        candidate = self.detector.with_schema(sample, batch.kinds)
-        if candidate is None or len(sample) < self.schema_records:
-            self._sample = sample[-_MAX_SAMPLE:]
-            return candidate or self.detector
-        self.detector, self._sample = candidate, []
+        records = [r for r in batch.records if isinstance(r, Mapping)]
+        sample = [*self._sample, *records][-max(self.schema_records, len(records)) :]
+        self._sample = sample[-self.schema_records :]
+        candidate = self._configured.with_schema(sample, batch.kinds)
+        enough = len(sample) >= self.schema_records and candidate is not None
+        if self.schema_held is None:  # none adopted yet
+            return self._adopt(candidate, sample) if enough else candidate or self.detector
+        if enough and not _same_schema(candidate, self.detector):
+            return self._adopt(candidate, sample, revised=True)
+        self._held_for(len(records))
+        return self.detector
+
+    def _adopt(self, candidate: Any, sample: list[Mapping], revised: bool = False) -> Any:
+        self.detector, self.schema_held = candidate, 0
         encoder = candidate.encoder
-        log.info(
-            "schema fixed from %d records: %d numeric %s, %d categorical %s",
-            len(sample),
-            len(encoder.numeric),
-            _shorten(encoder.numeric),
-            len(encoder.categorical),
-            _shorten(list(encoder.categorical)),
-        )
+        numeric, categorical = encoder.numeric, list(encoder.categorical)
+        fields = (len(numeric), _shorten(numeric), len(categorical), _shorten(categorical))
+        if revised:
+            self.metrics.schema_revisions.labels(*self.labels).inc()
+            log.warning(
+                "schema revised: most of the last %d records disagree with the provisional "
+                "one; the model starts again on %d numeric %s, %d categorical %s",
+                len(sample),
+                *fields,
+            )
+        else:
+            log.info(
+                "schema inferred from %d records, provisional until %d more agree: %d numeric "
+                "%s, %d categorical %s",
+                len(sample),
+                self.confirm_records,
+                *fields,
+            )
         held = collections.Counter(k for r in sample for k in r)
-        schema = {*encoder.numeric, *encoder.categorical}
+        schema = {*numeric, *categorical}
         left_out = [str(k) for k, n in held.items() if 2 * n > len(sample) and k not in schema]
         if left_out:
             log.warning(
@@ -240,7 +276,14 @@ class ScoringPipeline:
                 "them, or left out of the declared one",
                 left_out,
             )
-        return self.detector
+        self._held_for(0)
+        return candidate
+
+    def _held_for(self, records: int) -> None:
+        self.schema_held += records
+        if self.schema_held >= self.confirm_records:
+            self.schema_held = None
+            log.info("schema fixed: %d records agreed on it", self.confirm_records)
 
     def _judge(self, chunks: list[_Chunk], learn: bool, scorer: Any, explain: TopFields) -> Judged:
         """Judge the valid chunks in order: with learning through the filter's exact path, or
@@ -283,12 +326,13 @@ class ScoringPipeline:
         return self.n_updates > 0
 
     def state_dict(self) -> dict:
-        """Detector, calibrator and window state, loadable with
-        ``torch.load(weights_only=True)``."""
+        """Detector, calibrator and window state, and how long an inferred schema has held,
+        loadable with ``torch.load(weights_only=True)``."""
         return {
             "detector": self.detector.state_dict(),
             "calibrator": self.calibrator.state_dict(),
             "window": self.window.state_dict() if self.window is not None else None,
+            "schema_held": self.schema_held,
         }
 
 
@@ -433,6 +477,12 @@ def _window_problem(window: TimeWindow, record: Any) -> str | None:
     except ValueError as err:
         return str(err)
     return None
+
+
+def _same_schema(detector: Any, other: Any) -> bool:
+    """Whether two detectors' encoders declare the same fields, of the same kinds."""
+    mine, theirs = detector.encoder, other.encoder
+    return set(mine.numeric) == set(theirs.numeric) and mine.categorical == theirs.categorical
 
 
 def _shorten(fields: list) -> str:
