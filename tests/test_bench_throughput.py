@@ -1,4 +1,4 @@
-"""bench.throughput's explain cost: both calls timed on the same batches, and their ratio."""
+"""bench.throughput: the explain cost (both calls on the same batches) and River's baseline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import streammem
-from bench.throughput import explain_cost
+from bench.throughput import explain_cost, river_baseline
 
 
 def test_explain_cost_is_the_ratio_of_two_times_on_the_same_batches():
@@ -17,3 +17,16 @@ def test_explain_cost_is_the_ratio_of_two_times_on_the_same_batches():
     cost = explain_cost(detector, frames)
     assert set(cost) == {"score_s", "explain_s", "explain_over_score"}
     assert cost["explain_over_score"] == pytest.approx(cost["explain_s"] / cost["score_s"])
+
+
+def test_rivers_baseline_selects_the_fields_by_name():
+    model = river_baseline(["duration", "src_bytes", "protocol_type", "service", "flag"])
+    record = {"duration": 1.0, "src_bytes": 10.0, "protocol_type": "tcp", "service": "http"}
+    record |= {"flag": "SF", "extra": 5.0}
+    for _ in range(3):
+        model.learn_one(record)
+    assert 0.0 <= model.score_one(record) <= 1.0
+    text = str(model)
+    assert "['duration', 'src_bytes'] | MinMaxScaler" in text
+    assert "['flag', 'protocol_type', 'service'] | OneHotEncoder" in text
+    assert "extra" not in text and "SelectType" not in text
