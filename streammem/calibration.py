@@ -186,7 +186,8 @@ class Calibrator:
     def _sequential_alerts(
         self, scores: np.ndarray, p_values: np.ndarray, limits: np.ndarray
     ) -> np.ndarray:
-        raise NotImplementedError
+        """Alert flags of a sequence: by default a score above the limit it was judged by."""
+        return scores > limits
 
     def _limit_at(self, ordered: np.ndarray) -> float:
         """The limit of one window, given sorted."""
@@ -241,10 +242,9 @@ class Calibrator:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Calibrator:
         """Rebuild a calibrator of this class from :meth:`state_dict`."""
-        if state.get("class", state.get("kind")) != cls.__name__:  # "kind": older checkpoints
-            raise CheckpointError(
-                f"the state is of {state.get('class', state.get('kind'))!r}, not {cls.__name__!r}"
-            )
+        kind = state.get("class", state.get("kind"))  # "kind": older checkpoints
+        if kind != cls.__name__:
+            raise CheckpointError(f"the state is of {kind!r}, not {cls.__name__!r}")
         calibrator = cls(**state["params"])
         calibrator.check_params()
         calibrator._reference = collections.deque(
@@ -318,7 +318,7 @@ class ConformalCalibrator(Calibrator):
     def _sequential_alerts(
         self, scores: np.ndarray, p_values: np.ndarray, limits: np.ndarray
     ) -> np.ndarray:
-        return p_values < self.alpha
+        return self.alerts(scores, p_values)  # by p-value, which also flags a NaN score
 
     def _needed(self, n: int) -> int:
         """A score is flagged when fewer than this many of ``n`` reference scores are >= it."""
@@ -386,11 +386,6 @@ class QuantileThreshold(Calibrator):
 
     def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
         return np.asarray(scores, dtype=np.float64) > self.threshold()
-
-    def _sequential_alerts(
-        self, scores: np.ndarray, p_values: np.ndarray, limits: np.ndarray
-    ) -> np.ndarray:
-        return scores > limits
 
     def _limit_at(self, ordered: np.ndarray) -> float:
         return float(np.quantile(ordered, self.q))
