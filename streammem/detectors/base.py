@@ -49,13 +49,14 @@ _NO_SCORER = object()
 
 
 def _numpy_scores(reconstruct: Any, batch: np.ndarray) -> np.ndarray:
-    """Mean squared reconstruction error per row, in chunks to bound the working memory."""
-    scores = []
-    for start in range(0, len(batch), _SCORE_CHUNK):
-        chunk = np.asarray(batch[start : start + _SCORE_CHUNK], dtype=np.float32)
+    """Mean squared reconstruction error per row."""
+
+    def scores(chunk: np.ndarray) -> np.ndarray:
+        chunk = np.asarray(chunk, dtype=np.float32)
         residual = reconstruct(chunk) - chunk
-        scores.append(np.einsum("ij,ij->i", residual, residual) / residual.shape[1])
-    return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
+        return np.einsum("ij,ij->i", residual, residual) / residual.shape[1]
+
+    return _in_chunks(scores, batch, np.zeros(0)).astype(np.float64)
 
 
 def _squared_errors(reconstruct: Any, chunk: np.ndarray) -> np.ndarray:
@@ -65,13 +66,13 @@ def _squared_errors(reconstruct: Any, chunk: np.ndarray) -> np.ndarray:
     return np.square(residual) / residual.shape[1]
 
 
-def _in_chunks(compute: Any, batch: np.ndarray) -> np.ndarray:
-    """``compute`` over ``_SCORE_CHUNK`` rows at a time (bounds the working memory)."""
-    width = math.prod(batch.shape[1:])
+def _in_chunks(compute: Any, batch: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """``compute`` over ``_SCORE_CHUNK`` rows at a time (bounds the working memory); ``empty``
+    for an empty batch."""
     parts = [
         compute(batch[start : start + _SCORE_CHUNK]) for start in range(0, len(batch), _SCORE_CHUNK)
     ]
-    return np.concatenate(parts) if parts else np.zeros((0, width))
+    return np.concatenate(parts) if parts else empty
 
 
 _BACKBONES = ("mlp", "conv28", "conv32")
@@ -511,12 +512,11 @@ class MemoryDetector(river_base.AnomalyDetector):
         return parts, encoder
 
     def _torch_scores(self, batch: np.ndarray) -> np.ndarray:
-        scores = []
+        def scores(chunk: np.ndarray) -> np.ndarray:
+            return self.model_.anomaly_score(self._to_tensor(chunk)).double().cpu().numpy()
+
         with self._threads(), torch.inference_mode():
-            for start in range(0, len(batch), _SCORE_CHUNK):
-                chunk = self._to_tensor(batch[start : start + _SCORE_CHUNK])
-                scores.append(self.model_.anomaly_score(chunk).double().cpu().numpy())
-        return np.concatenate(scores) if scores else np.zeros(0)
+            return _in_chunks(scores, batch, np.zeros(0))
 
     # ------------------------------------------------------------------ explanations
     def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
@@ -583,10 +583,10 @@ class MemoryDetector(river_base.AnomalyDetector):
         reconstruct = self._numpy_scorer() if self.device_.type == "cpu" else None
         if reconstruct is None:
             return self._torch_parts(batch), self._encoder
+        empty = np.zeros((0, math.prod(batch.shape[1:])))
         with self._threads():
-            return _in_chunks(
-                lambda chunk: _squared_errors(reconstruct, chunk), batch
-            ), self._encoder
+            parts = _in_chunks(lambda chunk: _squared_errors(reconstruct, chunk), batch, empty)
+        return parts, self._encoder
 
     def _torch_parts(self, batch: np.ndarray) -> np.ndarray:
         def parts(chunk: np.ndarray) -> np.ndarray:
@@ -595,7 +595,7 @@ class MemoryDetector(river_base.AnomalyDetector):
             return shares.flatten(1).double().cpu().numpy()
 
         with self._threads(), torch.inference_mode():
-            return _in_chunks(parts, batch)
+            return _in_chunks(parts, batch, np.zeros((0, math.prod(batch.shape[1:]))))
 
     def _numpy_scorer(self):
         scorer = self.__dict__.get("_scorer", _NO_SCORER)
