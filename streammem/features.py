@@ -89,10 +89,9 @@ def _kind(values: Sequence[Any]) -> str | None:
     """``"number"`` or ``"text"``, whichever most non-null values are (numbers spelled as text
     count as numbers); None when there is none, or when lists or objects outnumber both."""
     present = [v for v in values if not is_missing(v)]
-    strings = [v for v in present if isinstance(v, str)]
-    spelled = sum(_text_number(v) is not None for v in strings)
-    numbers = spelled + sum(1 for v in present if not isinstance(v, str) and _is_number(v))
-    text = len(strings) - spelled
+    is_number = [parse_number(v) is not None for v in present]
+    numbers = sum(is_number)
+    text = sum(isinstance(v, str) and not n for v, n in zip(present, is_number, strict=True))
     if not present or len(present) - numbers - text > max(numbers, text):
         return None
     return "number" if numbers >= text else "text"
@@ -427,12 +426,11 @@ class FeatureEncoder(base.Transformer):
             raise ValueError(
                 f"field {field!r}: expected a number, got {type(value).__name__} {value!r}"
             )
-        value = number
-        if math.isinf(value):
+        if math.isinf(number):
             if self.nonfinite == "error":
-                raise ValueError(f"field {field!r}: non-finite value {value}")
+                raise ValueError(f"field {field!r}: non-finite value {number}")
             return math.nan  # imputed like a missing value
-        return value
+        return number
 
     def _category_slot(self, field: Hashable, value: Any, learn: bool) -> int:
         offset, slots, unknown = self._cat_layout[field]
