@@ -48,6 +48,7 @@ from bench.sensors import RunningZ
 from bench.skab import SKAB
 from bench.stream import QUICK_DATASETS, all_streams, load_stream, warmup_events
 from streammem.demo import SensorStream
+from streammem.service.agreement import LabelAgreement
 
 __all__ = ["FEEDINGS", "Stream", "alert_counts", "feed", "main"]
 
@@ -119,24 +120,25 @@ def alert_counts(flags: np.ndarray, y: np.ndarray, warmup: int) -> dict[str, flo
     >>> alert_counts(np.array([1, 1, 0, 1, 0], bool), np.array([0, 1, 1, 0, 0], bool), 1)
     {'events': 4, 'alerts': 2, 'normal': 2, 'false_alarms': 1, 'anomalies': 2, 'caught': 1}
     """
-    flags, y = flags[warmup:], y[warmup:].astype(bool)
+    judged = np.arange(len(flags)) >= warmup
+    agreement = LabelAgreement.of(flags, y.astype(bool), judged)
     return {
-        "events": len(flags),
-        "alerts": int(flags.sum()),
-        "normal": int((~y).sum()),
-        "false_alarms": int((flags & ~y).sum()),
-        "anomalies": int(y.sum()),
-        "caught": int((flags & y).sum()),
+        "events": int(judged.sum()),
+        "alerts": int(flags[judged].sum()),
+        **dataclasses.asdict(agreement),
     }
 
 
 def rates(counts: dict[str, float]) -> dict[str, float]:
-    """False-alarm rate, recall, precision and F1 of summed counts."""
-    far = counts["false_alarms"] / counts["normal"] if counts["normal"] else np.nan
-    recall = counts["caught"] / counts["anomalies"] if counts["anomalies"] else np.nan
-    precision = counts["caught"] / counts["alerts"] if counts["alerts"] else np.nan
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return {"far": far, "recall": recall, "precision": precision, "f1": f1}
+    """False-alarm rate, recall, precision and F1 of summed counts (see ``LabelAgreement``)."""
+    fields = [f.name for f in dataclasses.fields(LabelAgreement)]
+    agreement = LabelAgreement(**{name: int(counts[name]) for name in fields})
+    return {
+        "far": agreement.false_alarm_rate,
+        "recall": agreement.recall,
+        "precision": agreement.precision,
+        "f1": agreement.f1,
+    }
 
 
 # ---------------------------------------------------------------------- streams

@@ -53,6 +53,12 @@ class LabelAgreement:
         flagged = self.false_alarms + self.caught
         return self.caught / flagged if flagged else float("nan")
 
+    @property
+    def f1(self) -> float:
+        """Harmonic mean of precision and recall (0 when either is 0 or undefined)."""
+        precision, recall = self.precision, self.recall
+        return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
     def summary(self) -> str:
         return (
             f"false alarms {self.false_alarms} of {self.normal} normal rows "
