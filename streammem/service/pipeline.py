@@ -149,8 +149,9 @@ class ScoringPipeline:
             self.metrics.record_dead_letter(letter.reason)
         if outcome.origins:
             sink.write(outcome.results())
-            if outcome.top_fields is not None:
-                self.metrics.record_top_fields(outcome.top_fields, outcome.judged.alerts.tolist())
+            if outcome.explained:
+                judged = outcome.judged
+                self.metrics.record_top_fields(judged.top_fields, judged.alerts.tolist())
             self.metrics.record_batch(
                 outcome.judged.scores.tolist(),
                 alerts,
@@ -191,8 +192,8 @@ class ScoringPipeline:
         if readings is not None:
             self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
-        top = judged.top_fields if self.top_fields is not None else None
-        return _Outcome(origins, judged, [*batch.dead_letters, *invalid], top)
+        explained = self.top_fields is not None
+        return _Outcome(origins, judged, [*batch.dead_letters, *invalid], explained)
 
     def _explain(self, readings: list[Mapping] | None) -> TopFields:
         """What to explain in this batch: under a window, by the readings' fields."""
@@ -343,7 +344,7 @@ class _Outcome:
     origins: list[dict] = dataclasses.field(default_factory=list)
     judged: Judged = dataclasses.field(default_factory=lambda: Judged.concat([]))
     letters: list[DeadLetter] = dataclasses.field(default_factory=list)
-    top_fields: list[Ranked] | None = None  # None: results carry no top_fields
+    explained: bool = False  # whether results carry the judgement's top_fields
 
     def results(self) -> list[dict]:
         """One result per scored record; ``limit`` is the score above which it would have
@@ -361,8 +362,8 @@ class _Outcome:
                 strict=True,
             )
         ]
-        if self.top_fields is not None:
-            for result, ranked in zip(results, self.top_fields, strict=True):
+        if self.explained:
+            for result, ranked in zip(results, judged.top_fields, strict=True):
                 result["top_fields"] = _top_fields_record(ranked)
         return results
 
