@@ -24,7 +24,7 @@ from river import base as river_base
 from streammem.calibration import Calibrator, ConformalCalibrator, Judged
 from streammem.explain import TopFields
 from streammem.features import EncodedBatch, select_rows, to_frame_or_array
-from streammem.interface import StreamDetector
+from streammem.interface import is_stream_detector
 from streammem.persistence import from_state, stateful
 
 __all__ = ["AlertFilter", "Judged"]
@@ -123,7 +123,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     def score_many(self, X: Any) -> np.ndarray:
         """Raw scores of a batch (pure)."""
         detector = self.anomaly_detector
-        if isinstance(detector, StreamDetector):
+        if is_stream_detector(detector):
             return np.asarray(detector.score_many(X), dtype=np.float64)
         return np.array([detector.score_one(x) for x in _records(X)], dtype=np.float64)
 
@@ -211,7 +211,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
 
     def _records_until_update(self) -> int:
         detector = self.anomaly_detector
-        if isinstance(detector, StreamDetector):
+        if is_stream_detector(detector):
             return max(1, detector.records_until_update())
         return 1  # a plain River detector may change at every record
 
@@ -220,7 +220,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         detector = self.anomaly_detector
         if isinstance(X, EncodedBatch):
             return X
-        if isinstance(detector, StreamDetector):
+        if is_stream_detector(detector):
             return detector.encode_many(X)
         return to_frame_or_array(X)
 
@@ -240,7 +240,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
 
     def _learn_rows(self, X: Any, keep: np.ndarray) -> None:
         detector = self.anomaly_detector
-        if not isinstance(detector, StreamDetector):
+        if not is_stream_detector(detector):
             for x, kept in zip(_records(X), keep, strict=True):
                 if kept:
                     detector.learn_one(x)
@@ -256,7 +256,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     def state_dict(self) -> dict[str, Any]:
         """Detector and calibrator state (``torch.load(weights_only=True)``-safe)."""
         detector = self.anomaly_detector
-        if not isinstance(detector, StreamDetector):
+        if not is_stream_detector(detector):
             raise TypeError(
                 f"{type(detector).__name__} has no safe state: only streammem detectors can be "
                 "saved in an AlertFilter"
