@@ -89,8 +89,7 @@ class Calibrator:
     window_size
         How many recent scores form the reference distribution; ``None``: ``3 / tail``
         scores (300 at a 1 % tail), so the limit rests on about three scores above it while
-        the window stays short enough to follow a drifting score (on the demo stream a
-        1,000-score window flagged 2.8 % of normal readings at alpha 0.01, 300 flagged 1.7 %).
+        the window stays short enough to follow a drifting score.
     min_reference
         Below this many reference scores, every p-value is 1 and nothing is flagged: a handful
         of scores cannot support a small p-value. ``None``: ``1 / tail`` (the fewest that can
