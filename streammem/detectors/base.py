@@ -7,11 +7,18 @@ mini-batch drawn from that window. ``score_one`` / ``score_many`` never change s
 models on CPU both run a NumPy snapshot of the model (torch stays off the per-event path, and its
 per-call overhead off small batches); conv models and GPUs score with torch.
 
-What a score means: 0.0 before anything is learned; from the first learned record on, the mean
-squared reconstruction error of the scaled record. The decoder's output layer starts at zero, so
-until the model has trained its reconstruction is the centre of the data and a score is the mean
-squared robust z-score (how far the record lies from typical values); training then teaches it to
-rebuild normal records, and what it cannot rebuild scores high.
+What a score means: 0.0 before anything is learned. From the first learned record on, for records
+the encoder centres (robust or standard scaling, the tabular default), the geometric mean of two
+distances in the same units, ``sqrt(error * distance)``: ``error``, the mean squared
+reconstruction error of the scaled record (how far it lies from what the model learned), and
+``distance``, its mean squared scaled value (how far it lies from the centre of the data, the
+model-free distance). Reconstruction alone misses a record far out along a direction the model
+has learned (a model that rebuilds it well), distance alone misses a record near the centre that
+breaks the learned structure; the geometric mean needs no weight between them (rescaling either
+changes no ranking). The decoder's output layer starts at zero, so until the model has trained
+its reconstruction is the centre of the data, ``error`` equals ``distance`` and a score is the mean
+squared robust z-score. Images (pixels the encoder does not centre) score by reconstruction error
+alone.
 """
 
 from __future__ import annotations
@@ -46,6 +53,13 @@ _SCORE_CHUNK = 4096
 _MEMORY_SEED_ROWS = 256
 
 _NO_SCORER = object()
+_CENTRED_SCALINGS = ("robust", "standard")
+
+
+def _mean_squares(rows: np.ndarray) -> np.ndarray:
+    """Mean squared value of each row (float64)."""
+    flat = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+    return np.einsum("ij,ij->i", flat, flat) / flat.shape[1]
 
 
 def _numpy_scores(reconstruct: Any, batch: np.ndarray) -> np.ndarray:
@@ -57,6 +71,30 @@ def _numpy_scores(reconstruct: Any, batch: np.ndarray) -> np.ndarray:
         return np.einsum("ij,ij->i", residual, residual) / residual.shape[1]
 
     return _in_chunks(scores, batch, np.zeros(0)).astype(np.float64)
+
+
+def blend_scores(errors: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """``sqrt(error * distance)`` per row: the reconstruction ``errors`` of the scaled
+    ``batch`` and its mean squared values (see the module's "what a score means")."""
+    return np.sqrt(errors * _mean_squares(batch))
+
+
+def blend_parts(error_parts: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """Each column's share of :func:`blend_scores`, from each column's share of the error.
+
+    A product's logarithm is a sum, so half of a row's score is split in proportion to the
+    columns' shares of its error and half in proportion to their shares of its distance: the
+    shares are non-negative and add up to the score.
+    """
+    flat = np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)
+    distance_parts = np.square(flat) / flat.shape[1]
+    error = error_parts.sum(axis=1, keepdims=True)
+    distance = distance_parts.sum(axis=1, keepdims=True)
+    score = np.sqrt(error * distance)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(error > 0, error_parts / error, 0.0)
+        shares += np.where(distance > 0, distance_parts / distance, 0.0)
+    return 0.5 * score * shares
 
 
 def _squared_errors(reconstruct: Any, chunk: np.ndarray) -> np.ndarray:
@@ -465,7 +503,10 @@ class MemoryDetector(river_base.AnomalyDetector):
         if reconstruct is None:
             return float(self._torch_scores(vector[None, :])[0])
         residual = (reconstruct(vector[None, :]) - vector)[0]
-        return float(residual @ residual) / residual.size
+        error = float(residual @ residual) / residual.size
+        if not self.blends_distance:
+            return error
+        return math.sqrt(error * float(vector @ vector) / vector.size)
 
     def score_many(self, X: Any) -> np.ndarray:
         """Scores of a batch (pure). A detector that has learned nothing scores each row
@@ -480,7 +521,14 @@ class MemoryDetector(river_base.AnomalyDetector):
         if reconstruct is None:
             return self._torch_scores(batch)
         with self._threads():
-            return _numpy_scores(reconstruct, batch)
+            errors = _numpy_scores(reconstruct, batch)
+        return blend_scores(errors, batch) if self.blends_distance else errors
+
+    @property
+    def blends_distance(self) -> bool:
+        """Whether a score blends in the record's distance from the centre (records the
+        encoder centres); otherwise it is the reconstruction error alone (images)."""
+        return self._encoder.scaling in _CENTRED_SCALINGS
 
     def _scaled(self, X: Any) -> np.ndarray:
         """A batch (or an :meth:`encode_many` reading of it) as the model's scaled input."""
@@ -516,7 +564,8 @@ class MemoryDetector(river_base.AnomalyDetector):
             return self.model_.anomaly_score(self._to_tensor(chunk)).double().cpu().numpy()
 
         with self._threads(), torch.inference_mode():
-            return _in_chunks(scores, batch, np.zeros(0))
+            errors = _in_chunks(scores, batch, np.zeros(0))
+        return blend_scores(errors, batch) if self.blends_distance else errors
 
     # ------------------------------------------------------------------ explanations
     def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
@@ -535,11 +584,13 @@ class MemoryDetector(river_base.AnomalyDetector):
         it), rows aligned with ``X`` (its index for a DataFrame); every contribution is >= 0
         and a row adds up to its ``score_many`` (to float32 precision).
 
-        What a contribution is: for the autoencoders (MemAE, Memorizer, RFTM, AE), whose
-        score is the mean squared reconstruction error of the scaled record, the squared
-        errors of the field's columns divided by the number of encoded columns; before the
-        detector has learned anything, the squared robust z-score of the field under the rows
-        before it, over the same number. For MemGAN, whose score is ``‖x − G(P(E(x)))‖₂``,
+        What a contribution is: for the autoencoders (MemAE, Memorizer, RFTM, AE) on tabular
+        records, whose score is ``sqrt(error * distance)`` (see the module docstring), half of
+        the score split in proportion to the field's share of the reconstruction error (its
+        columns' squared errors) and half in proportion to its share of the distance (its
+        columns' squared scaled values); on images, the squared errors of the pixels over
+        their number. Before the detector has learned anything, the squared robust z-score of
+        the field under the rows before it, over the number of encoded columns. For MemGAN, whose score is ``‖x − G(P(E(x)))‖₂``,
         a pixel's squared error over that norm: a per-pixel map (reshape a row to
         ``input_shape``).
 
@@ -582,11 +633,12 @@ class MemoryDetector(river_base.AnomalyDetector):
         batch = self._scaled(X)
         reconstruct = self._numpy_scorer() if self.device_.type == "cpu" else None
         if reconstruct is None:
-            return self._torch_parts(batch), self._encoder
-        empty = np.zeros((0, math.prod(batch.shape[1:])))
-        with self._threads():
-            parts = _in_chunks(lambda chunk: _squared_errors(reconstruct, chunk), batch, empty)
-        return parts, self._encoder
+            parts = self._torch_parts(batch)
+        else:
+            empty = np.zeros((0, math.prod(batch.shape[1:])))
+            with self._threads():
+                parts = _in_chunks(lambda chunk: _squared_errors(reconstruct, chunk), batch, empty)
+        return (blend_parts(parts, batch) if self.blends_distance else parts), self._encoder
 
     def _torch_parts(self, batch: np.ndarray) -> np.ndarray:
         def parts(chunk: np.ndarray) -> np.ndarray:
