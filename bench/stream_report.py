@@ -2,8 +2,10 @@
 two figures.
 
 * ``cells.csv`` — one row per (data set, contender): every metric, seconds, status;
-* ``stream.md`` — AUROC per data set and contender, the mean over the 35 ADBench sets, the mean
-  rank, each streammem detector's wins / ties / losses against every other contender, the
+* ``stream.md`` — AUROC per data set and contender (a detector run with several seeds,
+  ``MemAE``, ``MemAE[seed=1]``, ..., is one column: the mean over its seeds, with a table of each
+  seed's figures and the spread per set), the mean over the 35 ADBench sets, the mean rank,
+  each streammem detector's wins / ties / losses against every other contender, the
   floor checks, the learning curve and AUPRC, and the commands that made it;
 * ``stream_auroc.png`` — AUROC per data set (sets ordered by the floor's AUROC), one marker per
   contender: where each model stands against the floor, at a glance;
@@ -16,19 +18,22 @@ import csv
 import dataclasses
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["StreamResult", "critical_difference", "mean_ranks", "write_reports"]
+__all__ = ["StreamResult", "critical_difference", "mean_ranks", "merge_seeds", "write_reports"]
 
 _TIE = 0.005  # AUROC differences below this count as ties in the win / tie / loss counts
 # Studentised range q(0.05, k) / sqrt(2) for k = 2..20 contenders (Demšar, JMLR 2006, Table 5).
 _NEMENYI_Q05 = (1.960, 2.344, 2.569, 2.728, 2.850, 2.949, 3.031, 3.102, 3.164, 3.219, 3.268,
                 3.313, 3.354, 3.391, 3.426, 3.458, 3.489, 3.517, 3.544)  # fmt: skip
 _METRICS = ("auroc", "auprc", "auroc_2k", "auroc_5k", "auroc_10k")
+_SEED = re.compile(r"^(?P<base>.+)\[seed=(?P<seed>\d+)\]$")
+_DEFAULT_SEED = 42  # the detectors' default ``seed``
 
 
 @dataclasses.dataclass
@@ -51,6 +56,79 @@ def _grid(results: Sequence[StreamResult], metric: str) -> dict[str, dict[str, f
         if result.status == "ok" and value is not None:
             grid.setdefault(result.dataset, {})[result.contender] = value
     return grid
+
+
+def _seed_of(contender: str) -> tuple[str, int]:
+    """``("MemAE", 1)`` for ``"MemAE[seed=1]"``; a name without a seed runs the default one."""
+    match = _SEED.match(contender)
+    if match is None:
+        return contender, _DEFAULT_SEED
+    return match["base"], int(match["seed"])
+
+
+def merge_seeds(results: Sequence[StreamResult]) -> tuple[list[StreamResult], dict]:
+    """One result per (data set, detector) for detectors run with several seeds: each metric
+    the mean over the seeds that ran. Also ``runs[detector][seed][dataset]`` -> AUROC, for the
+    seed table (detectors with one seed pass through unchanged and are not in it)."""
+    seeds: dict[str, set[int]] = {}
+    for r in results:
+        base, seed = _seed_of(r.contender)
+        seeds.setdefault(base, set()).add(seed)
+    merged: dict[tuple[str, str], list[StreamResult]] = {}
+    for r in results:
+        base = _seed_of(r.contender)[0]
+        merged.setdefault((r.dataset, base if len(seeds[base]) > 1 else r.contender), []).append(r)
+    out, runs = [], {}
+    for (dataset, name), group in merged.items():
+        ok = [r for r in group if r.status == "ok"]
+        if len(group) == 1 or not ok:
+            out.append(dataclasses.replace(group[0], contender=name))
+            continue
+        metrics = {}
+        for key in {k for r in ok for k in r.metrics}:
+            values = [r.metrics[key] for r in ok if isinstance(r.metrics.get(key), (int, float))]
+            if len(values) == len(ok):
+                metrics[key] = float(np.mean(values))
+        seconds = sum(r.seconds for r in ok)
+        out.append(StreamResult(dataset, name, ok[0].group, "ok", metrics, seconds))
+        for r in ok:
+            if r.metrics.get("auroc") is not None:
+                seed = _seed_of(r.contender)[1]
+                runs.setdefault(name, {}).setdefault(seed, {})[dataset] = r.metrics["auroc"]
+    return out, runs
+
+
+def _seed_lines(runs: dict, floor: dict[str, float], sets: Sequence[str]) -> list[str]:
+    """Per detector and seed: mean AUROC over the sets, sets at the floor, and the spread."""
+    lines = [
+        "| detector | seed | mean AUROC | sets ≥ floor | worst gap to the floor |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, by_seed in runs.items():
+        for seed, row in sorted(by_seed.items()):
+            values = [row[d] for d in sets if d in row]
+            gaps = {d: row[d] - floor[d] for d in sets if d in row and d in floor}
+            worst = min(gaps, key=gaps.get) if gaps else None
+            lines.append(
+                f"| {name} | {seed} | {_fmt(float(np.mean(values)) if values else None)} | "
+                f"{sum(g >= 0 for g in gaps.values())} of {len(gaps)} | "
+                + (f"{gaps[worst]:+.3f} ({worst.removeprefix('adbench:')})" if worst else "")
+                + " |"
+            )
+    return lines
+
+
+def _spread_table(runs: dict, datasets: Sequence[str]) -> list[str]:
+    """Lowest and highest AUROC over the seeds, per data set and detector."""
+    names = list(runs)
+    lines = ["| data set | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for dataset in datasets:
+        cells = []
+        for name in names:
+            values = [row[dataset] for row in runs[name].values() if dataset in row]
+            cells.append(f"{min(values):.3f}–{max(values):.3f}" if values else "")
+        lines.append(f"| {dataset.removeprefix('adbench:')} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _ordered(results: Sequence[StreamResult], attribute: str) -> list[str]:
@@ -196,8 +274,9 @@ def write_reports(
         handle.write(
             json.dumps({"command": command, "seconds": round(seconds, 1), "at": stamp}) + "\n"
         )
-    written.append(_write_markdown(results, out / "stream.md", runs))
-    figures = _write_figures(results, out)
+    merged, seed_runs = merge_seeds(results)
+    written.append(_write_markdown(merged, out / "stream.md", runs, seed_runs))
+    figures = _write_figures(merged, out)
     return written + figures
 
 
@@ -214,7 +293,9 @@ def _write_csv(results: Sequence[StreamResult], path: Path) -> Path:
     return path
 
 
-def _write_markdown(results: Sequence[StreamResult], path: Path, runs: Path) -> Path:
+def _write_markdown(
+    results: Sequence[StreamResult], path: Path, runs: Path, seed_runs: dict
+) -> Path:
     contenders = [
         c
         for c in _ordered(results, "contender")
@@ -234,7 +315,14 @@ def _write_markdown(results: Sequence[StreamResult], path: Path, runs: Path) -> 
         "events. streammem detectors run with **default arguments** (DataFrames of 256 rows, "
         "`score_many` then `learn_many`); the **floor** is no model at all (mean squared running "
         "z-score); `offline IForest` sees every row first (a reference, not a streaming peer). "
-        "Bold: best in the row.",
+        "Bold: best in the row."
+        + (
+            f" {', '.join(seed_runs)}: the mean over seeds "
+            f"{', '.join(str(s) for s in sorted(next(iter(seed_runs.values()))))} "
+            "(each seed's figures and the spread per set: see Seeds)."
+            if seed_runs
+            else ""
+        ),
         "",
         "## AUROC",
         "",
@@ -262,6 +350,20 @@ def _write_markdown(results: Sequence[StreamResult], path: Path, runs: Path) -> 
             "## Against the floor",
             "",
             *_floor_checks(auroc, sets, models, nonfinite),
+            "",
+        ]
+    if seed_runs:
+        floor = {d: auroc[d]["floor"] for d in sets if "floor" in auroc.get(d, {})}
+        lines += [
+            "## Seeds",
+            "",
+            "Each seed on its own (the tables above use their mean):",
+            "",
+            *_seed_lines(seed_runs, floor, sets),
+            "",
+            "AUROC, lowest–highest over the seeds:",
+            "",
+            *_spread_table(seed_runs, datasets),
             "",
         ]
     for model in models:

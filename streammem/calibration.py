@@ -1,6 +1,6 @@
 """Turn raw anomaly scores into p-values and alerts.
 
-A reconstruction error of 0.37 means nothing on its own: its meaning depends on the model, the
+A score of 0.37 means nothing on its own: its meaning depends on the model, the
 features and how far training has come. Both calibrators here compare each new score with a
 rolling *reference window* of recent scores, so the output is on a fixed
 scale whatever the detector:

@@ -2,7 +2,7 @@
 
 River's ``metrics.ROCAUC`` approximates the ROC curve with ``n_thresholds`` cut-offs in
 ``[0, 1]``: it is meant for probabilities, and its own documentation warns that it degenerates
-on scores of another scale. A streammem score is a reconstruction error (0 to unbounded), so
+on scores of another scale. A streammem score is a distance (0 to unbounded), so
 River's metric printed 0.473 where the AUROC of the same scores was 0.825. :class:`ExactROCAUC`
 ranks the scores themselves: it keeps them sorted, counts each new score's correctly ordered
 pairs as it arrives, and so reports exactly what ``sklearn.metrics.roc_auc_score`` reports on

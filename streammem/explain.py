@@ -1,7 +1,8 @@
 """Which fields a score comes from: folding per-column shares into fields, and top fields.
 
-A reconstruction error is a sum over the model's input columns, so it splits exactly: a
-column's share is its part of the error, and a field's contribution is the sum of its columns'
+A score splits exactly over the model's input columns (a reconstruction error is a sum over
+them; a tabular score, ``sqrt(error * distance)``, splits half by each term's column shares): a
+column's share is its part of the score, and a field's contribution is the sum of its columns'
 shares (a categorical field's one-hot columns; a reading's window features). The detectors
 compute the shares (``explain_one`` / ``explain_many``); this module folds shares into fields
 and picks each record's largest, for alerts (:class:`TopFields`).

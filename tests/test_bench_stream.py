@@ -10,7 +10,7 @@ import pytest
 from bench import stream
 from bench.cli import split_list
 from bench.datasets import ADBench, DataMissing
-from bench.stream_report import critical_difference, mean_ranks
+from bench.stream_report import StreamResult, critical_difference, mean_ranks, merge_seeds
 
 
 def shared_adbench_available() -> bool:
@@ -67,6 +67,26 @@ def test_nemenyi_and_ranks():
 
 
 @needs_adbench
+def test_seeds_of_one_detector_merge_into_their_mean():
+    def cell(dataset, contender, auroc, group="streammem"):
+        return StreamResult(dataset, contender, group, "ok", {"auroc": auroc, "auprc": auroc / 2})
+
+    results = [
+        cell("adbench:a", "MemAE", 0.9),
+        cell("adbench:a", "MemAE[seed=1]", 0.7),
+        cell("adbench:a", "MemAE[seed=2]", 0.8),
+        cell("adbench:a", "AE", 0.6),  # one seed: passes through under its own name
+        cell("adbench:a", "floor", 0.75, group="floor"),
+    ]
+    merged, runs = merge_seeds(results)
+    by_name = {r.contender: r for r in merged}
+    assert sorted(by_name) == ["AE", "MemAE", "floor"]
+    assert by_name["MemAE"].metrics["auroc"] == pytest.approx(0.8)
+    assert by_name["MemAE"].metrics["auprc"] == pytest.approx(0.4)
+    assert by_name["AE"].metrics["auroc"] == 0.6
+    assert runs == {"MemAE": {42: {"adbench:a": 0.9}, 1: {"adbench:a": 0.7}, 2: {"adbench:a": 0.8}}}
+
+
 def test_streams_follow_the_protocol_order():
     data = stream.load_stream("adbench:wine")
     raw = ADBench().load_set("wine")

@@ -590,9 +590,9 @@ class MemoryDetector(river_base.AnomalyDetector):
         columns' squared errors) and half in proportion to its share of the distance (its
         columns' squared scaled values); on images, the squared errors of the pixels over
         their number. Before the detector has learned anything, the squared robust z-score of
-        the field under the rows before it, over the number of encoded columns. For MemGAN, whose score is ``‖x − G(P(E(x)))‖₂``,
-        a pixel's squared error over that norm: a per-pixel map (reshape a row to
-        ``input_shape``).
+        the field under the rows before it, over the number of encoded columns. For MemGAN,
+        whose score is ``‖x − G(P(E(x)))‖₂``, a pixel's squared error over that norm: a
+        per-pixel map (reshape a row to ``input_shape``).
 
         Parameters
         ----------
