@@ -18,13 +18,20 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors import DeadLetter, RecordBatch, bounded_text
 
+try:  # the fast extra (streammem[fast]); json alone reads the same messages the same way
+    import orjson
+except ImportError:
+    orjson = None
+
 __all__ = [
     "MAX_REQUEST_BYTES",
     "JsonDecoder",
     "KafkaSink",
+    "dead_letter_message",
     "encode_result",
     "make_consumer",
     "make_producer",
+    "utf8",
 ]
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,11 @@ log = logging.getLogger(__name__)
 _MISSING = object()
 # A JSON escape of a UTF-16 surrogate; only messages holding one are checked for lone ones.
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+# Messages orjson would read otherwise than json go to json: orjson reads integers beyond 64
+# bits as floats (json keeps them exact: a key, a timestamp), so 19 digits in a row; and any
+# nesting, where json stops near 1,000 deep (a dead letter), so this many brackets.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_MAX_ORJSON_BRACKETS = 256
 # Keys and timestamps are copied into every result: cut absurd ones so results stay small.
 _MAX_ORIGIN_CHARS = 1024
 #: kafka-python's default ``max_request_size``, set explicitly on the daemon's producer.
@@ -124,7 +136,7 @@ class JsonDecoder:
                 "oversize", f"message is {len(value)} bytes; the limit is {self.max_message_bytes}"
             )
         try:
-            event = json.loads(value)
+            event = _loads(value)
         except RecursionError as err:
             raise _Rejected("malformed_json", "JSON nested too deeply to read") from err
         except ValueError as err:  # also UnicodeDecodeError, and integers of 4,301+ digits
@@ -167,6 +179,19 @@ class JsonDecoder:
             return bounded_text(key, _MAX_ORIGIN_CHARS)
         value = event.get(self.key_field) if self.key_field else None
         return None if value is None else bounded_text(str(value), _MAX_ORIGIN_CHARS)
+
+
+def _loads(value: bytes) -> Any:
+    """``json.loads(value)``, through orjson where it gives the same: orjson refuses what json
+    alone accepts (NaN, Infinity, a BOM, lone surrogates), and json then reads it or raises its
+    own error, so records and dead letters do not depend on orjson."""
+    brackets = value.count(b"{") + value.count(b"[")
+    if orjson is not None and brackets < _MAX_ORJSON_BRACKETS and not _LONG_DIGITS.search(value):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(value)
 
 
 def _check_unicode(event: dict[str, Any]) -> None:
@@ -215,20 +240,11 @@ class KafkaSink:
         for result in results:
             key = result.get("key")
             value = encode_result(result)
-            self._futures.append(send(self.output_topic, value=value, key=_utf8(key)))
+            self._futures.append(send(self.output_topic, value=value, key=utf8(key)))
 
     def dead_letter(self, letters: list[DeadLetter]) -> None:
         for letter in letters:
-            headers = [
-                ("streammem-reason", letter.reason.encode()),
-                ("streammem-error", _utf8(letter.detail)),
-                ("streammem-origin", encode_result(letter.origin)),
-            ]
-            value, key = letter.payload, letter.key
-            size = len(value) + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
-            if size + _RECORD_OVERHEAD > self.max_record_bytes:
-                value, key = _summary(letter), None
-                headers.append(("streammem-payload", b"summary"))
+            value, key, headers = dead_letter_message(letter, self.max_record_bytes)
             future = self.producer.send(
                 self.dead_letter_topic, value=value, key=key, headers=headers
             )
@@ -246,7 +262,26 @@ class KafkaSink:
         self.producer.close(timeout=timeout_s)
 
 
-def _utf8(text: str | None) -> bytes | None:
+def dead_letter_message(
+    letter: DeadLetter, max_record_bytes: int = MAX_REQUEST_BYTES
+) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
+    """Value, key and headers of a dead letter's message: its original bytes, or a summary of
+    them when they would not fit one produce request of ``max_record_bytes``."""
+    headers = [
+        ("streammem-reason", letter.reason.encode()),
+        ("streammem-error", utf8(letter.detail)),
+        ("streammem-origin", encode_result(letter.origin)),
+    ]
+    value, key = letter.payload, letter.key
+    size = len(value) + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
+    if size + _RECORD_OVERHEAD > max_record_bytes:
+        value, key = _summary(letter), None
+        headers.append(("streammem-payload", b"summary"))
+    return value, key, headers
+
+
+def utf8(text: str | None) -> bytes | None:
+    """A key or header as UTF-8 bytes; lone surrogates escaped."""
     return None if text is None else text.encode("utf-8", "backslashreplace")
 
 

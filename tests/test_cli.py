@@ -372,10 +372,11 @@ def test_serve_on_a_metrics_port_in_use_ends_with_one_line(tmp_path, capsys):
     assert "metrics.port: cannot serve metrics on 127.0.0.1:" in capsys.readouterr().err
 
 
-def test_serve_counts_attempts_while_the_broker_is_down_and_stops_at_once(tmp_path):
+def test_serve_counts_attempts_while_the_broker_is_down_and_stops_at_once(tmp_path, client):
     metrics_port = free_port()
     data = yaml.safe_load((REPO / "configs" / "kafka_daemon.yaml").read_text())
     data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{free_port()}"  # nothing listens
+    data["kafka"]["client"] = client
     data["metrics"]["port"] = metrics_port
     data["checkpoint"]["dir"] = str(tmp_path / "ckpt")
     path = tmp_path / "serve.yaml"

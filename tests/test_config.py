@@ -3,6 +3,7 @@ schema against the file it reads, and the command-line overrides, with one line 
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pyarrow as pa
@@ -167,3 +168,22 @@ def test_overrides_are_laid_over_the_file_and_checked_alike():
 def test_metrics_endpoint_settings_come_in_pairs(metrics, message):
     (problem,) = problems({"metrics": metrics})
     assert problem.startswith(message)
+
+
+def test_the_kafka_client_is_one_of_three_and_confluent_needs_its_library(monkeypatch):
+    assert parse_config({"kafka": {"client": "kafka-python"}}).kafka.library == "kafka-python"
+    with pytest.raises(ConfigError, match=r"kafka.client: 'rdkafka' is not allowed"):
+        parse_config({"kafka": {"client": "rdkafka"}})
+    find_spec = importlib.util.find_spec  # as if confluent-kafka were not installed
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name == "confluent_kafka" else find_spec(name),
+    )
+    with pytest.raises(ConfigError, match=r"kafka.client: 'confluent' needs confluent-kafka"):
+        parse_config({"kafka": {"client": "confluent"}})
+    auto = parse_config({}).kafka
+    assert auto.client == "auto" and auto.library == "kafka-python"
+    monkeypatch.undo()
+    if find_spec("confluent_kafka") is not None:
+        assert auto.library == "confluent"

@@ -104,7 +104,9 @@ def wait_until(condition: Callable[[], bool], what: str, process: subprocess.Pop
         time.sleep(0.5)
 
 
-def daemon_config(broker: Broker, tmp_path: Path, topic: str, group: str, **kafka) -> dict:
+def daemon_config(
+    broker: Broker, tmp_path: Path, topic: str, group: str, client: str, **kafka
+) -> dict:
     return {
         "model": {"name": "MemAE", "params": {"schedule": {"batch_size": 32}}},
         "calibration": {"window_size": 200, "min_reference": 50},
@@ -116,6 +118,7 @@ def daemon_config(broker: Broker, tmp_path: Path, topic: str, group: str, **kafk
             "output_topic": f"{topic}-scores",
             "dead_letter_topic": f"{topic}-dead",
             "group_id": group,
+            "client": client,
             "max_poll_records": 100,
             "max_message_bytes": 30_000,
             **kafka,
@@ -209,15 +212,17 @@ ACCEPTED_ODDITIES = [  # unusual but valid: scored, never dead-lettered
 ]
 
 
-def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_path, start_daemon):
-    topic, partitions = "e2e", 2
+def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(
+    broker, tmp_path, start_daemon, client
+):
+    topic, partitions = f"e2e-{client}", 2
     for name, count in [(topic, partitions), (f"{topic}-scores", partitions), (f"{topic}-dead", 1)]:
         broker.create_topic(name, count)
     produce(broker, topic, valid_events(0, 600))
     scores = TopicReader(broker, f"{topic}-scores", partitions)
     dead = TopicReader(broker, f"{topic}-dead", 1)
 
-    first = start_daemon(daemon_config(broker, tmp_path, topic, "e2e"), "first")
+    first = start_daemon(daemon_config(broker, tmp_path, topic, topic, client), "first")
     wait_until(lambda: len(scores.drain()) >= 300, "the first results", first)
     # Keep events flowing while the daemon is killed, so it dies mid-stream.
     feeder = threading.Thread(target=trickle, args=(broker, topic, 600, 2000))
@@ -237,7 +242,7 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
     poison = [value for values in POISON.values() for value in values]
     produce(broker, topic, [(None, v) for v in [*ACCEPTED_ODDITIES, *poison]])
     produce(broker, topic, valid_events(2000, 3000))
-    config = daemon_config(broker, tmp_path, topic, "e2e")
+    config = daemon_config(broker, tmp_path, topic, topic, client)
     second = start_daemon(config, "second")
     expected = input_offsets(broker, topic, partitions)
     assert len(expected) == 3000 + len(ACCEPTED_ODDITIES) + len(poison)
@@ -296,7 +301,7 @@ def test_end_to_end_kill_restart_dead_letters_metrics_and_sigterm(broker, tmp_pa
 
     # After a graceful stop, committed offsets and the latest checkpoints are both at the end.
     ends = {p: max(o for q, o in expected if q == p) + 1 for p in range(partitions)}
-    group = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="e2e")
+    group = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=topic)
     for p in range(partitions):
         assert group.committed(TopicPartition(topic, p)) == ends[p]
         folder = tmp_path / "checkpoints" / f"{topic}-{p}"
@@ -318,12 +323,14 @@ def owned_partitions(config: dict) -> set[str]:
     }
 
 
-def test_a_second_daemon_takes_over_partitions_with_their_models(broker, tmp_path, start_daemon):
-    topic, partitions = "shared", 4
+def test_a_second_daemon_takes_over_partitions_with_their_models(
+    broker, tmp_path, start_daemon, client
+):
+    topic, partitions = f"shared-{client}", 4
     broker.create_topic(topic, partitions)
     broker.create_topic(f"{topic}-scores", partitions)
     scores = TopicReader(broker, f"{topic}-scores", partitions)
-    configs = [daemon_config(broker, tmp_path, topic, "pair") for _ in range(2)]
+    configs = [daemon_config(broker, tmp_path, topic, topic, client) for _ in range(2)]
     for config in configs:  # windows per protocol: they must move with their partition too
         config["features"] = {"window": {"size": 5, "key": "proto"}}
     produce(broker, topic, valid_events(0, 1000))
@@ -376,12 +383,12 @@ def restart_empty(broker: Broker, topics: list[str]) -> Broker:
     return fresh
 
 
-def test_broker_faults_lose_no_event(tmp_path, start_daemon):
+def test_broker_faults_lose_no_event(tmp_path, start_daemon, client):
     """Down at start, then restarted empty under a running daemon, then restarted empty under
     a stopped one: every event of every log gets a result (500 of 3,000 were lost before)."""
     port = free_port()
     absent = Broker(process=None, port=port)  # nothing listens yet
-    config = daemon_config(absent, tmp_path, "late", "late")
+    config = daemon_config(absent, tmp_path, "late", "late", client)
     daemon = start_daemon(config, "late")
     metrics_port = config["metrics"]["port"]
 
@@ -449,14 +456,14 @@ def scored_offsets(broker: Broker, topic: str) -> set[tuple[int, int]]:
     return set(covered_offsets(read(f"{topic}-scores"), read(f"{topic}-dead")))
 
 
-def test_a_topic_recreated_after_log_loss_is_read_from_its_start(tmp_path, start_daemon):
+def test_a_topic_recreated_after_log_loss_is_read_from_its_start(tmp_path, start_daemon, client):
     """The broker loses its log while the daemon is 300 offsets into partition 0, and a
     producer re-creates the input topic with 4 partitions. Partition 0's new log is shorter
     than the daemon's position: it used to sit at 300, fetching nothing, and offsets 0-299 of
     the new log were never scored nor dead-lettered, while the metrics said nothing was lost."""
     broker = start_broker()  # its own: the test restarts it
     topic = "recreated"
-    config = daemon_config(broker, tmp_path, topic, "recreated")
+    config = daemon_config(broker, tmp_path, topic, "recreated", client)
     try:
         for name in (topic, f"{topic}-scores", f"{topic}-dead"):
             broker.create_topic(name, 1)
@@ -501,13 +508,13 @@ def sample(port: int, name: str) -> float:
         return 0.0
 
 
-def test_a_broker_outage_shows_in_the_metrics(tmp_path, start_daemon):
+def test_a_broker_outage_shows_in_the_metrics(tmp_path, start_daemon, client):
     """While the broker is down, an idle daemon's polls return nothing, as when no event comes:
     a 30 s outage left the lag frozen and streammem_broker_retries at 0."""
     broker = start_broker()  # its own: the test stops it
     topic = "outage"
     topics = [topic, f"{topic}-scores", f"{topic}-dead"]
-    config = daemon_config(broker, tmp_path, topic, "outage")
+    config = daemon_config(broker, tmp_path, topic, "outage", client)
     port = config["metrics"]["port"]
     up, last_poll = "streammem_broker_up", "streammem_last_successful_poll_timestamp_seconds"
     try:
@@ -535,10 +542,11 @@ def test_a_broker_outage_shows_in_the_metrics(tmp_path, start_daemon):
         broker.stop()
 
 
-def test_sigterm_during_the_group_join_exits_promptly(broker, tmp_path, start_daemon):
+def test_sigterm_during_the_group_join_exits_promptly(broker, tmp_path, start_daemon, client):
     """Leaving the group waited behind the join on the broker: 5-8 s to exit."""
-    broker.create_topic("joining", 1)
-    daemon = start_daemon(daemon_config(broker, tmp_path, "joining", "joining"), "joining")
+    topic = f"joining-{client}"
+    broker.create_topic(topic, 1)
+    daemon = start_daemon(daemon_config(broker, tmp_path, topic, topic, client), "joining")
     log = tmp_path / "joining.log"
     wait_until(lambda: "consuming joining" in log.read_text(), "the join to start", daemon)
     started = time.monotonic()

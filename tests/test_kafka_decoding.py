@@ -1,4 +1,5 @@
-"""JSON decoding and result encoding of the Kafka connector (no broker needed)."""
+"""JSON decoding and result encoding of the Kafka connector (no broker needed), each decoding
+test with orjson (the fast extra) and with json alone."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ from types import SimpleNamespace
 
 import pytest
 
+import connectors.kafka
 from connectors.kafka import JsonDecoder, encode_result
+
+
+@pytest.fixture(autouse=True, params=["orjson", "json"])
+def parser(request, monkeypatch) -> str:
+    """The decoder reads through orjson when it is installed, through json when not."""
+    if request.param == "json":
+        monkeypatch.setattr(connectors.kafka, "orjson", None)
+    elif connectors.kafka.orjson is None:
+        pytest.skip("orjson is not installed (pip install 'streammem[fast]')")
+    return request.param
 
 
 def message(value: bytes | None, offset: int = 0, key: bytes | None = None):
@@ -67,6 +79,37 @@ def test_values_the_model_must_judge_pass_through_the_decoder():
     # NaN, wrong types and missing fields are the detector's call (check_one), not JSON's.
     batch = decode_one(JsonDecoder(), b'{"a": NaN, "b": "text", "c": [1]}')
     assert len(batch.records) == 1 and batch.dead_letters == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"v": NaN, "w": Infinity, "x": -Infinity}',  # json alone reads these literals
+        b'\xef\xbb\xbf{"v": 1}',  # a UTF-8 byte order mark
+        b'{"v": 1, "k": 123456789012345678901234567890}',  # beyond 64 bits: exact, not a float
+        b'{"v": 1, "k": -9223372036854775809}',
+        b'{"v": 1e400, "k": 1' + b"0" * 400 + b"}",
+        b'{"v": "\xed\xa0\x80"}',  # a surrogate's UTF-8 bytes
+        b'{"v": 1, "v": 2}',
+        b'{"v": ' + b"[" * 2000 + b"]" * 2000 + b"}",  # orjson reads any depth
+        b'{"v": ' + b"[" * 300 + b"]" * 300 + b"}",
+        b'{"v": 0.1, "w": 4.9e-324, "x": -0.0, "y": 18446744073709551615}',
+    ],
+)
+def test_records_keys_and_dead_letters_are_those_of_json_loads(value):
+    batch = decode_one(JsonDecoder(key_field="k", timestamp_field="k"), value)
+    try:
+        event = json.loads(value)
+    except (ValueError, RecursionError):
+        assert batch.dead_letters[0].reason == "malformed_json"
+        return
+    if "\ud800" in json.dumps(event):
+        assert batch.dead_letters[0].reason == "malformed_json"
+        return
+    record = {k: v for k, v in event.items() if k != "k"}
+    assert repr(batch.records) == repr([record])  # repr: NaN != NaN, and -0.0 == 0.0
+    if "k" in event:
+        assert batch.origins[0]["key"] == str(event["k"])
 
 
 def test_results_are_strict_json_even_with_non_finite_scores():

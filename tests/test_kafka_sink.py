@@ -1,4 +1,5 @@
-"""The Kafka sink against a real Tansu broker (no consumer group, so no slow join)."""
+"""The Kafka sinks of both clients against a real Tansu broker (no consumer group, so no slow
+join)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from connectors import DeadLetter
 from connectors.kafka import KafkaSink, make_producer
 
 pytestmark = pytest.mark.kafka
+
+
+def new_sink(client: str, bootstrap: str, output: str, dead: str):
+    if client == "confluent":
+        from connectors.confluent import ConfluentSink, make_confluent_producer
+
+        return ConfluentSink(make_confluent_producer(bootstrap), output, dead)
+    return KafkaSink(make_producer(bootstrap), output, dead)
 
 
 def read_all(broker, topic: str, expected: int) -> list:
@@ -31,10 +40,11 @@ def read_all(broker, topic: str, expected: int) -> list:
     return messages
 
 
-def test_dead_letters_too_large_for_a_request_are_sent_as_bounded_summaries(broker):
-    broker.create_topic("sink-scores")
-    broker.create_topic("sink-dead")
-    sink = KafkaSink(make_producer(broker.bootstrap), "sink-scores", "sink-dead")
+def test_dead_letters_too_large_for_a_request_are_sent_as_bounded_summaries(broker, client):
+    scores, dead = f"sink-scores-{client}", f"sink-dead-{client}"
+    broker.create_topic(scores)
+    broker.create_topic(dead)
+    sink = new_sink(client, broker.bootstrap, scores, dead)
     origin = {"topic": "events", "partition": 0, "offset": 7}
     huge = b'{"pad": "' + b"x" * 1_100_000 + b'"}'
     near_limit = b'{"temp": "' + b"y" * 1_000_000 + b'"}'
@@ -55,7 +65,7 @@ def test_dead_letters_too_large_for_a_request_are_sent_as_bounded_summaries(brok
     sink.flush(timeout_s=30)  # raised MessageSizeTooLargeError before: a stalled partition
     sink.close()
 
-    summary, below, odd = read_all(broker, "sink-dead", 3)
+    summary, below, odd = read_all(broker, dead, 3)
     headers = dict(summary.headers)
     assert headers["streammem-payload"] == b"summary" and summary.key is None
     body = json.loads(summary.value)
@@ -65,5 +75,5 @@ def test_dead_letters_too_large_for_a_request_are_sent_as_bounded_summaries(brok
     assert below.value == near_limit and "streammem-payload" not in dict(below.headers)
     assert len(dict(below.headers)["streammem-error"]) < 1100
     assert dict(odd.headers)["streammem-error"] == b"bad \\ud800 text"
-    (result,) = read_all(broker, "sink-scores", 1)
+    (result,) = read_all(broker, scores, 1)
     assert result.key == b"k\\udfff" and json.loads(result.value)["score"] == 1.0

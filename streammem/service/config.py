@@ -9,6 +9,7 @@ dotted key and what is allowed, not halfway through a stream.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 import re
 import reprlib
@@ -286,6 +287,29 @@ class KafkaConfig(_Section):
     # How long the group waits for a member that stopped heartbeating (kill -9, a frozen VM)
     # before giving its partitions to others; kafka-python's 45 s default, 76 s to recover.
     session_timeout_ms: PositiveInt = 10_000
+    # The client library; auto: confluent-kafka where it is installed, else kafka-python.
+    client: Literal["auto", "kafka-python", "confluent"] = "auto"
+
+    @property
+    def library(self) -> Literal["kafka-python", "confluent"]:
+        """The client library ``client`` chooses."""
+        if self.client == "auto":
+            return "confluent" if _confluent_installed() else "kafka-python"
+        return self.client
+
+    @field_validator("client")
+    @classmethod
+    def _installed(cls, client: str) -> str:
+        if client == "confluent" and not _confluent_installed():
+            raise ValueError(
+                "'confluent' needs confluent-kafka: pip install 'streammem[fast]', or choose "
+                "'kafka-python'"
+            )
+        return client
+
+
+def _confluent_installed() -> bool:
+    return importlib.util.find_spec("confluent_kafka") is not None
 
 
 class MetricsConfig(_Section):

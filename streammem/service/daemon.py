@@ -8,8 +8,9 @@ Model state is kept per partition so a rebalance moves a model with its partitio
 checkpointed when a partition is revoked and loaded after it is assigned, with its first message.
 
 The daemon is built from its collaborators: a consumer and a sink come from the factories it is
-given (by default :func:`kafka_consumer` and :func:`kafka_sink`, kafka-python clients made from
-the config), so it can run on any consumer and sink with the same interface.
+given (by default those of ``kafka.client``: :func:`kafka_consumer` and :func:`kafka_sink` for
+kafka-python, :func:`confluent_consumer` and :func:`confluent_sink` for confluent-kafka), so it
+can run on any consumer and sink with the same interface.
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ from streammem.service.exposition import MetricsServer, serve_metrics
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
 from streammem.training import preload_optimizer
 
-__all__ = ["Daemon", "FlushingSink", "kafka_consumer", "kafka_sink"]
+__all__ = [
+    "Daemon",
+    "FlushingSink",
+    "client_factories",
+    "confluent_consumer",
+    "confluent_sink",
+    "kafka_consumer",
+    "kafka_sink",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +104,41 @@ def kafka_sink(kafka: KafkaConfig) -> KafkaSink:
     return KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
 
 
+def confluent_consumer(kafka: KafkaConfig, listener: ConsumerRebalanceListener) -> Any:
+    """:func:`kafka_consumer` on confluent-kafka (``kafka.client: confluent``)."""
+    from connectors.confluent import ConfluentConsumer, check_reachable, make_confluent_consumer
+
+    settings = {
+        "session.timeout.ms": kafka.session_timeout_ms,
+        "socket.timeout.ms": _COMMIT_TIMEOUT_MS,  # bounds the commit, which takes no timeout
+    }
+    raw = make_confluent_consumer(kafka.bootstrap_servers, kafka.group_id, **settings)
+    try:
+        check_reachable(raw, _BOOTSTRAP_TIMEOUT_MS / 1000)
+    except KafkaError:
+        raw.close()
+        raise
+    consumer = ConfluentConsumer(raw, listener)
+    consumer.subscribe([kafka.input_topic])
+    return consumer
+
+
+def confluent_sink(kafka: KafkaConfig) -> FlushingSink:
+    """:func:`kafka_sink` on confluent-kafka (``kafka.client: confluent``)."""
+    from connectors.confluent import ConfluentSink, check_reachable, make_confluent_producer
+
+    producer = make_confluent_producer(kafka.bootstrap_servers)
+    check_reachable(producer, _BOOTSTRAP_TIMEOUT_MS / 1000)
+    return ConfluentSink(producer, kafka.output_topic, kafka.dead_letter_topic)
+
+
+def client_factories(kafka: KafkaConfig) -> tuple[Callable, Callable]:
+    """The consumer and sink factories of the client library ``kafka.client`` chooses."""
+    if kafka.library == "confluent":
+        return confluent_consumer, confluent_sink
+    return kafka_consumer, kafka_sink
+
+
 @dataclasses.dataclass
 class _Partition:
     """A partition's model and the offsets it has reached."""
@@ -125,10 +169,10 @@ class Daemon(ConsumerRebalanceListener):
         :class:`~kafka.KafkaConsumer`'s ``poll``, ``seek``, ``seek_to_beginning``,
         ``assignment``, ``position``, ``committed``, ``highwater``, ``end_offsets``,
         ``commit`` and ``close``) that tells the daemon, its rebalance listener, which
-        partitions it gets and loses.
+        partitions it gets and loses; by default that of ``kafka.client``.
     new_sink
         ``config.kafka -> sink`` for results and dead letters; called again for a fresh sink
-        after one fails.
+        after one fails; by default that of ``kafka.client``.
     backoff
         How long to wait before trying the broker again.
 
@@ -139,16 +183,16 @@ class Daemon(ConsumerRebalanceListener):
         config: Config,
         metrics: ServiceMetrics | None = None,
         *,
-        new_consumer: Callable[
-            [KafkaConfig, ConsumerRebalanceListener], KafkaConsumer
-        ] = kafka_consumer,
-        new_sink: Callable[[KafkaConfig], FlushingSink] = kafka_sink,
+        new_consumer: Callable[[KafkaConfig, ConsumerRebalanceListener], KafkaConsumer]
+        | None = None,
+        new_sink: Callable[[KafkaConfig], FlushingSink] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or ServiceMetrics()
-        self.new_consumer = new_consumer
-        self.new_sink = new_sink
+        consumer_factory, sink_factory = client_factories(config.kafka)
+        self.new_consumer = new_consumer or consumer_factory
+        self.new_sink = new_sink or sink_factory
         self.backoff = Backoff() if backoff is None else backoff
         self.store = self._checkpoint_store()
         kafka = config.kafka
@@ -220,7 +264,7 @@ class Daemon(ConsumerRebalanceListener):
             return
         self._consumer, self._sink = consumer, sink
         self.metrics.record_broker_answer()
-        log.info("consuming %s as group %s", kafka.input_topic, kafka.group_id)
+        log.info("consuming %s as group %s (%s)", kafka.input_topic, kafka.group_id, kafka.library)
 
     def _retry(self, attempt: Callable[[], T]) -> T | None:
         """Call ``attempt`` until it succeeds, backing off; None if stopped."""
