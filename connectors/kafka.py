@@ -303,12 +303,20 @@ def _summary(letter: DeadLetter) -> bytes:
 def encode_result(result: dict[str, Any]) -> bytes:
     """JSON bytes of a result; non-finite numbers (a diverged model's NaN score) become null.
 
+    Through orjson where installed (it writes NaN and inf as null itself; what it cannot write,
+    such as an integer beyond 64 bits, goes to json), else json.
+
     Examples
     --------
-    >>> encode_result({"offset": 3, "score": float("nan"), "alert": False})
-    b'{"offset": 3, "score": null, "alert": false}'
+    >>> json.loads(encode_result({"offset": 3, "score": float("nan"), "alert": False}))
+    {'offset': 3, 'score': None, 'alert': False}
 
     """
+    if orjson is not None:
+        try:
+            return orjson.dumps(result)
+        except orjson.JSONEncodeError:
+            pass
     try:
         return json.dumps(result, allow_nan=False).encode()
     except ValueError:

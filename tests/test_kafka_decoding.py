@@ -122,3 +122,8 @@ def test_results_are_strict_json_even_with_non_finite_scores():
     }
     odd = decode_one(JsonDecoder(timestamp_field="ts"), b'{"ts": [NaN], "v": 1}')
     assert json.loads(encode_result(odd.origins[0]))["timestamp"] == "[NaN]"
+    # what orjson cannot write (an integer beyond 64 bits) is still written, by json
+    assert json.loads(encode_result({"key": 2**70, "score": float("-inf")})) == {
+        "key": 2**70,
+        "score": None,
+    }
