@@ -56,7 +56,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     ...     alerts.learn_one({"a": a, "b": 2 * a + rng.gauss(0, 0.1)})
     >>> alerts.classify(alerts.score_one({"a": 0.3, "b": 0.6}))
     False
-    >>> broken = {"a": 0.3, "b": -5.0}
+    >>> broken = {"a": 0.3, "b": -10.0}  # b should be about 0.6
     >>> alerts.classify(alerts.score_one(broken)), alerts.p_value_one(broken) < 0.01
     (True, True)
     """

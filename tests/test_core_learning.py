@@ -32,6 +32,8 @@ def test_one_pass_separates_off_manifold_anomalies(name):
     normal, anomalies = manifold_stream(400, rng), manifold_stream(400, rng, anomalous=True)
     scores = det.score_many(np.vstack([normal, anomalies]))
     labels = np.r_[np.zeros(400), np.ones(400)]
-    # 0.95 to 0.98 over seeds: the defaults (robust scaling, a trimmed loss) give up a little
-    # on clean Gaussian data for robustness on contaminated real streams (bench.stream)
-    assert roc_auc_score(labels, scores) >= 0.93
+    # 0.90 to 0.92 over the four models (0.95 to 0.98 on the reconstruction error alone): the
+    # defaults (robust scaling, a trimmed loss, a score that blends in the distance from the
+    # centre, which these anomalies do not change) give up a little on clean, purely
+    # off-manifold data for what they gain on real streams (bench.stream)
+    assert roc_auc_score(labels, scores) >= 0.88
