@@ -56,12 +56,6 @@ _NO_SCORER = object()
 _CENTRED_SCALINGS = ("robust", "standard")
 
 
-def _mean_squares(rows: np.ndarray) -> np.ndarray:
-    """Mean squared value of each row (float64)."""
-    flat = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
-    return np.einsum("ij,ij->i", flat, flat) / flat.shape[1]
-
-
 def _numpy_scores(reconstruct: Any, batch: np.ndarray) -> np.ndarray:
     """Mean squared reconstruction error per row."""
 
@@ -76,7 +70,8 @@ def _numpy_scores(reconstruct: Any, batch: np.ndarray) -> np.ndarray:
 def blend_scores(errors: np.ndarray, batch: np.ndarray) -> np.ndarray:
     """``sqrt(error * distance)`` per row: the reconstruction ``errors`` of the scaled
     ``batch`` and its mean squared values (see the module's "what a score means")."""
-    return np.sqrt(errors * _mean_squares(batch))
+    flat = np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)
+    return np.sqrt(errors * np.einsum("ij,ij->i", flat, flat) / flat.shape[1])
 
 
 def blend_parts(error_parts: np.ndarray, batch: np.ndarray) -> np.ndarray:
@@ -501,9 +496,10 @@ class MemoryDetector(river_base.AnomalyDetector):
             return 0.0
         reconstruct = self._numpy_scorer()
         if reconstruct is None:
-            return float(self._torch_scores(vector[None, :])[0])
-        residual = (reconstruct(vector[None, :]) - vector)[0]
-        error = float(residual @ residual) / residual.size
+            error = float(self._torch_errors(vector[None, :])[0])
+        else:
+            residual = (reconstruct(vector[None, :]) - vector)[0]
+            error = float(residual @ residual) / residual.size
         if not self.blends_distance:
             return error
         return math.sqrt(error * float(vector @ vector) / vector.size)
@@ -519,9 +515,10 @@ class MemoryDetector(river_base.AnomalyDetector):
         # On CPU the NumPy copy beats torch's per-call overhead at stream batch sizes too.
         reconstruct = self._numpy_scorer() if self.device_.type == "cpu" else None
         if reconstruct is None:
-            return self._torch_scores(batch)
-        with self._threads():
-            errors = _numpy_scores(reconstruct, batch)
+            errors = self._torch_errors(batch)
+        else:
+            with self._threads():
+                errors = _numpy_scores(reconstruct, batch)
         return blend_scores(errors, batch) if self.blends_distance else errors
 
     @property
@@ -559,13 +556,14 @@ class MemoryDetector(river_base.AnomalyDetector):
             parts[i] = np.square(scaled, dtype=np.float64) / len(scaled)
         return parts, encoder
 
-    def _torch_scores(self, batch: np.ndarray) -> np.ndarray:
+    def _torch_errors(self, batch: np.ndarray) -> np.ndarray:
+        """The model's own score of each row (its reconstruction error), with torch."""
+
         def scores(chunk: np.ndarray) -> np.ndarray:
             return self.model_.anomaly_score(self._to_tensor(chunk)).double().cpu().numpy()
 
         with self._threads(), torch.inference_mode():
-            errors = _in_chunks(scores, batch, np.zeros(0))
-        return blend_scores(errors, batch) if self.blends_distance else errors
+            return _in_chunks(scores, batch, np.zeros(0))
 
     # ------------------------------------------------------------------ explanations
     def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
