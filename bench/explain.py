@@ -48,11 +48,12 @@ import pandas as pd
 
 import streammem
 from bench.cli import BENCH_DIR
+from bench.generators import CorrelatedSensors
 from bench.skab import SKAB
 from streammem.demo import SensorStream
 from streammem.explain import fold_frame
 
-__all__ = ["KINDS", "Stream", "evaluate", "inject", "main"]
+__all__ = ["KINDS", "Stream", "correlated_stream", "evaluate", "inject", "main"]
 
 KINDS = ("spike", "stuck", "noise", "break")
 METHODS = ("model", "largest |z|", "regression")
@@ -69,6 +70,8 @@ class Stream:
     frame: pd.DataFrame
     fields: list[str]
     key: str | None = None
+    context: str | None = None  # a categorical field the readings depend on (not a key)
+    windows: bool = True  # whether windows over the readings are evaluated too
 
     @property
     def halves(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,6 +85,15 @@ def demo_stream(n_events: int) -> Stream:
     frame = SensorStream(n_events, anomaly_rate=0.0, n_faults=0, seed=0).frame()
     frame = frame.drop(columns=["is_anomaly", "fault"])
     return Stream("demo", frame, [c for c in frame.columns if c != "machine"], "machine")
+
+
+def correlated_stream(n_events: int, seed: int = 0) -> Stream:
+    """:class:`bench.generators.CorrelatedSensors` without faults: 12 sensors, 3 latent
+    processes, a machine state that changes how they mix (rows only: one machine, no key)."""
+    stream = CorrelatedSensors(
+        n_events=n_events, state_dwell=800.0, point_rate=0.0, n_faults=0, seed=seed
+    )
+    return Stream("correlated", stream.records(), stream.fields, context="state", windows=False)
 
 
 def skab_stream(n_rows: int | None, root: str | None) -> Stream:
@@ -255,7 +267,7 @@ def evaluate(
     rankers = {
         "model": lambda vectors: fold_frame(detector.explain_many(vectors), owners),
         "largest |z|": z_ranker(train, numeric),
-        "regression": regression_ranker(train, numeric, stream.key),
+        "regression": regression_ranker(train, numeric, stream.key or stream.context),
     }
     cells = []
     for k, kind in enumerate(KINDS):
@@ -408,12 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = args.quick
     n_faults = args.faults or (12 if quick else 60)
     streams = [
+        correlated_stream(6_000 if quick else 20_000),
         demo_stream(4_000 if quick else 20_000),
         skab_stream(3_000 if quick else None, args.data_root),
     ]
     cells = []
     for stream in streams:
-        for windowed in (False, True):
+        for windowed in (False, True) if stream.windows else (False,):
             print(f"{stream.name}, {'window' if windowed else 'rows'}", flush=True)
             cells += evaluate(stream, windowed, n_faults, args.model)
     frame = pd.DataFrame(cells)

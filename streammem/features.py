@@ -63,6 +63,7 @@ _LARGEST_INT = 2**1000  # ints below convert to float without overflow
 _PLAIN_KINDS = frozenset({float, int})
 _LARGEST_PLAIN = float(_LARGEST_INT)
 _IQR_TO_STD = 1.349  # the interquartile range of a normal distribution, in standard deviations
+_ROBUST_SAMPLE = 2048  # rows behind the robust statistics (a sample of the scaling window)
 
 
 def _policy(name: str, value: Any, allowed: tuple) -> None:
@@ -244,7 +245,9 @@ class FeatureEncoder(base.Transformer):
         (running mean / std of everything learned), ``"minmax"`` (running min / max) or
         ``None``.
     scaling_window
-        Records behind the robust statistics (they follow drift; older records drop out).
+        Records behind the robust statistics: a sample of 2,048 of the last
+        ``scaling_window`` learned records (they follow drift, slowly, so that the model's
+        input scale holds still while it learns; older records drop out).
     soft_clip
         Scaled values beyond ``±soft_clip`` grow logarithmically, ``c + log(1 + |z| - c)``:
         still monotone, so extremes still rank highest, but a heavy-tailed field cannot
@@ -281,7 +284,7 @@ class FeatureEncoder(base.Transformer):
         numeric: Sequence[Hashable] | None = None,
         categorical: Mapping[Hashable, Sequence[str] | None] | None = None,
         scaling: str | None = "robust",
-        scaling_window: int = 2048,
+        scaling_window: int = 16384,
         soft_clip: float | None = 5.0,
         max_categories: int = 32,
         vocabulary_warmup: int = 1000,
@@ -369,7 +372,9 @@ class FeatureEncoder(base.Transformer):
         self.center_ = np.zeros(n)
         self.spread_ = np.ones(n)
         self.robust_count_ = 0  # count_ when center_ and spread_ were last computed
-        self.window_ = ReplayWindow(self.scaling_window, n) if self.scaling == "robust" else None
+        robust = self.scaling == "robust"
+        self.window_ = ReplayWindow(min(self.scaling_window, _ROBUST_SAMPLE), n) if robust else None
+        self.thinning_ = np.random.default_rng(0)
 
     def declared_from(
         self,
@@ -543,7 +548,7 @@ class FeatureEncoder(base.Transformer):
             return
         values = raw[:, :n]
         if self.window_ is not None:
-            self.window_.extend(values)
+            self.window_.extend(self._thinned(values))
         finite = np.isfinite(values)
         batch_n = finite.sum(axis=0)
         safe = np.where(finite, values, 0.0)
@@ -560,9 +565,24 @@ class FeatureEncoder(base.Transformer):
         self.max_ = np.maximum(self.max_, np.where(finite, values, -np.inf).max(axis=0))
         self.count_ = old_n + raw.shape[0]
         if self.window_ is not None:
-            due = min(max(1, self.robust_count_ // 8), 256)
+            due = min(
+                max(1, self.robust_count_ // 8),
+                256,
+            )
             if self.count_ - self.robust_count_ >= due:
                 self._fit_robust()
+
+    def _thinned(self, values: np.ndarray) -> np.ndarray:
+        """The rows that enter the robust sample: all until it is full, then each with the
+        probability that keeps it a sample of the last ``scaling_window`` records (one draw
+        per record, in order, so any chunking thins the same records)."""
+        window = self.window_
+        free = window.capacity - len(window)
+        rest = values[free:]
+        if len(rest) == 0:
+            return values
+        keep = self.thinning_.random(len(rest)) < window.capacity / self.scaling_window
+        return np.concatenate([values[:free], rest[keep]])
 
     def _fit_robust(self) -> None:
         rows = self.window_.rows().astype(np.float64)
@@ -798,6 +818,7 @@ class FeatureEncoder(base.Transformer):
             "spread": self.spread_.tolist(),
             "robust_count": self.robust_count_,
             "window": self.window_.state_dict() if self.window_ is not None else None,
+            "thinning": self.thinning_.bit_generator.state,
         }
 
     def _state_params(self) -> dict[str, Any]:
@@ -833,6 +854,9 @@ class FeatureEncoder(base.Transformer):
         self.robust_count_ = int(state["robust_count"])
         window = state["window"]
         self.window_ = ReplayWindow.from_state(window) if window is not None else None
+        self.thinning_ = np.random.default_rng(0)
+        if "thinning" in state:
+            self.thinning_.bit_generator.state = state["thinning"]
         self.__dict__.pop("_affine_cache", None)
         self._init_layout()
 

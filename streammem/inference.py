@@ -9,6 +9,7 @@ keeps using torch. ``tests/test_inference.py`` checks the mirror against torch f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import singledispatch
 
@@ -44,11 +45,16 @@ def numpy_reconstructor(model: nn.Module) -> Fn | None:
         memorize = _export(model.memory) if model.memory is not None else None
     except _Unsupported:
         return None
+    radius = float(model.trust.radius) if model.trust is not None else math.inf
 
     def reconstruct(x: Array) -> Array:
         z = encode(x)
         if memorize is not None:
-            z = memorize(z)
+            read = memorize(z)
+            if math.isfinite(radius):  # the trust region: see TrustRegion
+                distance = np.sqrt(np.einsum("ij,ij->i", z - read, z - read))[:, None]
+                read = read + (z - read) * np.minimum(1.0, radius / np.maximum(distance, _EPS))
+            z = read
         return decode(z)
 
     return reconstruct

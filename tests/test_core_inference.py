@@ -63,7 +63,9 @@ def test_detector_scores_with_numpy_equal_torch_across_chunks(monkeypatch):
     many = det.score_many(rows)
     with torch.no_grad():
         scaled = torch.from_numpy(det.encoder_.scale(rows))
-        errors = det.model_.anomaly_score(scaled).double().numpy()
-    distance = scaled.double().pow(2).mean(dim=1).numpy()
-    np.testing.assert_allclose(many, np.sqrt(errors * distance), rtol=1e-4, atol=1e-7)
+        errors = (det.model_(scaled).reconstruction - scaled).double().pow(2).numpy()
+    distance = scaled.double().pow(2).numpy()
+    weight = base.DISTANCE_WEIGHT
+    expected = (errors / det.fit_.error_ + weight * distance).mean(axis=1) / (1 + weight)
+    np.testing.assert_allclose(many, expected, rtol=1e-4, atol=1e-7)
     assert many.shape == (80,) and many.dtype == np.float64

@@ -46,12 +46,12 @@ def test_schedule_checks_itself_when_made():
 
 def test_young_models_get_more_visits_and_smaller_batches():
     schedule = Schedule()
-    assert schedule.visits(10) == 32 and schedule.visits(50_000) == schedule.budget == 0.5
+    assert schedule.visits(10) == 32 and schedule.visits(50_000) == schedule.budget == 4
     assert schedule.step_batch(0) == 16 and schedule.step_batch(50_000) == 256
-    assert schedule.visits(1000) > schedule.visits(4000) > schedule.visits(8192) == 1.0
+    assert schedule.visits(200) > schedule.visits(500) > schedule.visits(1024) == 4.0
     # the young phase does not scale with the budget: a short stream trains whatever it is
-    for budget in (0.25, 0.5, 1.0):
-        assert Schedule(budget=budget).visits(1000) == schedule.visits(1000)
+    for budget in (0.25, 0.5, 1.0, 4.0):
+        assert Schedule(budget=budget).visits(500) == schedule.visits(500)
     assert Schedule(budget=4).visits(50_000) == 4 and Schedule(budget=0).visits(10) == 0
     assert Schedule(budget=0.5, young_records=1).visits(1) == 0.5  # young rules off
     # the steps a stream earns do not depend on how it is cut into chunks

@@ -168,7 +168,8 @@ def test_alerts_carry_their_top_fields_and_nothing_else_does():
     for i, (alert, ranked) in enumerate(zip(judged.alerts, judged.top_fields, strict=True)):
         assert bool(ranked) == alert
         if i in rows:
-            assert len(ranked) == 3 and ranked[0][0] == "d"
+            # fields whose repair lowers the score, at most three: d first
+            assert 1 <= len(ranked) <= 3 and ranked[0][0] == "d"
             values = [value for _, value in ranked]
             assert values == sorted(values, reverse=True)
     assert all(ranked == [] for ranked in warmed_filter().process_many(batch, 0).top_fields)

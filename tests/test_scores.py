@@ -1,4 +1,5 @@
-"""What a tabular score means: reconstruction error blended with distance from the centre."""
+"""What a tabular score means: each column's error against the model's own typical error on it,
+plus a quarter of its distance from the centre."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 import streammem
-from streammem.detectors.base import blend_parts, blend_scores
+from streammem.detectors.base import DISTANCE_WEIGHT
 
 TABULAR = [streammem.AE, streammem.MemAE, streammem.Memorizer, streammem.RFTM]
 
@@ -31,21 +32,34 @@ def test_a_record_beyond_the_learned_range_outscores_every_record_inside_it(cls)
     assert det.score_many(beyond).min() > inside.max()
 
 
-def test_blended_parts_are_non_negative_and_add_up_to_the_blended_score():
-    rng = np.random.default_rng(0)
-    batch = rng.normal(size=(20, 6))
-    batch[3] = 0.0  # at the centre: distance 0, score 0, no share anywhere
-    error_parts = rng.uniform(0, 1, size=(20, 6)) / 6
-    parts = blend_parts(error_parts, batch)
-    scores = blend_scores(error_parts.sum(axis=1), batch)
-    assert (parts >= 0).all()
-    np.testing.assert_allclose(parts.sum(axis=1), scores, rtol=1e-12)
-    assert scores[3] == 0.0 and not parts[3].any()
-    np.testing.assert_allclose(scores, np.sqrt(error_parts.sum(1) * (batch**2).mean(1)))
+def test_a_score_is_the_normalised_error_plus_a_weighted_distance():
+    det = streammem.AE(seed=0, device="cpu")
+    det.learn_many(plane(3000))
+    batch = plane(40, seed=3)
+    scaled = det.encoder_.scale(det.encoder_.vectorize_many(batch))
+    rebuilt = det._numpy_scorer()(scaled.astype(np.float32))
+    errors = np.square(scaled - rebuilt) / det.fit_.error_
+    expected = (errors + DISTANCE_WEIGHT * np.square(scaled)).mean(axis=1) / (1 + DISTANCE_WEIGHT)
+    np.testing.assert_allclose(det.score_many(batch), expected, rtol=1e-4)
 
 
-def test_only_records_the_encoder_centres_blend_in_their_distance():
-    assert streammem.MemAE().blends_distance
-    assert not streammem.MemAE(backbone="conv28").blends_distance  # pixels: error alone
+def test_a_column_the_model_rebuilds_well_counts_a_small_miss_loudly():
+    """c is a function of a and b, rebuilt far better than noise field n: the same miss (in
+    each field's standard deviations) on c outscores it on n."""
+    frame = plane(6000)
+    frame["n"] = np.random.default_rng(1).normal(size=len(frame))
+    det = streammem.AE(seed=0, device="cpu")
+    det.learn_many(frame)
+    record = frame.iloc[[10]].copy()
+    off_c, off_n = record.copy(), record.copy()
+    off_c["c"] += frame["c"].std()
+    off_n["n"] += frame["n"].std()
+    assert det.fit_.error_[2] < det.fit_.error_[3] / 10
+    assert det.score_many(off_c)[0] > 3 * det.score_many(off_n)[0]
+
+
+def test_only_records_the_encoder_centres_are_measured_against_the_fit():
+    assert streammem.MemAE().measures_against_fit
+    assert not streammem.MemAE(backbone="conv28").measures_against_fit  # pixels: error alone
     minmax = streammem.FeatureEncoder(scaling="minmax")  # maps to [0, 1]: no centre
-    assert not streammem.MemAE(encoder=minmax).blends_distance
+    assert not streammem.MemAE(encoder=minmax).measures_against_fit

@@ -35,6 +35,11 @@ class MemAE(MemoryDetector):
     temperature
         τ of the addressing softmax, ``softmax(similarity / τ)``. The paper's τ = 1 leaves
         cosine logits in [-1, 1], where no read can focus on a few slots; 0.1 lets it.
+    radius_quantile
+        Codes no further from the memory than this quantile of normal codes' distance to
+        their read pass it unchanged; only codes further out are pulled back towards it (see
+        :class:`~streammem.nn.memory.TrustRegion`). ``None``: the paper's read alone, which
+        quantises continuous data (measured: R² 0.6 against 0.96 on correlated sensors).
     schedule, device, seed, num_threads, backbone, \
     input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
@@ -64,6 +69,7 @@ class MemAE(MemoryDetector):
         entropy_weight: float = 0.0002,
         per_position: bool = False,
         temperature: float = 0.1,
+        radius_quantile: float | None = 0.999,
         schedule: Schedule | None = None,
         device: str = "auto",
         seed: int = 42,
@@ -89,6 +95,7 @@ class MemAE(MemoryDetector):
             output_activation=output_activation,
             encoder=encoder,
         )
+        self.radius_quantile = radius_quantile
         self.num_slots = num_slots
         self.shrink_threshold = shrink_threshold
         self.similarity = similarity
@@ -98,6 +105,9 @@ class MemAE(MemoryDetector):
 
     def check_params(self) -> None:
         super().check_params()
+        check_number(
+            "radius_quantile", self.radius_quantile, 0.0, 1.0, optional=True, low_open=True
+        )
         check_integer("num_slots", self.num_slots, 1)
         check_number("shrink_threshold", self.shrink_threshold, 0.0, 1.0, optional=True)
         check_choice("similarity", self.similarity, ("cosine", "dot"))
@@ -115,5 +125,6 @@ class MemAE(MemoryDetector):
             entropy_weight=self.entropy_weight,
             per_position=self.per_position,
             temperature=self.temperature,
+            radius_quantile=self.radius_quantile,
             **self._backbone_kwargs(),
         )

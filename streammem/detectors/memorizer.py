@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streammem.checks import check_integer
+from streammem.checks import check_integer, check_number
 from streammem.detectors.base import MemoryDetector
 from streammem.features import FeatureEncoder
 from streammem.nn.models import MemorizerNet
@@ -22,6 +22,11 @@ class Memorizer(MemoryDetector):
         N per round (8 for MNIST, 10 for Fashion / KMNIST in the paper).
     rounds
         R, the number of memory rounds (8 in the paper).
+    radius_quantile
+        Codes no further from the memory than this quantile of normal codes' distance to
+        their read pass it unchanged; only codes further out are pulled back towards it (see
+        :class:`~streammem.nn.memory.TrustRegion`). ``None``: the paper's read alone, which
+        quantises continuous data (measured: R² 0.6 against 0.96 on correlated sensors).
     schedule, device, seed, num_threads, backbone, \
     input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
@@ -47,6 +52,7 @@ class Memorizer(MemoryDetector):
         self,
         num_slots: int = 10,
         rounds: int = 8,
+        radius_quantile: float | None = 0.999,
         schedule: Schedule | None = None,
         device: str = "auto",
         seed: int = 42,
@@ -72,11 +78,15 @@ class Memorizer(MemoryDetector):
             output_activation=output_activation,
             encoder=encoder,
         )
+        self.radius_quantile = radius_quantile
         self.num_slots = num_slots
         self.rounds = rounds
 
     def check_params(self) -> None:
         super().check_params()
+        check_number(
+            "radius_quantile", self.radius_quantile, 0.0, 1.0, optional=True, low_open=True
+        )
         check_integer("num_slots", self.num_slots, 1)
         check_integer("rounds", self.rounds, 1)
 
@@ -86,5 +96,6 @@ class Memorizer(MemoryDetector):
             self.backbone,
             num_slots=self.num_slots,
             rounds=self.rounds,
+            radius_quantile=self.radius_quantile,
             **self._backbone_kwargs(),
         )

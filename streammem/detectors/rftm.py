@@ -33,6 +33,11 @@ class RFTM(MemoryDetector):
         ``"split"`` or ``"projection"``.
     reintegration
         ``"concat"``, ``"sum"``, ``"gate"`` or ``"cascade"``.
+    radius_quantile
+        Codes no further from the memory than this quantile of normal codes' distance to
+        their read pass it unchanged; only codes further out are pulled back towards it (see
+        :class:`~streammem.nn.memory.TrustRegion`). ``None``: the paper's read alone, which
+        quantises continuous data (measured: R² 0.6 against 0.96 on correlated sensors).
     schedule, device, seed, num_threads, backbone, \
     input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
@@ -61,6 +66,7 @@ class RFTM(MemoryDetector):
         forget: float = 0.25,
         decomposition: str = "split",
         reintegration: str = "concat",
+        radius_quantile: float | None = 0.999,
         schedule: Schedule | None = None,
         device: str = "auto",
         seed: int = 42,
@@ -86,6 +92,7 @@ class RFTM(MemoryDetector):
             output_activation=output_activation,
             encoder=encoder,
         )
+        self.radius_quantile = radius_quantile
         self.num_slots = num_slots
         self.rounds = rounds
         self.forget = forget
@@ -98,6 +105,9 @@ class RFTM(MemoryDetector):
 
     def check_params(self) -> None:
         super().check_params()
+        check_number(
+            "radius_quantile", self.radius_quantile, 0.0, 1.0, optional=True, low_open=True
+        )
         check_integer("num_slots", self.num_slots, 1)
         check_integer("rounds", self.rounds, 1)
         check_number("forget", self.forget, 0.0, 1.0, high_open=True)
@@ -117,5 +127,6 @@ class RFTM(MemoryDetector):
             forget=self.forget,
             decomposition=self.decomposition,
             reintegration=self.reintegration,
+            radius_quantile=self.radius_quantile,
             **self._backbone_kwargs(),
         )

@@ -25,6 +25,7 @@ __all__ = [
     "MemorizerMemory",
     "MemoryReadout",
     "SharedMappingRead",
+    "TrustRegion",
     "TwinMemory",
     "addressing_entropy",
     "hard_shrink",
@@ -342,3 +343,57 @@ class TwinMemory(nn.Module):
             output = gate * output + (1 - gate) * x
         weights = torch.cat([read_a.weights, read_b.weights], dim=1) / 2
         return MemoryReadout(output, weights)
+
+
+class TrustRegion(nn.Module):
+    """A memory read that normal codes pass through and only outlying codes feel.
+
+    A memory rebuilds every code from a blend of its slots, which quantises a continuous
+    manifold: on streams of correlated sensors the papers' read alone kept a model at R² 0.6
+    where the same network without memory reached 0.97. Here a code ``q`` and its read ``r``
+    give ``r + (q - r) * min(1, ρ / ‖q - r‖)``: a code no further from the memory than the
+    ``quantile`` of normal codes (the radius ``ρ``, a running estimate over training batches,
+    like batch norm's statistics) passes unchanged, and one further out is pulled back to
+    distance ``ρ`` of the memory. So the memory still refuses what lies far from every
+    prototype, and costs normal records no precision. Its slots follow the codes through a
+    ``pull_weight * ‖sg(q) - r‖²`` loss (sg: no gradient to the encoder), since codes that
+    pass unchanged send the slots no gradient through the reconstruction. Before any training
+    the radius is infinite: every code passes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> trust = TrustRegion(quantile=0.5).eval()
+    >>> codes, reads = torch.tensor([[1.0, 0.0], [3.0, 0.0]]), torch.zeros(2, 2)
+    >>> trust(codes, reads)[0].tolist()  # untrained: every code passes
+    [[1.0, 0.0], [3.0, 0.0]]
+    >>> _ = trust.train()(codes, reads)  # a training batch sets the radius (its median: 2)
+    >>> trust.eval()(codes, reads)[0].tolist()
+    [[1.0, 0.0], [2.0, 0.0]]
+    """
+
+    def __init__(self, quantile: float = 0.999, momentum: float = 0.1, pull_weight: float = 0.1):
+        super().__init__()
+        if not 0.0 < quantile <= 1.0:
+            raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+        self.quantile = quantile
+        self.momentum = momentum
+        self.pull_weight = pull_weight
+        self.register_buffer("radius", torch.tensor(math.inf))
+
+    def forward(
+        self, queries: torch.Tensor, reads: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The codes as the decoder gets them, and the slots' pull loss."""
+        distance = (queries - reads).norm(dim=-1, keepdim=True)
+        if self.training:
+            with torch.no_grad():
+                batch = torch.quantile(distance.flatten().float(), self.quantile)
+                if torch.isinf(self.radius):
+                    self.radius.copy_(batch)
+                else:
+                    self.radius.lerp_(batch, self.momentum)
+        scale = (self.radius / distance.clamp_min(_EPS)).clamp(max=1.0)
+        passed = reads + (queries - reads) * scale
+        pull = self.pull_weight * (queries.detach() - reads).pow(2).sum(-1).mean()
+        return passed, {"pull": pull}

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streammem.nn.backbones import Backbone, build_backbone
-from streammem.nn.memory import MemAEMemory, MemorizerMemory, TwinMemory
+from streammem.nn.memory import MemAEMemory, MemorizerMemory, TrustRegion, TwinMemory
 
 __all__ = [
     "AENet",
@@ -82,6 +82,9 @@ class AutoEncoderNet(ReconstructionModel):
     per_position
         For a conv latent (C, H, W): ``True`` queries the memory once per position with C-dim
         vectors, ``False`` with the whole flattened latent.
+    radius_quantile
+        With a memory: codes pass a :class:`~streammem.nn.memory.TrustRegion` of this
+        quantile of normal codes' distance to their read; ``None``: the papers' read alone.
 
     Examples
     --------
@@ -98,6 +101,7 @@ class AutoEncoderNet(ReconstructionModel):
         input_shape: Sequence[int],
         memory: nn.Module | None = None,
         per_position: bool = False,
+        radius_quantile: float | None = None,
     ) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
@@ -106,6 +110,8 @@ class AutoEncoderNet(ReconstructionModel):
         self.latent_shape = backbone.latent_shape
         self.memory = memory
         self.per_position = per_position
+        use_trust = memory is not None and radius_quantile is not None
+        self.trust = TrustRegion(radius_quantile) if use_trust else None
         self.flat_input = isinstance(backbone.encoder[0], nn.Linear)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,8 +136,12 @@ class AutoEncoderNet(ReconstructionModel):
             return ModelOutput(self.decode(z, x))
         query = z if (self.per_position or z.dim() == 2) else z.flatten(1)
         readout = self.memory(query)
-        z_hat = readout.output.reshape(z.shape)
-        return ModelOutput(self.decode(z_hat, x), readout.losses, readout.weights)
+        read, losses = readout.output, readout.losses
+        if self.trust is not None:
+            read, pull = self.trust(query, read)
+            losses = {**losses, **pull}
+        z_hat = read.reshape(z.shape)
+        return ModelOutput(self.decode(z_hat, x), losses, readout.weights)
 
 
 def _latent_width(backbone: Backbone, per_position: bool) -> int:
@@ -166,6 +176,7 @@ class MemAENet(AutoEncoderNet):
         entropy_weight: float = 0.0002,
         per_position: bool = False,
         temperature: float = 1.0,
+        radius_quantile: float | None = None,
         **backbone_kwargs,
     ) -> None:
         bb = _backbone(input_shape, backbone, **backbone_kwargs)
@@ -177,7 +188,7 @@ class MemAENet(AutoEncoderNet):
             entropy_weight,
             temperature,
         )
-        super().__init__(bb, input_shape, memory, per_position)
+        super().__init__(bb, input_shape, memory, per_position, radius_quantile)
 
 
 class MemorizerNet(AutoEncoderNet):
@@ -189,11 +200,12 @@ class MemorizerNet(AutoEncoderNet):
         backbone: str = "mlp",
         num_slots: int = 10,
         rounds: int = 8,
+        radius_quantile: float | None = None,
         **backbone_kwargs,
     ) -> None:
         bb = _backbone(input_shape, backbone, **backbone_kwargs)
         memory = MemorizerMemory(num_slots, _latent_width(bb, False), rounds)
-        super().__init__(bb, input_shape, memory)
+        super().__init__(bb, input_shape, memory, radius_quantile=radius_quantile)
 
 
 class RFTMNet(AutoEncoderNet):
@@ -208,13 +220,14 @@ class RFTMNet(AutoEncoderNet):
         forget: float = 0.25,
         decomposition: str = "split",
         reintegration: str = "concat",
+        radius_quantile: float | None = None,
         **backbone_kwargs,
     ) -> None:
         bb = _backbone(input_shape, backbone, **backbone_kwargs)
         memory = TwinMemory(
             num_slots, _latent_width(bb, False), rounds, forget, decomposition, reintegration
         )
-        super().__init__(bb, input_shape, memory)
+        super().__init__(bb, input_shape, memory, radius_quantile=radius_quantile)
 
 
 class AENet(AutoEncoderNet):
