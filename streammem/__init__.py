@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from streammem.alerts import AlertFilter
-from streammem.calibration import Calibrator, ConformalCalibrator, QuantileThreshold
+from streammem.calibration import (
+    Calibrator,
+    ConformalCalibrator,
+    QuantileThreshold,
+    TailLikelihood,
+)
 from streammem.detectors import (
     AE,
     RFTM,
@@ -35,6 +40,7 @@ __all__ = [
     "QuantileThreshold",
     "Schedule",
     "StreamDetector",
+    "TailLikelihood",
     "TimeWindow",
     "TopFields",
     "WindowedFilter",
