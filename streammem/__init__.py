@@ -22,6 +22,7 @@ from streammem.features import FeatureEncoder
 from streammem.interface import StreamDetector
 from streammem.persistence import from_state, load, save
 from streammem.schedule import Schedule
+from streammem.series import SeriesFeatures, for_series
 from streammem.windows import TimeWindow, WindowedFilter
 
 __version__ = "0.1.0"
@@ -39,12 +40,14 @@ __all__ = [
     "MemoryDetector",
     "QuantileThreshold",
     "Schedule",
+    "SeriesFeatures",
     "StreamDetector",
     "TailLikelihood",
     "TimeWindow",
     "TopFields",
     "WindowedFilter",
     "__version__",
+    "for_series",
     "from_state",
     "load",
     "save",
