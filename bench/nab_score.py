@@ -40,6 +40,7 @@ __all__ = [
     "normalised_scores",
     "per_series_auroc",
     "scaled_sigmoid",
+    "score_at",
     "vus_pr",
 ]
 
@@ -399,6 +400,26 @@ def normalised_scores(
     out = {}
     for name, profile in profiles.items():
         raw = corpus_score(series, scores, profile).raw
+        null = corpus_score(series, null_scores, profile).raw
+        perfect = n_windows * profile.tp_weight
+        out[name] = 100.0 * (raw - null) / (perfect - null)
+    return out
+
+
+def score_at(
+    series: Sequence[Series],
+    scores: Mapping[str, np.ndarray],
+    profiles: Mapping[str, Profile],
+    threshold: float,
+    n_windows: int | None = None,
+) -> dict[str, float]:
+    """NAB's normalised score per profile at a given threshold (nothing optimised): what a
+    detector's own alerts earn, with ``scores`` its 0 / 1 flags and ``threshold`` 1."""
+    n_windows = sum(len(s.windows) for s in series) if n_windows is None else n_windows
+    null_scores = {s.name: np.full(len(s), 0.5) for s in series}
+    out = {}
+    for name, profile in profiles.items():
+        raw = _raw_at(_corpus_sweep(series, scores, profile), threshold)
         null = corpus_score(series, null_scores, profile).raw
         perfect = n_windows * profile.tp_weight
         out[name] = 100.0 * (raw - null) / (perfect - null)
