@@ -182,7 +182,7 @@ class SeriesConfig(_Section):
     """A :class:`streammem.SeriesFeatures` in front of the model (same parameters): the
     recipe for metric series."""
 
-    scales: list[int] = [6, 24, 96, 288]
+    scales: list[int] = [24, 96]
     calendar: bool = True
     key: str | None = None
     fields: list[str] | None = None
