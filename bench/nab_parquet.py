@@ -35,12 +35,16 @@ def make_nab_parquet(
         rank = np.arange(len(s)) / len(s)
         labels = s.labels.astype(bool)
         parts.append(
-            pd.DataFrame({"timestamp": s.timestamps, "series": s.name, "value": s.values}).assign(
-                is_anomaly=labels, _rank=rank
-            )
+            pd.DataFrame(
+                {"timestamp": _text(s.timestamps), "series": s.name, "value": s.values}
+            ).assign(is_anomaly=labels, _rank=rank)
         )
     frame = pd.concat(parts, ignore_index=True).sort_values("_rank", kind="stable")
     return write_frame(frame.drop(columns="_rank"), output)
+
+
+def _text(stamps: pd.Series) -> pd.Series:
+    return stamps.dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -441,7 +441,13 @@ def vus_pr(series: Series, scores: np.ndarray, sliding_window: int = 100) -> flo
     """VUS-PR (Paparrizos et al., VLDB 2022) of the scores against the window labels over the
     scored rows, computed by the ``tsb-ad`` package (its ``get_metrics`` default window of
     100 rows); NaN on a series without windows."""
-    from TSB_AD.evaluation.basic_metrics import generate_curve
+    try:
+        from TSB_AD.evaluation.basic_metrics import generate_curve
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "VUS-PR needs the tsb-ad package without its dependencies (they would replace "
+            "torch): pip install --no-deps 'TSB-AD==1.5'; or pass --no-vus"
+        ) from err
 
     labels = series.labels[series.probation :]
     if labels.min() == labels.max():

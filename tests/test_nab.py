@@ -123,3 +123,25 @@ def test_reproduces_the_published_scoreboard(detector: str) -> None:
     assert len(series) == 41 and sum(len(s.windows) for s in series) == 64
     got = normalised_scores(series, nab.published(detector), nab.profiles())
     assert [round(v, 2) for v in got.values()] == pytest.approx(RECOMPUTED[detector], abs=0.01)
+
+
+@needs_nab
+def test_bench_cells_cache_and_the_report_is_written(tmp_path):
+    from bench.nab import check_scorer, run_cell
+    from bench.nab_report import write_report
+
+    nab = NAB()
+    corpus = nab.series(
+        ["artificialWithAnomaly/art_daily_jumpsup.csv", "realTraffic/speed_6005.csv"]
+    )
+    cell = run_cell("floor", None, corpus, tmp_path / "cache")
+    again = run_cell("floor", None, corpus, tmp_path / "cache")  # from the cache
+    for s in corpus:
+        np.testing.assert_array_equal(cell.likelihood[s.name], again.likelihood[s.name])
+        assert ((cell.likelihood[s.name] >= 0) & (cell.likelihood[s.name] <= 1)).all()
+    checks = check_scorer(nab, nab.series())
+    assert all(check.passed for check in checks)
+    paths = write_report([cell], corpus, nab, checks, tmp_path / "out", "cmd", 1.0, vus=False)
+    text = (tmp_path / "out" / "nab.md").read_text()
+    assert "| numenta | 75.52 / 70.68 / 78.99 |" in text
+    assert all(p.is_file() for p in paths)
