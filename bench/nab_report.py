@@ -174,7 +174,7 @@ def _markdown(
         "seconds are loaded). Every series streamed in time order through a fresh model, each "
         "reading scored before it is learned; the NAB score is the contender's likelihood in "
         "[0, 1], one threshold optimised over the corpus (NAB's rule). Learned contenders: "
-        "the mean of their seeds (42, 1, 2), the range of the standard score beside it.",
+        "the mean of their seeds, the range of the standard score beside it.",
         "",
         "## Scorer check",
         "",
@@ -240,7 +240,7 @@ def _targets(means: pd.DataFrame) -> list[str]:
         ("reward low FP > RCF", ours.reward_low_FP_rate, rcf.reward_low_FP_rate),
     ]
     lines = [
-        "## Targets (issue 29), `for_series(MemAE)`, mean of three seeds",
+        "## Targets (issue 29), `for_series(MemAE)`, mean of its seeds",
         "",
         "| target | ours | bar | |",
         "|---|---:|---:|---|",
