@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from streammem.alerts import AlertFilter
-from streammem.calibration import Calibrator, ConformalCalibrator, QuantileThreshold
+from streammem.calibration import (
+    Calibrator,
+    ConformalCalibrator,
+    QuantileThreshold,
+    TailLikelihood,
+)
 from streammem.detectors import (
     AE,
     RFTM,
@@ -17,6 +22,7 @@ from streammem.features import FeatureEncoder
 from streammem.interface import StreamDetector
 from streammem.persistence import from_state, load, save
 from streammem.schedule import Schedule
+from streammem.series import SeriesFeatures, for_series
 from streammem.windows import TimeWindow, WindowedFilter
 
 __version__ = "0.1.0"
@@ -34,11 +40,14 @@ __all__ = [
     "MemoryDetector",
     "QuantileThreshold",
     "Schedule",
+    "SeriesFeatures",
     "StreamDetector",
+    "TailLikelihood",
     "TimeWindow",
     "TopFields",
     "WindowedFilter",
     "__version__",
+    "for_series",
     "from_state",
     "load",
     "save",

@@ -82,7 +82,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         if self.calibrator is not None and not isinstance(self.calibrator, Calibrator):
             raise ValueError(
                 "calibrator must be a streammem calibrator (ConformalCalibrator, "
-                f"QuantileThreshold) or None, got {self.calibrator!r}"
+                f"QuantileThreshold, TailLikelihood) or None, got {self.calibrator!r}"
             )
         self.calibrator_.check_params()
 

@@ -1,7 +1,7 @@
 """Turn raw anomaly scores into p-values and alerts.
 
 A score of 0.37 means nothing on its own: its meaning depends on the model, the
-features and how far training has come. Both calibrators here compare each new score with a
+features and how far training has come. The calibrators here compare each new score with a
 rolling *reference window* of recent scores, so the output is on a fixed
 scale whatever the detector:
 
@@ -9,6 +9,9 @@ scale whatever the detector:
   alerts when ``p < alpha``.
 * :class:`QuantileThreshold` alerts when a score exceeds a rolling quantile of the window; it
   reports the same empirical p-value so outputs stay comparable.
+* :class:`TailLikelihood` fits the window's peaks with a generalised Pareto tail (SPOT's
+  peaks-over-threshold) and gives an anomaly likelihood ``1 - p`` in [0, 1] whose resolution
+  in the tail is not bounded by ``1 / (n + 1)``: one threshold works across series.
 
 What enters the window is the caller's choice. The service feeds it every score, flagged or
 not: a window that drops its own top ``alpha`` cuts its tail at every turnover until it flags far
@@ -32,7 +35,13 @@ from streammem.persistence import CheckpointError, stateful
 
 _BLOCK = 256  # scores judged together: bounds the (block x window) comparison matrix
 
-__all__ = ["Calibrator", "ConformalCalibrator", "Judged", "QuantileThreshold"]
+__all__ = [
+    "Calibrator",
+    "ConformalCalibrator",
+    "Judged",
+    "QuantileThreshold",
+    "TailLikelihood",
+]
 
 
 @dataclasses.dataclass
@@ -394,6 +403,178 @@ class QuantileThreshold(Calibrator):
 
     def _params(self) -> dict:
         return {**super()._params(), "q": self.q}
+
+
+@stateful
+class TailLikelihood(Calibrator):
+    """An anomaly likelihood in [0, 1] from a peaks-over-threshold fit of recent scores.
+
+    The reference window's top ``tail_share`` of scores (its *peaks*) are fitted with a
+    generalised Pareto distribution, as SPOT does (Siffer et al., KDD 2017: "Anomaly detection
+    in streams with extreme value theory"), by probability-weighted moments (Hosking & Wallis,
+    1987: closed form, no iterations), its shape kept in [0, 0.5] so that the tail never ends
+    (an upper end point would give every score beyond it the same likelihood). A score's
+    p-value is the tail's probability of a score at least as high,
+    ``p = (k / n) (1 + shape (s - u) / scale) ** (-1 / shape)`` above the threshold ``u`` of
+    the ``k`` peaks, and the conformal p-value ``(1 + #{r >= s}) / (1 + n)`` below it. The
+    **likelihood** is ``1 - p``: monotone in the score, and fine in the tail, where a
+    conformal p-value cannot go below ``1 / (n + 1)``, so one threshold means the same on
+    every series; a score is flagged when ``p < alpha``.
+
+    Parameters
+    ----------
+    alpha
+        Flag a score whose tail probability is below this (likelihood above ``1 - alpha``).
+    window_size
+        How many recent scores the tail is fitted to; ``None``: 2,000.
+    min_reference
+        Nothing is flagged (the likelihood is 0) until the window holds this many scores;
+        ``None``: 200 (20 peaks at the default ``tail_share``).
+    tail_share
+        The share of the window's scores that are peaks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> calibrator = TailLikelihood(alpha=1e-4)
+    >>> calibrator.learn_many(np.random.default_rng(0).exponential(size=2000))
+    >>> calibrator.likelihoods(np.array([0.5, 4.0, 9.0, 12.0])).round(6).tolist()
+    [0.390805, 0.978382, 0.99977, 0.999985]
+    >>> calibrator.alerts(np.array([9.0, 12.0]), calibrator.p_values(np.array([9.0, 12.0])))
+    array([False,  True])
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1e-3,
+        window_size: int | None = None,
+        min_reference: int | None = None,
+        tail_share: float = 0.1,
+    ) -> None:
+        super().__init__(window_size=window_size, min_reference=min_reference)
+        self.alpha = alpha
+        self.tail_share = tail_share
+
+    @property
+    def tail(self) -> float:
+        return self.alpha
+
+    @property
+    def window_size_(self) -> int:
+        return self.window_size if self.window_size is not None else 2000
+
+    @property
+    def min_reference_(self) -> int:
+        if self.min_reference is not None:
+            return self.min_reference
+        return min(200, self.window_size_)
+
+    def check_params(self) -> None:
+        check_number("alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
+        check_number("tail_share", self.tail_share, 0.0, 0.5, low_open=True)
+        super().check_params()
+        if self.alpha >= self.tail_share:
+            raise ValueError(
+                f"alpha must be below tail_share ({self.tail_share}): the limit lies in the "
+                f"fitted tail, got alpha={self.alpha}"
+            )
+        if self.tail_share * self.min_reference_ < 5:
+            raise ValueError(
+                f"tail_share * min_reference must be >= 5 (peaks to fit the tail to), got "
+                f"{self.tail_share} * {self.min_reference_}"
+            )
+
+    def likelihoods(self, scores: np.ndarray) -> np.ndarray:
+        """``1 - p`` of ``scores`` against the window as it stands (pure); 0 while warming up."""
+        return 1.0 - self.p_values(scores)
+
+    def alerts(self, scores: np.ndarray, p_values: np.ndarray) -> np.ndarray:
+        return np.asarray(p_values) < self.alpha
+
+    def p_values(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        if not self.is_warm:
+            return np.ones_like(scores)
+        reference = np.fromiter(self.reference_, dtype=np.float64)
+        return self._judge_block(scores, reference[None])[0]
+
+    def judge_sequence(self, scores: np.ndarray) -> Judged:
+        scores = np.asarray(scores, dtype=np.float64)
+        sequence, start, stop = self._sequence(scores)
+        n_reference = stop - start
+        warm = n_reference >= self.min_reference_
+        p_values, limits = np.ones(len(scores)), np.full(len(scores), np.inf)
+        full = np.flatnonzero(warm & (n_reference == self.window_size_))
+        if len(full):
+            views = sliding_window_view(sequence, self.window_size_)
+            for first in range(0, len(full), _BLOCK):
+                rows = full[first : first + _BLOCK]
+                p_values[rows], limits[rows] = self._judge_block(scores[rows], views[start[rows]])
+        for i in np.flatnonzero(warm & (n_reference != self.window_size_)):
+            window = sequence[start[i] : stop[i]][None]
+            p_values[i], limits[i] = (
+                part[0] for part in self._judge_block(scores[i : i + 1], window)
+            )
+        return Judged(scores, p_values, (p_values < self.alpha) & warm, limits)
+
+    def _judge_block(self, scores: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """p-values and limits of ``scores``, each against its row of ``windows`` (or all
+        against a single row)."""
+        n = windows.shape[1]
+        at_least = (windows >= scores[:, None]).sum(axis=1)  # False for NaN
+        conformal = (1.0 + at_least) / (1.0 + n)
+        u, share, scale, shape = _fit_tail(windows, self.tail_share)
+        p_values = np.where(scores > u, _tail_p(scores, u, share, scale, shape), conformal)
+        p_values = np.where(np.isnan(scores), 0.0, p_values)  # NaN: the most unusual
+        return p_values, np.broadcast_to(self._limit(u, share, scale, shape), scores.shape)
+
+    def _limit(
+        self, u: np.ndarray, share: np.ndarray, scale: np.ndarray, shape: np.ndarray
+    ) -> np.ndarray:
+        """The score whose tail probability is alpha (alpha < tail_share: in the tail)."""
+        ratio = self.alpha / share
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pareto = u + scale / np.where(shape > 0, shape, 1.0) * (ratio ** (-shape) - 1.0)
+        return np.where(shape > 0, pareto, u - scale * np.log(ratio))
+
+    def _limit_at(self, ordered: np.ndarray) -> float:
+        return float(self._limit(*_fit_tail(ordered[None], self.tail_share))[0])
+
+    def _params(self) -> dict:
+        return {**super()._params(), "alpha": self.alpha, "tail_share": self.tail_share}
+
+
+def _fit_tail(windows: np.ndarray, tail_share: float) -> tuple[np.ndarray, ...]:
+    """Generalised Pareto fits of the peaks of windows ``(m, n)``: the threshold ``u`` (the
+    highest score that is not a peak), the peaks' share ``k / n``, scale and shape, by
+    probability-weighted moments (shape clipped to [0, 0.5])."""
+    n = windows.shape[1]
+    k = max(1, min(n - 1, math.ceil(tail_share * n - 1e-9)))
+    top = np.partition(windows, n - k - 1, axis=1)[:, n - k - 1 :]
+    top.sort(axis=1)
+    u = top[:, 0]
+    excess = top[:, 1:] - u[:, None]  # ascending, >= 0
+    plotting = (np.arange(1, k + 1) - 0.35) / k
+    a0 = excess.mean(axis=1)
+    a1 = (excess * (1.0 - plotting)).mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        denominator = a0 - 2.0 * a1
+        shape = np.where(denominator > 0, 2.0 - a0 / denominator, 0.0)
+    shape = np.clip(np.nan_to_num(shape), 0.0, 0.5)
+    scale = a0 * (1.0 - shape)  # the mean excess of a Pareto tail is scale / (1 - shape)
+    # peaks that all equal u: a score above them is beyond everything seen, at a tiny scale
+    scale = np.maximum(scale, 1e-9 * np.maximum(np.abs(u), 1.0))
+    return u, np.full(len(u), k / n), scale, shape
+
+
+def _tail_p(
+    scores: np.ndarray, u: np.ndarray, share: np.ndarray, scale: np.ndarray, shape: np.ndarray
+) -> np.ndarray:
+    """The fitted tail's probability of a score at least as high as each score above ``u``."""
+    z = np.maximum(scores - u, 0.0) / scale
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        pareto = share * np.exp(-np.log1p(shape * z) / np.where(shape > 0, shape, 1.0))
+    return np.where(shape > 0, pareto, share * np.exp(-z))
 
 
 def _counts_at_least(

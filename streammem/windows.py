@@ -381,15 +381,17 @@ class TimeWindow(river_base.MiniBatchTransformer):
     # ------------------------------------------------------------------ windows
     def _windows(self, readings: _Readings) -> np.ndarray:
         """The window vector of every reading (pure)."""
-        d = readings.values.shape[1]
-        width = len(self.columns(range(d)))
-        out = np.empty((len(readings.keys), width))
+        out = np.empty((len(readings.keys), self._width(readings.values.shape[1])))
         for key, rows in _groups(readings.keys).items():
             history = self._histories.get(key)
             stack, starts, _ = self._segments(history, readings, rows)
             ends = np.arange(len(stack) - len(rows), len(stack))
             out[rows] = self._describe_rows(stack, starts, ends)
         return out
+
+    def _width(self, d: int) -> int:
+        """Columns that :meth:`_describe_rows` gives for ``d`` fields."""
+        return len(self.columns(range(d)))
 
     def _segments(
         self, history: _History | None, readings: _Readings, rows: np.ndarray
@@ -412,7 +414,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
         lengths = ends - starts + 1
         full = lengths >= size
         d = stack.shape[1]
-        out = np.empty((len(ends), len(self.columns(range(d)))))
+        out = np.empty((len(ends), self._width(d)))
         if full.any():
             views = sliding_window_view(stack, size, axis=0)  # (n - size + 1, d, size)
             windows = views[ends[full] - size + 1].transpose(0, 2, 1)
@@ -636,7 +638,7 @@ class WindowedFilter(river_base.AnomalyFilter, river_base.Classifier):
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> WindowedFilter:
         """Rebuild a windowed filter from :meth:`state_dict`."""
-        return cls(TimeWindow.from_state(state["window"]), from_state(state["filter"]))
+        return cls(from_state(state["window"]), from_state(state["filter"]))
 
 
 # ---------------------------------------------------------------------- helpers

@@ -115,6 +115,7 @@ STATEFUL = {
     "TimeWindow": (lambda: streammem.TimeWindow(size=4, key="m"), "window"),
     "ConformalCalibrator": (lambda: streammem.ConformalCalibrator(alpha=0.05), "calibrator"),
     "QuantileThreshold": (lambda: streammem.QuantileThreshold(q=0.9), "calibrator"),
+    "TailLikelihood": (lambda: streammem.TailLikelihood(min_reference=100), "calibrator"),
 }
 
 

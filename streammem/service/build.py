@@ -43,9 +43,10 @@ def new_calibrator(config: CalibrationConfig) -> Calibrator:
 
 
 def new_window(config: Config) -> TimeWindow | None:
-    """The configured time window (``features.window``), or None."""
-    window = config.features.window
-    return window.build() if window is not None else None
+    """The configured time window (``features.window``) or series features
+    (``features.series``, a kind of window), or None."""
+    history = config.features.history
+    return history.build() if history is not None else None
 
 
 def new_top_fields(config: Config) -> TopFields | None:
@@ -157,7 +158,12 @@ def _window_from_state(state: Any, configured: TimeWindow | None) -> TimeWindow 
         saved = "no window" if state is None else "a window"
         wanted = "features.window is set" if configured is not None else "no features.window"
         raise CheckpointError(f"the checkpoint has {saved}, and the config has {wanted}")
-    window = TimeWindow.from_state(state)
+    window = streammem.from_state(state) if isinstance(state, Mapping) else None
+    if type(window) is not type(configured):
+        raise CheckpointError(
+            f"its history is a {type(window).__name__}, and the config asks for a "
+            f"{type(configured).__name__} (features.window or features.series)"
+        )
     if window.params() != configured.params():
         raise CheckpointError(
             f"its window {window.params()} is not features.window {configured.params()}"

@@ -50,6 +50,7 @@ __all__ = [
     "MetricsConfig",
     "ModelConfig",
     "SchemaConfig",
+    "SeriesConfig",
     "SinkConfig",
     "SourceConfig",
     "WindowConfig",
@@ -177,29 +178,58 @@ class WindowConfig(_Section):
         return streammem.TimeWindow(**self.model_dump())
 
 
+class SeriesConfig(_Section):
+    """A :class:`streammem.SeriesFeatures` in front of the model (same parameters): the
+    recipe for metric series."""
+
+    scales: list[int] = [24, 96]
+    calendar: bool = True
+    key: str | None = None
+    fields: list[str] | None = None
+    time_field: str | None = None
+    max_gap: float | None = None
+    max_keys: int = 10_000
+    ttl: float | None = None
+
+    def build(self) -> streammem.SeriesFeatures:
+        """The configured features, empty."""
+        return streammem.SeriesFeatures(**self.model_dump())
+
+
 class FeaturesConfig(_Section):
-    """What the model reads besides the record's own fields: ``window`` (null: no window)."""
+    """What the model reads besides the record's own fields: a ``window`` or the ``series``
+    features (null: neither)."""
 
     window: WindowConfig | None = None
+    series: SeriesConfig | None = None
 
     @model_validator(mode="after")
     def _window_accepts_its_params(self) -> FeaturesConfig:
-        if self.window is not None:
-            try:
-                self.window.build().check_params()
-            except ValueError as err:  # "window.size must be ..."
-                raise _Located(str(err)) from err
+        if self.window is not None and self.series is not None:
+            raise _Located("series: give either features.window or features.series, not both")
+        for part in (self.window, self.series):
+            if part is not None:
+                try:
+                    part.build().check_params()
+                except ValueError as err:  # "window.size must be ..."
+                    raise _Located(str(err)) from err
         return self
+
+    @property
+    def history(self) -> WindowConfig | SeriesConfig | None:
+        """The configured window or series features, whichever is set."""
+        return self.window if self.window is not None else self.series
 
 
 class CalibrationConfig(_Section):
     """How scores become p-values and alerts: :mod:`streammem.calibration`."""
 
-    method: Literal["conformal", "quantile"] = "conformal"
-    alpha: _UnitInterval = 0.01
+    method: Literal["conformal", "quantile", "likelihood"] = "conformal"
+    alpha: _UnitInterval = 0.01  # likelihood: alert when 1 - likelihood < alpha
     quantile: _UnitInterval = 0.99
     window_size: PositiveInt | None = None  # None: 3 / alpha (see streammem.calibration)
-    min_reference: PositiveInt | None = None  # None: 1 / alpha
+    min_reference: PositiveInt | None = None  # None: 1 / alpha (likelihood: 200)
+    tail_share: Annotated[float, Field(gt=0, le=0.5)] = 0.1  # likelihood: the peaks' share
     learn_on_alert: bool = False
 
     @model_validator(mode="after")
@@ -214,6 +244,10 @@ class CalibrationConfig(_Section):
         """The configured calibrator, with an empty reference window."""
         if self.method == "quantile":
             return streammem.QuantileThreshold(self.quantile, self.window_size, self.min_reference)
+        if self.method == "likelihood":
+            return streammem.TailLikelihood(
+                self.alpha, self.window_size, self.min_reference, self.tail_share
+            )
         return streammem.ConformalCalibrator(self.alpha, self.window_size, self.min_reference)
 
 
@@ -380,7 +414,7 @@ class Config(_Section):
 def _check_schema_columns(config: Config) -> None:
     """The fields ``schema`` declares are among those a Parquet source gives the model (its
     feature columns, or the window's columns of them), read from the file's schema alone."""
-    source, schema, window = config.source, config.schema_, config.features.window
+    source, schema, window = config.source, config.schema_, config.features.history
     declared = {"numeric": schema.numeric or [], "categorical": list(schema.categorical or {})}
     if source.kind != "parquet" or not any(declared.values()):
         return

@@ -41,6 +41,7 @@ _RESULT_FIELDS = [
     pa.field("alert", pa.bool_()),
     pa.field("limit", pa.float64()),  # null while the calibrator warms up
 ]
+_LIKELIHOOD = pa.field("likelihood", pa.float64())  # with calibration.method: likelihood
 _TOP_FIELDS = pa.field(
     "top_fields",
     pa.list_(pa.struct([pa.field("field", pa.string()), pa.field("contribution", pa.float64())])),
@@ -150,7 +151,8 @@ class _Job:
             raise ConfigError(f"sink.kind: {sink.kind!r} is served by `streammem serve`, not `run`")
         # Declared, not inferred: a first row group without alerts has no top_fields to type,
         # nor a warm-up's nulls a limit.
-        results = [*_RESULT_FIELDS, *([_TOP_FIELDS] if sink.top_fields else [])]
+        results = [*_RESULT_FIELDS, *([_LIKELIHOOD] if self.pipeline.gives_likelihood else [])]
+        results += [_TOP_FIELDS] if sink.top_fields else []
         schema = pa.schema([*self.source.origin_fields(), *results])
         return ParquetSink(sink.path, sink.row_group_size, schema, self.sink_position)
 

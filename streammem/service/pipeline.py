@@ -39,7 +39,7 @@ import pandas as pd
 
 from connectors import DeadLetter, RecordBatch, Sink
 from streammem.alerts import AlertFilter, Judged
-from streammem.calibration import Calibrator
+from streammem.calibration import Calibrator, TailLikelihood
 from streammem.explain import Ranked, TopFields
 from streammem.interface import StreamDetector
 from streammem.metrics import ServiceMetrics
@@ -193,7 +193,13 @@ class ScoringPipeline:
             self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
         explained = self.top_fields is not None
-        return _Outcome(origins, judged, [*batch.dead_letters, *invalid], explained)
+        letters = [*batch.dead_letters, *invalid]
+        return _Outcome(origins, judged, letters, explained, self.gives_likelihood)
+
+    @property
+    def gives_likelihood(self) -> bool:
+        """Whether results carry ``likelihood`` (``1 - p_value``): with a TailLikelihood."""
+        return isinstance(self.calibrator, TailLikelihood)
 
     def _explain(self, readings: list[Mapping] | None) -> TopFields:
         """What to explain in this batch: under a window, by the readings' fields."""
@@ -345,10 +351,13 @@ class _Outcome:
     judged: Judged = dataclasses.field(default_factory=lambda: Judged.concat([]))
     letters: list[DeadLetter] = dataclasses.field(default_factory=list)
     explained: bool = False  # whether results carry the judgement's top_fields
+    likelihood: bool = False  # whether results carry the likelihood, 1 - p_value
 
     def results(self) -> list[dict]:
         """One result per scored record; ``limit`` is the score above which it would have
-        alerted (null while the calibrator warms up: JSON has no infinity)."""
+        alerted (null while the calibrator warms up: JSON has no infinity); with a
+        :class:`~streammem.TailLikelihood`, ``likelihood`` is ``1 - p_value`` (0 while it
+        warms up)."""
         judged = self.judged
         limits = [v if math.isfinite(v) else None for v in judged.limits.tolist()]
         results = [
@@ -362,6 +371,9 @@ class _Outcome:
                 strict=True,
             )
         ]
+        if self.likelihood:
+            for result, p in zip(results, judged.p_values.tolist(), strict=True):
+                result["likelihood"] = 1.0 - p
         if self.explained:
             for result, ranked in zip(results, judged.top_fields, strict=True):
                 result["top_fields"] = _top_fields_record(ranked)

@@ -33,7 +33,8 @@ def score_figure(
     table: pa.Table, label_column: str = "is_anomaly", kind_column: str = "fault"
 ) -> Figure:
     """Scores against row order, the alert limit in force for each, alerts coloured by their
-    top field, the legend beside the plot.
+    top field, the legend beside the plot; with a ``likelihood`` column (a
+    :class:`~streammem.TailLikelihood` calibrator), a panel of it on a tail scale.
 
     The warm-up (until the calibrator can flag anything: p-values are 1 before) is shaded, and
     scores of 0 (nothing learned yet) are not drawn on the log scale. With ``label_column``,
@@ -49,11 +50,17 @@ def score_figure(
     if label_column in table.column_names:
         labelled = table.column(label_column).to_numpy(zero_copy_only=False).astype(bool)
     index = np.arange(len(scores))
-    fig = Figure(figsize=(12, 5 if labelled is not None else 4), dpi=110)
-    if labelled is not None:
-        ax, strip = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [5, 1]})
-    else:
-        ax, strip = fig.add_subplot(), None
+    likelihood = None
+    if "likelihood" in table.column_names:
+        likelihood = np.asarray(table.column("likelihood").to_pylist(), dtype=np.float64)
+    ratios = [5, *([3] if likelihood is not None else []), *([1] if labelled is not None else [])]
+    height = 4 + (2 if likelihood is not None else 0) + (1 if labelled is not None else 0)
+    fig = Figure(figsize=(12, height), dpi=110)
+    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+    axes = list(np.atleast_1d(axes))
+    ax = axes.pop(0)
+    tail_ax = axes.pop(0) if likelihood is not None else None
+    strip = axes.pop(0) if labelled is not None else None
     warm = int(np.argmax(p_values < 1.0)) if (p_values < 1.0).any() else len(scores)
     if warm:
         ax.axvspan(0, warm, color="0.9", lw=0, label="warm-up: nothing flagged yet")
@@ -65,6 +72,8 @@ def score_figure(
     _alerts(ax, index, scores, alerts, _top_field(table))
     ax.set_yscale("log")
     ax.set_ylabel("anomaly score (log)")
+    if tail_ax is not None:
+        _likelihood(tail_ax, index, likelihood, alerts)
     title = f"{len(scores)} events, {int(alerts.sum())} alerts"
     if labelled is not None:
         kinds = None
@@ -74,9 +83,7 @@ def score_figure(
         agreement = LabelAgreement.of(alerts, labelled, judged)
         title += f"\n{agreement.summary()}" + _by_kind(alerts, labelled, kinds)
         _strip(strip, index, alerts, labelled)
-        strip.set_xlabel("event")
-    else:
-        ax.set_xlabel("event")
+    (strip or tail_ax or ax).set_xlabel("event")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
     fig.tight_layout()
@@ -120,6 +127,15 @@ def _alerts(
     if rest.any():
         label = f"alert, other field ({rest.sum()})"
         ax.scatter(index[rest], scores[rest], s=12, color="0.3", zorder=3, label=label)
+
+
+def _likelihood(ax, index: np.ndarray, likelihood: np.ndarray, alerts: np.ndarray) -> None:
+    """The calibrated likelihood on a tail scale, ``-log10(1 - likelihood)``: 3 is 0.999."""
+    tail = -np.log10(np.clip(1.0 - likelihood, 1e-16, 1.0))
+    ax.plot(index, tail, lw=0.5, color="tab:purple", label="likelihood")
+    ax.scatter(index[alerts], tail[alerts], s=10, color="tab:red", zorder=3)
+    ax.set_ylabel("-log10(1 - likelihood)", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
 
 
 def _strip(ax, index: np.ndarray, alerts: np.ndarray, labelled: np.ndarray) -> None:
