@@ -16,13 +16,40 @@ window by a bounded amount while a real change of the model's fit (which persist
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["FitTracker"]
+__all__ = ["FitTracker", "TrainingStats"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingStats:
+    """Where a detector's learning stands: what the service exports and ``streammem run``
+    prints.
+
+    ``fit_r2`` is each field's prequential R² over the recent window (records rebuilt before
+    they were learned; see :class:`FitTracker`), NaN for a field that has not varied; empty
+    before the model exists.
+    """
+
+    n_updates: int = 0
+    losses: Mapping[str, float] | None = None
+    memory_usage: float | None = None
+    fit_r2: Mapping[Hashable, float] = dataclasses.field(default_factory=dict)
+
+    def fit_summary(self) -> str | None:
+        """``"min 0.91 (s05), median 0.98 over 12 fields"``; None without a fit yet."""
+        finite = {k: v for k, v in self.fit_r2.items() if np.isfinite(v)}
+        if not finite:
+            return None
+        worst = min(finite, key=finite.get)
+        median = float(np.median(list(finite.values())))
+        return f"min {finite[worst]:.2f} ({worst}), median {median:.2f} over {len(finite)} fields"
+
 
 _ERROR_FLOOR = 1e-3  # scaled units (a standardised column varies by ~1): R² 0.999
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from streammem.features import EncodedBatch
+from streammem.fit import TrainingStats
 
 __all__ = ["StreamDetector", "is_stream_detector"]
 
@@ -54,6 +55,9 @@ class StreamDetector(Protocol):
 
     def memory_usage(self) -> float | None:
         """Share of memory slots in use (None without memory or before learning)."""
+
+    def training_stats(self) -> TrainingStats:
+        """Gradient steps, last losses, memory usage and the fit by field, as one value."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, ``torch.load(weights_only=True)``-safe."""

@@ -13,12 +13,14 @@ from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from streammem.fit import TrainingStats
 from streammem.windows import EVICTION_REASONS
 
 __all__ = ["DEAD_LETTER_REASONS", "MODEL_LABELS", "SCORE_BUCKETS", "ServiceMetrics"]
 
 #: Labels of the gauges each model sets: one model per partition (a file job's is its file).
 MODEL_LABELS = ("topic", "partition")
+MAX_FIT_FIELDS = 64  # a label value per field: bounded, so a wide table cannot flood the registry
 
 #: Every reason a record can be sent to the dead-letter topic (the label's whole value set):
 #: not readable as JSON (or not valid Unicode, or nested too deeply); JSON but not an object;
@@ -113,6 +115,14 @@ class ServiceMetrics:
             MODEL_LABELS,
             registry=reg,
         )
+        self.fit_r2 = Gauge(
+            "streammem_fit_r2",
+            "How well the model rebuilds each field of records before learning them "
+            f"(prequential R² over recent records; the first {MAX_FIT_FIELDS} fields), by model.",
+            [*MODEL_LABELS, "field"],
+            registry=reg,
+        )
+        self._fit_fields: dict[tuple[str, str], set[str]] = {}
         self.checkpoint_age = Gauge(
             "streammem_checkpoint_age_seconds",
             "Seconds since the model state on disk was last brought up to date by this process "
@@ -254,20 +264,19 @@ class ServiceMetrics:
         self.dead_letters.labels(reason).inc()
 
     def record_training(
-        self,
-        new_updates: int,
-        losses: Mapping[str, float] | None,
-        memory_usage: float | None,
-        model: tuple[str, str],
+        self, new_updates: int, stats: TrainingStats, model: tuple[str, str]
     ) -> None:
         """Observe the model of ``model`` (topic, partition) after a learning step."""
         if new_updates > 0:
             self.model_updates.inc(new_updates)
-        for name, value in (losses or {}).items():
+        for name, value in (stats.losses or {}).items():
             self.training_loss.labels(*model, name).set(value)
             self._loss_names.setdefault(model, set()).add(name)
-        if memory_usage is not None:
-            self.memory_usage.labels(*model).set(memory_usage)
+        if stats.memory_usage is not None:
+            self.memory_usage.labels(*model).set(stats.memory_usage)
+        for field, r2 in list(stats.fit_r2.items())[:MAX_FIT_FIELDS]:
+            self.fit_r2.labels(*model, str(field)).set(r2)
+            self._fit_fields.setdefault(model, set()).add(str(field))
 
     def record_window(
         self, keys: int, evicted: Mapping[str, int], gaps: int, model: tuple[str, str]
@@ -288,6 +297,8 @@ class ServiceMetrics:
                 gauge.remove(*model)
         for name in self._loss_names.pop(model, ()):
             self.training_loss.remove(*model, name)
+        for field in self._fit_fields.pop(model, ()):
+            self.fit_r2.remove(*model, field)
 
     def record_broker_answer(self, polled: bool = False) -> None:
         """The broker answered a request; ``polled``: it was a poll (or confirmed one)."""

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.tansu import free_port
 from streammem.metrics import DEAD_LETTER_REASONS, ServiceMetrics
+from streammem.fit import TrainingStats
 from streammem.service.config import ConfigError, MetricsConfig
 from streammem.service.exposition import serve_metrics
 
@@ -30,7 +31,8 @@ def test_endpoint_serves_every_instrument_on_loopback():
     metrics = ServiceMetrics()
     model = ("events", "0")
     metrics.record_batch([0.01, 0.5, 40.0], alerts=1, seconds=0.004, threshold=2.5, model=model)
-    metrics.record_training(3, {"reconstruction": 0.2, "entropy": 0.01}, 0.4, model=model)
+    stats = TrainingStats(3, {"reconstruction": 0.2, "entropy": 0.01}, 0.4, {"temp": 0.97})
+    metrics.record_training(3, stats, model=model)
     metrics.record_checkpoint()
     metrics.consumer_lag.labels("events", "0").set(12)
     port = free_port()
@@ -52,6 +54,7 @@ def test_endpoint_serves_every_instrument_on_loopback():
         "streammem_model_updates",
         "streammem_training_loss",
         "streammem_memory_slot_usage",
+        "streammem_fit_r2",
         "streammem_checkpoint_age_seconds",
         "streammem_consumer_lag",
         "streammem_broker_retries",
@@ -70,6 +73,8 @@ def test_endpoint_serves_every_instrument_on_loopback():
     assert samples[("streammem_model_updates_total", ())] == 3
     loss = (("loss", "entropy"), ("partition", "0"), ("topic", "events"))
     assert samples[("streammem_training_loss", loss)] == 0.01
+    fit = (("field", "temp"), ("partition", "0"), ("topic", "events"))
+    assert samples[("streammem_fit_r2", fit)] == 0.97
     assert samples[("streammem_score_bucket", (("le", "+Inf"),))] == 3
     assert 0 <= samples[("streammem_checkpoint_age_seconds", ())] < 60
     reasons = {dict(s.labels)["reason"] for s in families["streammem_dead_letters"].samples}

@@ -48,7 +48,7 @@ from threadpoolctl import ThreadpoolController
 from streammem.checks import check_choice, check_integer
 from streammem.explain import fold
 from streammem.features import EncodedBatch, FeatureEncoder, to_frame_or_array
-from streammem.fit import FitTracker
+from streammem.fit import FitTracker, TrainingStats
 from streammem.inference import numpy_reconstructor
 from streammem.nn.models import ReconstructionModel
 from streammem.persistence import CheckpointError, save, stateful
@@ -702,6 +702,36 @@ class MemoryDetector(river_base.AnomalyDetector):
         return scorer
 
     # ------------------------------------------------------------------ monitoring
+    @property
+    def fit_r2_(self) -> dict[Hashable, float]:
+        """How well the model rebuilds each field of records before it learns them: R² over
+        the last few thousand records (see :class:`~streammem.fit.FitTracker`), by field as
+        the records name it (a categorical field's columns pooled); NaN for a field that has
+        not varied, and empty before anything is learned. Label-free: check it before tuning
+        a threshold; a field near 0 is one the model has not learned.
+
+        Examples
+        --------
+        >>> import random
+        >>> import streammem
+        >>> rng = random.Random(0)
+        >>> det = streammem.AE(seed=0)
+        >>> for _ in range(4000):
+        ...     a = rng.gauss(0, 1)
+        ...     det.learn_one({"a": a, "b": -a + rng.gauss(0, 0.05), "line": rng.choice("xy")})
+        >>> sorted(det.fit_r2_), det.fit_r2_["b"] > 0.95
+        (['a', 'b', 'line'], True)
+        """
+        if "model_" not in self.__dict__:
+            return {}
+        return self.fit_.r2_(self.encoder_.column_fields())
+
+    def training_stats(self) -> TrainingStats:
+        """Gradient steps so far, the last losses, memory usage and the fit by field."""
+        if "model_" not in self.__dict__:
+            return TrainingStats()
+        return TrainingStats(self.n_updates_, self.last_losses_, self.memory_usage(), self.fit_r2_)
+
     def memory_usage(self) -> float | None:
         """Fraction of memory slots holding at least a tenth of a uniform share of the
         addressing weight on the last training batch; ``None`` without memory or data."""

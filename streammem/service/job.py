@@ -22,6 +22,7 @@ from tqdm import tqdm
 from connectors import RecordBatch
 from connectors.parquet import ParquetSink, ParquetSource
 from streammem.demo import SensorStream
+from streammem.fit import TrainingStats
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.agreement import LabelAgreement, read_agreement
@@ -59,6 +60,7 @@ class JobReport:
     resumed_at: int = 0
     dead_letter_file: Path | None = None
     labels: LabelAgreement | None = None
+    training: TrainingStats | None = None
 
     @property
     def nothing_scored(self) -> bool:
@@ -79,6 +81,8 @@ class JobReport:
             f"events/s     {self.events_per_second:,.0f}  ({self.seconds:.1f} s)",
         ]
         lines += [f"labels       {self.labels.summary()}"] if self.labels else []
+        fit = self.training.fit_summary() if self.training else None
+        lines += [f"fit R²       {fit}"] if fit else []
         lines += [f"output       {self.output}"] if self.output else []
         lines += [f"plot         {self.plot}"] if self.plot else []
         return "\n".join(lines)
@@ -266,6 +270,7 @@ def run_job(
     output = Path(config.sink.path) if config.sink.kind == "parquet" else None
     letters = sink.dead_letter_path if isinstance(sink, ParquetSink) else None
     report = JobReport(total, seconds, output, None, resumed_at, letters)
+    report.training = job.pipeline.detector.training_stats()
     if output and not report.nothing_scored:  # no scores, no plot
         report.labels = read_agreement(output, config.sink.label_column)
         if config.sink.plot:

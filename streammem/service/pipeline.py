@@ -302,12 +302,8 @@ class ScoringPipeline:
         updates_before = self.n_updates
         judged = [self.alerts.process_many(chunk.table, explain) for chunk in chunks]
         if self.n_updates > updates_before:
-            self.metrics.record_training(
-                self.n_updates - updates_before,
-                getattr(self.detector, "last_losses_", None),
-                self.detector.memory_usage(),
-                self.labels,
-            )
+            stats = self.detector.training_stats()
+            self.metrics.record_training(stats.n_updates - updates_before, stats, self.labels)
         return Judged.concat(judged)
 
     def _judge_provisionally(self, scorer: Any, chunk: _Chunk, explain: TopFields) -> Judged:
@@ -326,7 +322,7 @@ class ScoringPipeline:
 
     @property
     def n_updates(self) -> int:
-        return getattr(self.detector, "n_updates_", 0)
+        return self.detector.training_stats().n_updates
 
     @property
     def is_trained(self) -> bool:
