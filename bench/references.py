@@ -6,15 +6,19 @@ deviation over that window; categorical fields one-hot encoded), keeping the com
 explain ``variance`` of the window's variance. An event scores its mean squared residual off the
 fitted subspace (the Q statistic, in standard deviations): what a linear model of the recent
 stream cannot explain. It follows the protocol of the streammem detectors (``score_many`` then
-``learn_many`` on each batch), scores 0 until its first fit, and never sees a label.
+``learn_many`` on each batch), scores 0 until its first fit, and never sees a label; like them
+it measures its prequential fit (``fit_r2_``: R² by field of the records before it learns them,
+in its standardised units), so the two learning curves can be read side by side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
+
+from streammem.fit import FitTracker
 
 __all__ = ["StreamingPCA"]
 
@@ -64,6 +68,9 @@ class StreamingPCA:
             }
             self.numeric_ = [c for c in X.columns if c not in self.categorical_]
             self.columns_ = True
+            self.owners_ = [*self.numeric_] + [
+                c for c, values in self.categorical_.items() for _ in values
+            ]
         blocks = [X[self.numeric_].to_numpy(np.float64)]
         for column, values in self.categorical_.items():
             blocks.append((X[column].astype(str).to_numpy()[:, None] == np.array(values)) * 1.0)
@@ -82,8 +89,22 @@ class StreamingPCA:
         projected = (z @ self.components_.T) @ self.components_
         return np.square(z - projected)
 
+    @property
+    def fit_r2_(self) -> dict[Hashable, float]:
+        """R² by field of the records before they were learned (empty before the first fit)."""
+        tracker = self.__dict__.get("fit_")
+        if tracker is None:
+            return {}
+        owners = self.__dict__.get("owners_") or list(range(tracker.width))
+        return tracker.r2_(owners)
+
     def learn_many(self, X: pd.DataFrame | np.ndarray) -> None:
         matrix = self._matrix(X)
+        if "components_" in self.__dict__:
+            z = np.nan_to_num((matrix - self.mean_) / self.std_)
+            if "fit_" not in self.__dict__:
+                self.fit_ = FitTracker(matrix.shape[1])
+            self.fit_.update(z, (z @ self.components_.T) @ self.components_)
         history = self.__dict__.get("history_", np.zeros((0, matrix.shape[1])))
         self.history_ = np.vstack([history, matrix])[-self.window :]
         self.since_fit_ = self.__dict__.get("since_fit_", self.refit_every) + len(matrix)
@@ -101,20 +122,3 @@ class StreamingPCA:
         self.n_components_ = int(np.searchsorted(explained, self.variance) + 1)
         self.components_ = vt[: self.n_components_]
         self.since_fit_ = 0
-
-
-def stream_in_batches(detector, frame: pd.DataFrame, batch: int = 256) -> np.ndarray:
-    """Prequential scores of ``frame``: each batch scored (``score_many``), then learned."""
-    scores = np.empty(len(frame))
-    for start in range(0, len(frame), batch):
-        part = frame.iloc[start : start + batch]
-        scores[start : start + batch] = detector.score_many(part)
-        detector.learn_many(part)
-    return scores
-
-
-def per_field_r2(truth: np.ndarray, predicted: np.ndarray, fields: Sequence[str]) -> dict:
-    """1 - mean squared error / variance, per column of ``truth``."""
-    error = np.mean(np.square(truth - predicted), axis=0)
-    variance = np.var(truth, axis=0)
-    return {f: float(1 - e / v) if v > 0 else float("nan") for f, e, v in zip(fields, error, variance, strict=True)}

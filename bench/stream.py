@@ -49,9 +49,11 @@ import ast
 import dataclasses
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import re
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -71,6 +73,7 @@ __all__ = [
     "CONTENDERS",
     "Contender",
     "StreamData",
+    "iforest_asd_scores",
     "load_stream",
     "main",
     "parse_contender",
@@ -85,7 +88,7 @@ MAX_EVENTS = 50_000
 BATCH = 256
 CURVE_POINTS = (2_000, 5_000, 10_000)
 QUICK_DATASETS = ("adbench:wine", "adbench:glass", "adbench:vertebral", "adbench:WBC")
-QUICK_CONTENDERS = ("MemAE", "AE", "floor", "river_HST")
+QUICK_CONTENDERS = ("MemAE", "AE", "floor", "linear", "IForestASD", "river_HST")
 
 
 # ---------------------------------------------------------------------------------- data
@@ -141,7 +144,7 @@ class Contender:
     """A column of the table: how to score a stream, and what decides its result."""
 
     name: str
-    group: str  # streammem, floor, river, pysad, offline
+    group: str  # streammem, floor, reference, river, pysad, iforest, rrcf, capymoa, offline
     run: Callable[[StreamData, dict[str, Any]], np.ndarray]
     params: tuple[tuple[str, str], ...] = ()  # (name, source text) of constructor overrides
 
@@ -154,15 +157,27 @@ class Contender:
 
     def fingerprint(self) -> str:
         """What, besides the data, decides this contender's scores."""
-        if self.group in ("streammem", "floor"):
+        if self.group in ("streammem", "floor", "reference"):
             return _source_hash()
-        package = {"river": "river", "pysad": "pysad", "offline": "scikit-learn"}[self.group]
-        return f"{package} {importlib.metadata.version(package)}"
+        package = _PACKAGES[self.group]
+        version = f"{package} {importlib.metadata.version(package)}"
+        return f"{version} {_source_hash()}" if self.group == "iforest" else version
+
+
+# The library behind each peer group (its version decides the peer's scores).
+_PACKAGES = {
+    "river": "river",
+    "pysad": "pysad",
+    "offline": "scikit-learn",
+    "iforest": "scikit-learn",
+    "rrcf": "rrcf",
+    "capymoa": "capymoa",
+}
 
 
 # What a detector's scores depend on (not the service, the CLI or the alert wrapper).
 _SCORING_SOURCES = ("detectors", "nn", "features.py", "inference.py", "replay.py",
-                    "schedule.py", "training.py")  # fmt: skip
+                    "schedule.py", "training.py", "fit.py")  # fmt: skip
 
 
 @lru_cache(maxsize=1)
@@ -170,13 +185,13 @@ def _source_hash() -> str:
     digest = hashlib.sha1()
     paths = [PACKAGE_DIR / part for part in _SCORING_SOURCES]
     files = [p for path in paths for p in (sorted(path.rglob("*.py")) if path.is_dir() else [path])]
-    for path in [*files, Path(__file__)]:
+    for path in [*files, Path(__file__), BENCH_DIR / "references.py"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _streammem(detector_name: str) -> Callable[[StreamData, dict[str, Any]], np.ndarray]:
-    def run(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+def _streammem(detector_name: str) -> Callable[[StreamData, dict[str, Any]], Scored]:
+    def run(data: StreamData, kwargs: dict[str, Any]) -> Scored:
         import streammem
 
         detector = getattr(streammem, detector_name)(**kwargs)
@@ -184,15 +199,133 @@ def _streammem(detector_name: str) -> Callable[[StreamData, dict[str, Any]], np.
         if frame is None:
             frame = pd.DataFrame(data.X, columns=[f"f{i}" for i in range(data.X.shape[1])])
         scores = np.empty(len(frame))
+        fit = FitCurve(len(frame))
         for start in range(0, len(frame), BATCH):
             # read once for both calls: the same scores and model as score_many(batch) then
             # learn_many(batch) (tests/test_conformance.py), at half the encoding cost
             batch = detector.encode_many(frame.iloc[start : start + BATCH])
             scores[start : start + BATCH] = detector.score_many(batch)
             detector.learn_many(batch)
-        return scores
+            fit.observe(start + len(batch), detector.fit_r2_)
+        return scores, fit.metrics()
 
     return run
+
+
+Scored = np.ndarray | tuple[np.ndarray, dict[str, float | None]]
+
+
+class FitCurve:
+    """The median over fields of a detector's prequential R² (``fit_r2_``) as the stream
+    passes each of ``CURVE_POINTS`` and at its end."""
+
+    def __init__(self, n_events: int) -> None:
+        self.n_events = n_events
+        self.values: dict[str, float | None] = {}
+
+    def observe(self, seen: int, r2: dict) -> None:
+        for point in (*CURVE_POINTS, self.n_events):
+            name = "fit_r2" if point == self.n_events else f"fit_r2_{point // 1000}k"
+            if seen >= point and name not in self.values:
+                finite = [v for v in r2.values() if np.isfinite(v)]
+                self.values[name] = float(np.median(finite)) if finite else None
+
+    def metrics(self) -> dict[str, float | None]:
+        return dict(self.values)
+
+
+def _linear(data: StreamData, kwargs: dict[str, Any]) -> Scored:
+    """The streaming linear reference (:class:`bench.references.StreamingPCA`), on the
+    streammem detectors' protocol: DataFrames of 256 rows, scored then learned."""
+    from bench.references import StreamingPCA
+
+    reference = StreamingPCA()
+    frame = data.frame
+    if frame is None:
+        frame = pd.DataFrame(data.X, columns=[f"f{i}" for i in range(data.X.shape[1])])
+    scores = np.empty(len(frame))
+    fit = FitCurve(len(frame))
+    for start in range(0, len(frame), BATCH):
+        batch = frame.iloc[start : start + BATCH]
+        scores[start : start + BATCH] = reference.score_many(batch)
+        reference.learn_many(batch)
+        fit.observe(start + len(batch), reference.fit_r2_)
+    return scores, fit.metrics()
+
+
+def iforest_asd_scores(X: np.ndarray, window: int = 2048, seed: int = 0) -> np.ndarray:
+    """IForestASD (Ding & Fei 2013) as PySAD runs it with its defaults, on a whole stream:
+    scikit-learn's ``IsolationForest`` (100 trees of 256 samples, contamination 0.1) refitted
+    on the events so far whenever their number is a power of two, until ``window`` have
+    arrived, then every ``window`` events on the last ``window``. Each event is scored by the
+    forest fitted before it (0 before the first); the score is the forest's decision function,
+    negated (higher = more anomalous). Scoring runs in one call per forest: the same scores
+    as event by event, at the speed a whole stream needs.
+    """
+    from sklearn.ensemble import IsolationForest
+
+    n = len(X)
+    fits = [2**k for k in range(window.bit_length()) if 2**k < min(window, n)]
+    fits += list(range(window, n, window))
+    scores = np.zeros(n)
+    for fit_at, until in itertools.pairwise([*fits, n]):
+        rows = X[max(0, fit_at - window) : fit_at]
+        forest = IsolationForest(contamination=0.1, random_state=seed).fit(rows)
+        scores[fit_at:until] = -forest.decision_function(X[fit_at:until])
+    return scores
+
+
+def _iforest_asd(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+    return iforest_asd_scores(data.X)
+
+
+def _rrcf(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+    """Robust Random Cut Forest (Guha et al. 2016) with the ``rrcf`` package's documented
+    streaming defaults: 40 trees of at most 256 points; each event is inserted into every tree
+    (the oldest point forgotten once a tree is full) and scores its mean collusive
+    displacement."""
+    forest = [_rrcf_tree_class()(random_state=tree) for tree in range(40)]
+    scores = np.empty(len(data))
+    for index, point in enumerate(data.X):
+        total = 0.0
+        for tree in forest:
+            if len(tree.leaves) > 256:
+                tree.forget_point(index - 257)
+            tree.insert_point(point, index=index)
+            total += tree.codisp(index)
+        scores[index] = total / len(forest)
+    return scores
+
+
+def _rrcf_tree_class() -> type:
+    """``rrcf.RCTree``, loaded from the package's own module: the package's ``__init__``
+    imports ``pkg_resources``, which setuptools 81 and later no longer ship."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("rrcf")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("rrcf is not installed (pip install -e '.[peers]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "rrcf.py"
+    module_spec = importlib.util.spec_from_file_location("_rrcf_trees", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.RCTree
+
+
+def _capymoa_oif(data: StreamData, kwargs: dict[str, Any]) -> np.ndarray:
+    """CapyMOA's Online Isolation Forest (Leveni et al., ICML 2024) with its defaults, event
+    by event (``score_instance`` then ``train``)."""
+    from capymoa.anomaly import OnlineIsolationForest
+    from capymoa.stream import NumpyStream
+
+    stream = NumpyStream(data.X, np.zeros(len(data), dtype=int))
+    model = OnlineIsolationForest(schema=stream.get_schema(), random_seed=1)
+    scores = np.empty(len(data))
+    for index in range(len(data)):
+        instance = stream.next_instance()
+        scores[index] = model.score_instance(instance)
+        model.train(instance)
+    return scores
 
 
 def floor_scores(X: np.ndarray) -> np.ndarray:
@@ -300,6 +433,10 @@ CONTENDERS: dict[str, Contender] = {
     "pysad_RSHash": Contender("pysad_RSHash", "pysad", _pysad(_pysad_rshash)),
     "pysad_LODA": Contender("pysad_LODA", "pysad", _pysad(_pysad_loda)),
     "pysad_xStream": Contender("pysad_xStream", "pysad", _pysad(_pysad_xstream)),
+    "linear": Contender("linear", "reference", _linear),
+    "IForestASD": Contender("IForestASD", "iforest", _iforest_asd),
+    "RRCF": Contender("RRCF", "rrcf", _rrcf),
+    "OnlineIForest": Contender("OnlineIForest", "capymoa", _capymoa_oif),
     "offline_IForest": Contender("offline_IForest", "offline", _offline_iforest),
 }
 
@@ -327,14 +464,16 @@ def parse_contender(text: str) -> Contender:
 
 
 def available(contender: Contender) -> bool:
-    """Whether the contender's library is installed (PySAD is an optional extra)."""
-    if contender.group != "pysad":
+    """Whether the contender's library is installed (the peers are an optional extra), and
+    for CapyMOA a Java runtime."""
+    package = {"pysad": "pysad", "rrcf": "rrcf", "capymoa": "capymoa"}.get(contender.group)
+    if package is None:
         return True
     try:
-        importlib.metadata.version("pysad")
+        importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return False
-    return True
+    return package != "capymoa" or shutil.which("java") is not None
 
 
 # ---------------------------------------------------------------------------------- metrics
@@ -415,11 +554,11 @@ def run_cell(
         print(f"  {dataset}: data missing ({err})", file=sys.stderr)
         return StreamResult(dataset, contender.name, contender.group, "data missing")
     started = time.perf_counter()
-    scores = np.asarray(contender.run(data, contender.kwargs()), dtype=np.float64)
+    scored = contender.run(data, contender.kwargs())
+    scores, extra = scored if isinstance(scored, tuple) else (scored, {})
     seconds = time.perf_counter() - started
-    result = StreamResult(
-        dataset, contender.name, contender.group, "ok", stream_metrics(data.y, scores), seconds
-    )
+    metrics = {**stream_metrics(data.y, np.asarray(scores, dtype=np.float64)), **extra}
+    result = StreamResult(dataset, contender.name, contender.group, "ok", metrics, seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dataclasses.asdict(result)) + "\n")
     return result

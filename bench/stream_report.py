@@ -248,6 +248,30 @@ def _curve_lines(results, sets, contenders) -> list[str]:
     return lines
 
 
+def _fit_lines(results, sets, contenders) -> list[str]:
+    """Mean over the sets of the median field's prequential R², at each curve point."""
+    metrics = ("fit_r2_2k", "fit_r2_5k", "fit_r2_10k", "fit_r2")
+    fitted = [
+        c
+        for c in contenders
+        if _grid(results, "fit_r2") and any(c in row for row in _grid(results, "fit_r2").values())
+    ]
+    if not fitted:
+        return []
+    lines = [
+        "| contender | R² at 2k (sets) | at 5k (sets) | at 10k (sets) | at the end |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in fitted:
+        cells = []
+        for metric in metrics:
+            grid = _grid(results, metric)
+            values = [grid[d][c] for d in sets if c in grid.get(d, {})]
+            cells.append(f"{np.mean(values):.3f} ({len(values)})" if values else "")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _seconds_lines(results, contenders) -> list[str]:
     total = {c: 0.0 for c in contenders}
     events = {c: 0 for c in contenders}
@@ -380,6 +404,15 @@ def _write_markdown(
         *_curve_lines(results, sets, contenders),
         "",
     ]
+    fit = _fit_lines(results, sets, contenders)
+    if fit:
+        lines += [
+            "## Fit (prequential R² of the median field, records rebuilt before they are "
+            "learned; mean over the sets that long)",
+            "",
+            *fit,
+            "",
+        ]
     auprc = _grid(results, "auprc")
     lines += [
         "## AUPRC",
