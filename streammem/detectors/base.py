@@ -27,8 +27,9 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -694,6 +695,8 @@ class MemoryDetector(river_base.AnomalyDetector):
             state["n_updates"] = self.n_updates_
             state["last_losses"] = self.last_losses_
             state["rng_state"] = self.rng_state_.clone()
+            if "cuda_rng_state_" in self.__dict__:  # a GPU's own stream: exact resume there too
+                state["cuda_rng_state"] = self.cuda_rng_state_.clone()
         return state
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
@@ -714,6 +717,8 @@ class MemoryDetector(river_base.AnomalyDetector):
             self.n_updates_ = int(state["n_updates"])
             self.last_losses_ = state["last_losses"]
             self.rng_state_ = state["rng_state"]
+            if self.device_.type == "cuda" and state.get("cuda_rng_state") is not None:
+                self.cuda_rng_state_ = state["cuda_rng_state"]
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> MemoryDetector:
@@ -725,8 +730,9 @@ class MemoryDetector(river_base.AnomalyDetector):
         detector._load_state(state)
         return detector
 
-    def save(self, path: str) -> None:
-        """Write a versioned checkpoint that :func:`streammem.load` restores exactly."""
+    def save(self, path: str | os.PathLike | BinaryIO) -> None:
+        """Write a versioned checkpoint that :func:`streammem.load` restores exactly, to a
+        path (atomically) or a binary file object."""
         save(self, path)
 
 
