@@ -109,7 +109,8 @@ def test_half_a_million_rows_draw_as_a_band_under_a_limit_that_shows():
     assert limit.get_zorder() > max(c.get_zorder() for c in scores_axes.collections)
     assert limit.get_path_effects()  # outlined: it shows over the band and the alerts
     assert np.nanmax(limit.get_ydata()) == 12.0
-    assert "caught" in strip.get_title(loc="left") and len(strip.collections) == 1  # a share, not marks
+    assert "caught" in strip.get_title(loc="left")
+    assert len(strip.collections) == 1  # a share, not marks
 
 
 def test_alert_colours_name_fields_only_where_fields_have_names():

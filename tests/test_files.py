@@ -66,7 +66,7 @@ def test_a_declared_label_must_be_there_and_cannot_be_a_feature(tmp_path):
         run_job(
             parse_config(job(tmp_path, {"kind": "parquet", "path": str(path), "label": "fault"}))
         )
-    with pytest.raises(ValueError, match="source.features: the label 'rpm' cannot be a feature"):
+    with pytest.raises(ValueError, match=r"source\.features: the label 'rpm' cannot be a feature"):
         parse_config(
             job(tmp_path, {"kind": "csv", "path": "x.csv", "features": ["rpm"], "label": "rpm"})
         )
@@ -79,7 +79,7 @@ def test_the_daemons_label_field_is_left_out_of_the_record_and_kept_in_the_origi
 
     batch = JsonDecoder(label_field="is_anomaly").decode([Message()])
     assert batch.records == [{"temp": 20.5}] and batch.origins[0]["is_anomaly"] is True
-    with pytest.raises(ValueError, match="is source.label, which is never a feature"):
+    with pytest.raises(ValueError, match=r"is source\.label, which is never a feature"):
         parse_config({"source": {"kind": "kafka"}, "kafka": {"fields": {"is_anomaly": "a.b"}}})
 
 

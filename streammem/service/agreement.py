@@ -118,6 +118,4 @@ class LabelAgreement:
         """``caught C of A anomalous rows (recall r)``, or why there is no recall."""
         if not self.anomalies:
             return "no anomalous rows (no recall to measure)"
-        return (
-            f"caught {self.caught} of {self.anomalies} anomalous rows (recall {self.recall:.3f})"
-        )
+        return f"caught {self.caught} of {self.anomalies} anomalous rows (recall {self.recall:.3f})"
