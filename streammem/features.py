@@ -51,6 +51,7 @@ from river import base
 
 from streammem.persistence import stateful
 from streammem.replay import ReplayWindow
+from streammem.reprs import describe
 
 __all__ = [
     "EncodedBatch",
@@ -311,6 +312,15 @@ class FeatureEncoder(base.Transformer):
         self.missing = missing
         self.nonfinite = nonfinite
         self.extra = extra
+
+    def __repr__(self) -> str:
+        notes = {
+            "numeric": "every number or bool field of the first record",
+            "categorical": "every text field of the first record, vocabulary learned",
+            "scaling": "raw values",
+            "soft_clip": "linear tails",
+        }
+        return describe(self, notes)
 
     # ------------------------------------------------------------------ schema
     @property

@@ -44,6 +44,7 @@ from streammem.inference import numpy_reconstructor
 from streammem.nn.models import ReconstructionModel
 from streammem.persistence import CheckpointError, save, stateful
 from streammem.replay import ReplayWindow
+from streammem.reprs import describe
 from streammem.schedule import Schedule
 from streammem.training import Trainer, make_trainer
 
@@ -203,6 +204,20 @@ class MemoryDetector(river_base.AnomalyDetector):
         self.activation = activation
         self.output_activation = output_activation
         self.encoder = encoder
+
+    def __repr__(self) -> str:
+        return describe(self, self._repr_notes())
+
+    def _repr_notes(self) -> dict[str, str]:
+        """What each argument left ``None`` stands for (for the repr)."""
+        fitted = "input_shape_" in self.__dict__
+        return {
+            "schedule": repr(self._default_schedule),
+            "num_threads": "torch's own setting",
+            "input_shape": f"{self.input_shape_}" if fitted else "the encoded width",
+            "latent_size": f"{self._latent_width()}" if fitted else "a third of the width, 2-16",
+            "encoder": f"FeatureEncoder(scaling={self.new_encoder().scaling!r})",
+        }
 
     # ------------------------------------------------------------------ to implement
     def _build_net(self, input_shape: tuple[int, ...]) -> ReconstructionModel:
