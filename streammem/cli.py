@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from connectors import SourceError
+from connectors import CLIENT_LOGGERS, SourceError
 from streammem import __version__
 from streammem.service.config import (
     ConfigError,
@@ -169,7 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+    quiet = logging.DEBUG if args.log_level == "DEBUG" else logging.CRITICAL
+    for name in CLIENT_LOGGERS:  # every retry of an outage; the daemon logs its state itself
+        logging.getLogger(name).setLevel(quiet)
     try:
         return (_run if args.command == "run" else _serve)(args)
     except ConfigError as err:

@@ -232,6 +232,9 @@ class Daemon(ConsumerRebalanceListener):
         self._failures = 0  # consecutive failed flushes, for the backoff
         self._poll_failures = 0  # consecutive polls that raised, for the backoff
         self._last_probe = time.monotonic()
+        # When the broker stopped answering (None: it answers), and the requests failed since.
+        self._down_since: float | None = None
+        self._failed_requests = 0
         self._revoked: set[TopicPartition] = set()  # in a rebalance, until assigned again
         self._consumer: KafkaConsumer | None = None
         self._sink: FlushingSink | None = None
@@ -289,7 +292,7 @@ class Daemon(ConsumerRebalanceListener):
                 consumer.close(autocommit=False)
             return
         self._consumer, self._sink = consumer, sink
-        self.metrics.record_broker_answer()
+        self._broker_answered()
         log.info("consuming %s as group %s (%s)", kafka.input_topic, kafka.group_id, kafka.library)
 
     def _retry(self, attempt: Callable[[], T]) -> T | None:
@@ -305,9 +308,36 @@ class Daemon(ConsumerRebalanceListener):
 
     def _broker_failed(self, what: str, failures: int) -> None:
         """Count a failed request to the broker, the ``failures``-th in a row, and back off."""
-        self.metrics.record_broker_failure()
-        log.warning("%s; retrying in %.1f s", what, self.backoff.delay(failures))
+        self._broker_unreachable(what, f"retrying in {self.backoff.delay(failures):.1f} s")
         self.backoff.wait(failures, stopped=lambda: self._stopping)
+
+    def _broker_unreachable(self, what: str, then: str) -> None:
+        """A request to the broker failed: one warning when an outage starts, the retries of
+        the same outage at debug level (an outage of 12 s logged ~100 lines)."""
+        self.metrics.record_broker_failure()
+        self._failed_requests += 1
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning(
+                "the broker at %s is unreachable: %s; %s, and again until it answers (each "
+                "try at --log-level DEBUG)",
+                self.config.kafka.bootstrap_servers,
+                what,
+                then,
+            )
+        else:
+            log.debug("%s; %s", what, then)
+
+    def _broker_answered(self, polled: bool = False) -> None:
+        """The broker answered: one line when that ends an outage."""
+        self.metrics.record_broker_answer(polled=polled)
+        if self._down_since is not None:
+            log.warning(
+                "the broker answers again, after %.1f s unreachable (%d failed requests)",
+                time.monotonic() - self._down_since,
+                self._failed_requests,
+            )
+        self._down_since, self._failed_requests = None, 0
 
     # ------------------------------------------------------------------ main loop
     def _loop(self) -> None:
@@ -333,7 +363,7 @@ class Daemon(ConsumerRebalanceListener):
             return {}
         self._poll_failures = 0
         if polled:
-            self.metrics.record_broker_answer(polled=True)
+            self._broker_answered(polled=True)
         else:
             self._probe()
         return polled
@@ -349,10 +379,9 @@ class Daemon(ConsumerRebalanceListener):
         try:
             self._consumer.end_offsets(list(assigned), timeout_ms=_PROBE_TIMEOUT_MS)
         except KafkaError as err:
-            self.metrics.record_broker_failure()
-            log.warning("the broker does not answer (%s); asking again in 5 s", err)
+            self._broker_unreachable(f"it does not answer ({err})", "asking again in 5 s")
             return
-        self.metrics.record_broker_answer(polled=True)
+        self._broker_answered(polled=True)
 
     def _handle(self, polled: dict[TopicPartition, list]) -> None:
         starts = {tp: messages[0].offset for tp, messages in polled.items()}
@@ -696,6 +725,7 @@ class Daemon(ConsumerRebalanceListener):
         # Models load on the main thread with each partition's first message: loading here
         # would hold up the heartbeats of the whole group.
         self._revoked -= set(assigned)
+        self._broker_answered()  # the group's coordinator assigned them: the broker is up
         log.info("assigned %s", sorted(assigned))
 
     def _shutdown(self) -> None:
