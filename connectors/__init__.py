@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Protocol
 
 __all__ = [
+    "CLIENT_LOGGERS",
     "MAX_DETAIL_CHARS",
     "DeadLetter",
     "RecordBatch",
@@ -17,6 +18,12 @@ __all__ = [
     "SourceError",
     "bounded_text",
 ]
+
+#: Loggers of the Kafka client libraries (kafka-python's; librdkafka's, which confluent.py
+#: names): both log every failed retry, ~100 lines in a 12 s outage, so the CLI shows them at
+#: ``--log-level DEBUG`` only, and the daemon logs once when the broker goes and once when it
+#: comes back.
+CLIENT_LOGGERS = ("kafka", "connectors.confluent.librdkafka")
 
 #: Error texts longer than this are cut: an error that quotes a 1 MB value must not make its
 #: dead letter too large to send.

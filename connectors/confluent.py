@@ -21,7 +21,7 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from connectors import DeadLetter
+from connectors import CLIENT_LOGGERS, DeadLetter
 from connectors.kafka import MAX_REQUEST_BYTES, dead_letter_message, encode_result, utf8
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# librdkafka's own log, apart from ours (see connectors.CLIENT_LOGGERS)
+LIBRDKAFKA_LOG = logging.getLogger(CLIENT_LOGGERS[1])
 
 
 class ConfluentError(KafkaError):
@@ -292,7 +294,7 @@ def make_confluent_consumer(bootstrap_servers: str, group_id: str, **settings: A
             "group.id": group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "logger": log,
+            "logger": LIBRDKAFKA_LOG,
             **settings,
         }
     )
@@ -309,7 +311,7 @@ def make_confluent_producer(bootstrap_servers: str, **settings: Any) -> Producer
             "batch.size": 262_144,
             "message.max.bytes": MAX_REQUEST_BYTES,
             "delivery.report.only.error": True,
-            "logger": log,
+            "logger": LIBRDKAFKA_LOG,
             **settings,
         }
     )

@@ -67,6 +67,9 @@ class JsonDecoder:
         Event field used as the result's timestamp instead of the message timestamp.
     max_message_bytes
         Larger messages are dead-lettered unread.
+    label_field
+        Top-level event field marking a known anomaly: never a feature (it is left out of the
+        record), copied into the result's origin under its own name where the event has it.
 
     Examples
     --------
@@ -90,12 +93,14 @@ class JsonDecoder:
         key_field: str | None = None,
         timestamp_field: str | None = None,
         max_message_bytes: int = 1_048_576,
+        label_field: str | None = None,
     ) -> None:
         self.fields = {name: path.split(".") for name, path in (fields or {}).items()} or None
         self.key_field = key_field
         self.timestamp_field = timestamp_field
         self.max_message_bytes = max_message_bytes
-        self._reserved = {key_field, timestamp_field} - {None}
+        self.label_field = label_field
+        self._reserved = {key_field, timestamp_field, label_field} - {None}
 
     def decode(self, messages: Iterable[ConsumerRecord]) -> RecordBatch:
         """Records and their origins; every message that cannot be read becomes a dead letter."""
@@ -116,6 +121,8 @@ class JsonDecoder:
                 batch.dead_letters.append(self._letter(message, origin, "processing_error", detail))
                 continue
             origin["key"], origin["timestamp"] = key, timestamp
+            if self.label_field is not None and self.label_field in event:
+                origin[self.label_field] = _plain_label(event[self.label_field])
             batch.records.append(record)
             batch.origins.append(origin)
             batch.payloads.append(message.value)
@@ -179,6 +186,15 @@ class JsonDecoder:
             return bounded_text(key, _MAX_ORIGIN_CHARS)
         value = event.get(self.key_field) if self.key_field else None
         return None if value is None else bounded_text(str(value), _MAX_ORIGIN_CHARS)
+
+
+def _plain_label(value: Any) -> Any:
+    """A label as it goes into a result: a bool, number or short text (anything else, such
+    as a list, as its JSON text: it labels nothing, see ``label_values``)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value)
+    return bounded_text(text, _MAX_ORIGIN_CHARS)
 
 
 def _loads(value: bytes) -> Any:

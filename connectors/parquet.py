@@ -30,6 +30,11 @@ class ParquetSource:
         Columns copied unchanged into each result (ids, labels, timestamps), never features.
     batch_size
         Rows per batch.
+    label
+        A column marking known anomalies: never a feature, copied into each result like
+        ``passthrough``. ``None``: no label.
+    label_required
+        Whether a ``label`` the file lacks is an error; otherwise the source has no label.
 
     Raises
     ------
@@ -45,12 +50,19 @@ class ParquetSource:
         features: Sequence[str] | None = None,
         passthrough: Sequence[str] = (),
         batch_size: int = 512,
+        label: str | None = None,
+        label_required: bool = True,
     ) -> None:
         self.path = Path(path)
-        self.passthrough = list(passthrough)
         self.batch_size = batch_size
         self._file = _open(self.path)
         schema = self._file.schema_arrow
+        if label is not None and label not in schema.names and not label_required:
+            label = None
+        self.label = label
+        if features is not None and label in features:
+            raise SourceError(f"{self.path}: the label column {label!r} cannot be a feature")
+        self.passthrough = list(dict.fromkeys([*passthrough, *([label] if label else [])]))
         self.features = (
             list(features)
             if features is not None

@@ -26,6 +26,7 @@ from streammem.explain import TopFields
 from streammem.features import EncodedBatch, select_rows, to_frame_or_array
 from streammem.interface import is_stream_detector
 from streammem.persistence import from_state, stateful
+from streammem.reprs import describe
 
 __all__ = ["AlertFilter", "Judged"]
 
@@ -41,9 +42,15 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         them (every streammem detector does).
     calibrator
         Turns scores into p-values and alerts; ``None``: ``ConformalCalibrator()`` (alert when
-        the conformal p-value is below 0.01, against a window of the last 1,000 scores).
+        the conformal p-value is below 0.01, against a window of the last 300 scores, 3 /
+        alpha, once it holds 100, 1 / alpha).
     protect_anomaly_detector
         ``True``: flagged records are not learned. ``False``: every record is learned.
+
+    As a River classifier, ``predict_one(x)`` is the alert decision (``classify`` of its
+    score) and ``predict_proba_one(x)`` is ``{True: 1 - p, False: p}`` for the conformal
+    p-value ``p``: a ranking for metrics such as ``ROCAUC``, not a calibrated probability (an
+    alert is ``p < alpha``, not ``1 - p > 0.5``); both are pure.
 
     Examples
     --------
@@ -86,6 +93,11 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
             )
         self.calibrator_.check_params()
 
+    def __repr__(self) -> str:
+        default = ConformalCalibrator()
+        note = f"ConformalCalibrator(alpha={default.alpha}), a window of {default.window_size_}"
+        return describe(self, {"calibrator": note})
+
     @property
     def calibrator_(self) -> Calibrator:
         """The calibrator in use (``calibrator``, else a default made on first use)."""
@@ -112,6 +124,33 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     def p_value_one(self, x: Mapping[Hashable, Any]) -> float:
         """Conformal p-value of ``x``'s score: small means unusual. Pure."""
         return float(self.calibrator_.p_values(np.array([self.score_one(x)]))[0])
+
+    def predict_one(self, x: Mapping[Hashable, Any]) -> bool:
+        """Whether ``x`` would raise an alert now (pure).
+
+        Examples
+        --------
+        >>> import streammem
+        >>> alerts = streammem.AlertFilter(streammem.MemAE())
+        >>> alerts.predict_one({"a": 1.0}), alerts.predict_proba_one({"a": 1.0})
+        (False, {False: 1.0, True: 0.0})
+        """
+        return self.classify(self.score_one(x))
+
+    def predict_proba_one(self, x: Mapping[Hashable, Any]) -> dict[bool, float]:
+        """``{True: 1 - p, False: p}`` for ``x``'s conformal p-value ``p`` (pure)."""
+        return _probabilities(self.p_value_one(x))
+
+    def predict_many(self, X: Any) -> pd.Series:
+        """Whether each row would raise an alert against the window as it stands (pure; unlike
+        :meth:`process_many`, the rows are not judged one after another)."""
+        judged = self.judge(self.score_many(X))
+        return pd.Series(judged.alerts, index=_index(X), name="alert")
+
+    def predict_proba_many(self, X: Any) -> pd.DataFrame:
+        """:meth:`predict_proba_one` of each row, as River's batch classifiers give it (pure)."""
+        p_values = self.p_values_many(X)
+        return pd.DataFrame({False: p_values, True: 1.0 - p_values}, index=_index(X))
 
     def learn_one(self, x: Mapping[Hashable, Any]) -> None:
         judged = self.judge(np.array([self.score_one(x)], dtype=np.float64))
@@ -281,6 +320,16 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         if alerts.calibrator is None:
             alerts._default_calibrator = calibrator
         return alerts
+
+
+def _probabilities(p_value: float) -> dict[bool, float]:
+    """River's class probabilities of a p-value: small p, likely an anomaly."""
+    return {False: p_value, True: 1.0 - p_value}
+
+
+def _index(X: Any) -> pd.Index | None:
+    """A batch's row labels, where it has them (a DataFrame's)."""
+    return X.index if isinstance(X, pd.DataFrame) else None
 
 
 def _rows(X: Any, start: int, stop: int) -> Any:

@@ -32,6 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from streammem.checks import check_integer, check_number
 from streammem.persistence import CheckpointError, stateful
+from streammem.reprs import describe
 
 _BLOCK = 256  # scores judged together: bounds the (block x window) comparison matrix
 
@@ -263,6 +264,16 @@ class Calibrator:
     def _params(self) -> dict:
         return {"window_size": self.window_size, "min_reference": self.min_reference}
 
+    def __repr__(self) -> str:
+        tail = self._tail_name
+        notes = {
+            "window_size": f"3 / {tail} = {self.window_size_}",
+            "min_reference": f"1 / {tail} = {self.min_reference_}",
+        }
+        return describe(self, notes)
+
+    _tail_name = "tail"  # how the docs write the tail share (alpha, 1 - q)
+
 
 @stateful
 class ConformalCalibrator(Calibrator):
@@ -351,6 +362,8 @@ class ConformalCalibrator(Calibrator):
     def _params(self) -> dict:
         return {**super()._params(), "alpha": self.alpha}
 
+    _tail_name = "alpha"
+
 
 @stateful
 class QuantileThreshold(Calibrator):
@@ -403,6 +416,8 @@ class QuantileThreshold(Calibrator):
 
     def _params(self) -> dict:
         return {**super()._params(), "q": self.q}
+
+    _tail_name = "(1 - q)"
 
 
 @stateful

@@ -23,6 +23,14 @@ extra field               ``extra="ignore"`` (default) drops it; ``"error"`` rai
 wrong type                always raises (text that is not a number in a numeric field,
                           a number in a categorical one); numbers written as text
                           (``"20.5"``) are numbers
+boolean                   a number: ``True`` is 1, ``False`` 0, whether a Python or a
+                          NumPy bool, in a record, a bool column or a bool array (a
+                          field of booleans is numeric); text is never a boolean
+                          (``"true"`` in a numeric field raises)
+unnamed array columns     a 2-D array's columns are the fields ``0``, ``1``, ...; an
+                          array given to an encoder that learned named fields raises
+                          (its order cannot be checked), unless ``numeric`` declares
+                          the order
 ========================  ===========================================================
 """
 
@@ -43,6 +51,7 @@ from river import base
 
 from streammem.persistence import stateful
 from streammem.replay import ReplayWindow
+from streammem.reprs import describe
 
 __all__ = [
     "EncodedBatch",
@@ -75,7 +84,8 @@ def _is_number(value: Any) -> bool:
     kind = type(value)
     if kind is float or kind is int or kind is bool:
         return True
-    return isinstance(value, numbers.Real)
+    # NumPy's bool is no numbers.Real; it is a number here as Python's bool is
+    return isinstance(value, (numbers.Real, np.bool_))
 
 
 def _text_number(text: str) -> float | None:
@@ -146,14 +156,17 @@ def schema_example(
 def parse_number(value: Any) -> float | None:
     """The number a field value holds, as a float, or None if it holds none (or is missing).
 
-    The one rule for every input path: ints, floats and bools are numbers (an integer too
-    large for a float is infinite, like ``1e400``), and so is text that spells one, read as
-    ``pandas.to_numeric`` reads a column of them (``"20.5"``; ``"nan"`` is NaN).
+    The one rule for every input path: ints, floats and bools (Python's or NumPy's; True is
+    1) are numbers (an integer too large for a float is infinite, like ``1e400``), and so is
+    text that spells one, read as ``pandas.to_numeric`` reads a column of them (``"20.5"``;
+    ``"nan"`` is NaN; ``"true"`` is no number).
 
     Examples
     --------
     >>> parse_number("20.5"), parse_number(3), parse_number("lots"), parse_number(None)
     (20.5, 3.0, None, None)
+    >>> parse_number(True), parse_number(np.False_), parse_number("true")
+    (1.0, 0.0, None)
     """
     if is_missing(value):
         return None
@@ -302,6 +315,15 @@ class FeatureEncoder(base.Transformer):
         self.missing = missing
         self.nonfinite = nonfinite
         self.extra = extra
+
+    def __repr__(self) -> str:
+        notes = {
+            "numeric": "every number or bool field of the first record",
+            "categorical": "every text field of the first record, vocabulary learned",
+            "scaling": "raw values",
+            "soft_clip": "linear tails",
+        }
+        return describe(self, notes)
 
     # ------------------------------------------------------------------ schema
     @property
@@ -681,6 +703,15 @@ class FeatureEncoder(base.Transformer):
             raise ValueError(f"array input must be numeric, got dtype {X.dtype}")
         if not self.is_fitted:
             self.fit_schema({i: 0.0 for i in range(X.shape[1])})
+        # Columns have no names: by position only where the fields are positions (learned
+        # from arrays) or declared in order; else a swapped column would be read silently.
+        positional = self.numeric_ == list(range(len(self.numeric_)))
+        if not positional and self.numeric is None:
+            raise ValueError(
+                f"array input has no column names, and this model learned named fields "
+                f"{self.numeric_ + list(self.vocabulary_)}: pass a DataFrame or dicts, or "
+                "declare the column order with FeatureEncoder(numeric=[...])"
+            )
         if self.vocabulary_ or X.shape[1] != len(self.numeric_):
             raise ValueError(
                 f"array input has {X.shape[1]} columns, the schema expects {len(self.numeric_)} "

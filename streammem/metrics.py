@@ -170,6 +170,14 @@ class ServiceMetrics:
             ["topic", "partition"],
             registry=reg,
         )
+        self.offsets_relearned = Counter(
+            "streammem_offsets_relearned",
+            "Offsets learned again after a restart: scored and sent before the last checkpoint "
+            "was overtaken by a crash, they are replayed into the resumed model (results not "
+            "sent again) so that it goes on as if it had never stopped.",
+            ["topic", "partition"],
+            registry=reg,
+        )
         self.offsets_skipped = Counter(
             "streammem_offsets_skipped",
             "Offsets the broker did not deliver (deleted by retention or compaction, or "

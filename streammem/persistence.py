@@ -70,16 +70,38 @@ def from_state(state: Mapping[str, Any]) -> Any:
     return cls.from_state(state)
 
 
-def save(obj: Any, path: str | os.PathLike) -> None:
+def save(obj: Any, path: str | os.PathLike | BinaryIO) -> None:
     """Write any stateful streammem object (detector, encoder, window, calibrator, alert
-    filter...) to ``path``, atomically, for :func:`load`."""
+    filter...) for :func:`load`: to a path, atomically, or to a binary file object (an open
+    file, ``io.BytesIO``), from its current position.
+
+    Examples
+    --------
+    >>> import io
+    >>> import streammem
+    >>> calibrator = streammem.ConformalCalibrator(alpha=0.1)
+    >>> calibrator.learn_many([1.0, 2.0])
+    >>> buffer = io.BytesIO()
+    >>> streammem.save(calibrator, buffer)
+    >>> _ = buffer.seek(0)
+    >>> list(streammem.load(buffer).reference_)
+    [1.0, 2.0]
+    """
     state_dict = getattr(obj, "state_dict", None)
     if type(obj).__name__ not in _STATEFUL or state_dict is None:
         raise TypeError(
             f"{type(obj).__name__} cannot be saved safely: only streammem's own objects "
             f"({', '.join(sorted(_STATEFUL))}) have a weights_only-safe state"
         )
-    save_checkpoint({"kind": "state", "state": state_dict()}, path)
+    payload = {"kind": "state", "state": state_dict()}
+    if hasattr(path, "write"):
+        torch.save({"format_version": FORMAT_VERSION, **payload}, path)
+        return
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"save() writes to a path or a binary file object, got {type(path).__name__}"
+        )
+    save_checkpoint(payload, path)
 
 
 def load(path: str | os.PathLike | BinaryIO) -> Any:
@@ -89,7 +111,8 @@ def load(path: str | os.PathLike | BinaryIO) -> Any:
     if kind == "detector":  # written by MemoryDetector.save before save() covered everything
         return from_state(payload["detector"])
     if kind != "state":
-        raise CheckpointError(f"{path} holds a {kind!r} checkpoint, not a saved object")
+        name = getattr(path, "name", "the file object") if hasattr(path, "read") else path
+        raise CheckpointError(f"{name} holds a {kind!r} checkpoint, not a saved object")
     return from_state(payload["state"])
 
 

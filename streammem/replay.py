@@ -56,12 +56,25 @@ class ReplayWindow:
         return self._rows[rng.choice(self._size, size, replace=False)]
 
     def state_dict(self) -> dict[str, Any]:
-        """Capacity and rows (a tensor: ``torch.load(weights_only=True)`` reads it)."""
-        return {"capacity": self.capacity, "rows": torch.from_numpy(self.rows().copy())}
+        """Capacity, rows and ring position (tensors and ints: ``torch.load(weights_only=True)``
+        reads it).
+
+        The rows are kept where they sit in the ring, not oldest first: :meth:`sample` draws
+        by position, so a window reloaded in another order draws other mini-batches.
+        """
+        return {
+            "capacity": self.capacity,
+            "rows": torch.from_numpy(self._rows[: self._size].copy()),
+            "next": self._next,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ReplayWindow:
         rows = np.asarray(state["rows"], dtype=np.float32)
         window = cls(int(state["capacity"]), rows.shape[1])
-        window.extend(rows)
+        if "next" not in state:  # older checkpoints held the rows oldest first
+            window.extend(rows)
+            return window
+        window._rows[: len(rows)] = rows
+        window._size, window._next = len(rows), int(state["next"])
         return window

@@ -55,6 +55,7 @@ from streammem.checks import check_integer, is_real
 from streammem.explain import TopFields, fold_frame
 from streammem.features import is_missing, parse_number, schema_example
 from streammem.persistence import from_state, stateful
+from streammem.reprs import describe
 
 __all__ = ["EVICTION_REASONS", "FEATURES", "TimeWindow", "WindowedFilter"]
 
@@ -153,6 +154,16 @@ class TimeWindow(river_base.MiniBatchTransformer):
         self.ttl = ttl
 
     # ------------------------------------------------------------------ parameters, state
+    def __repr__(self) -> str:
+        notes = {
+            "key": "one window for the whole stream",
+            "fields": "the numeric fields of the first batch learned",
+            "time_field": "arrival order only",
+            "max_gap": "no gaps",
+            "ttl": "keys are evicted by max_keys only",
+        }
+        return describe(self, notes)
+
     def check_params(self) -> None:
         """Raise ``ValueError`` naming the parameter (``window.<name> ...``) if one is wrong."""
         check_integer("window.size", self.size, 1)
@@ -555,6 +566,9 @@ class WindowedFilter(river_base.AnomalyFilter, river_base.Classifier):
         self.window = window
         self.anomaly_filter = anomaly_filter
 
+    def __repr__(self) -> str:
+        return describe(self)
+
     @property
     def anomaly_detector(self) -> river_base.AnomalyDetector:
         return self.anomaly_filter.anomaly_detector
@@ -576,6 +590,16 @@ class WindowedFilter(river_base.AnomalyFilter, river_base.Classifier):
     def p_value_one(self, x: Mapping[Hashable, Any]) -> float:
         """The filter's p-value of ``x``'s window (pure)."""
         return self.anomaly_filter.p_value_one(self.window.transform_one(x))
+
+    def predict_one(self, x: Mapping[Hashable, Any]) -> bool:
+        """Whether ``x``'s window would raise an alert now (pure)."""
+        return self.classify(self.score_one(x))
+
+    def predict_proba_one(self, x: Mapping[Hashable, Any]) -> dict[bool, float]:
+        """``{True: 1 - p, False: p}`` for the p-value of ``x``'s window (pure); see
+        :class:`~streammem.AlertFilter`."""
+        p_value = self.p_value_one(x)
+        return {False: p_value, True: 1.0 - p_value}
 
     def learn_one(self, x: Mapping[Hashable, Any]) -> None:
         self.anomaly_filter.learn_one(self.window.transform_one(x))

@@ -66,7 +66,7 @@ def test_a_second_run_resumes_the_first_runs_checkpoint(tmp_path):
     ("data", "message"),
     [
         ({"sorce": {}}, "sorce: unknown key; allowed keys are ['model', 'calibration'"),
-        ({"source": {"kind": "csv"}}, "source.kind: 'csv' is not allowed; choose one of 'demo'"),
+        ({"source": {"kind": "xlsx"}}, "source.kind: 'xlsx' is not allowed; choose one of 'demo'"),
         ({"model": {"name": "GPT"}}, "model.name: 'GPT' is not allowed; choose one of ['AE'"),
         ({"model": {"params": {"slots": 5}}}, "model.params.slots: not a parameter of MemAE"),
         ({"calibration": {"alpha": 2}}, "calibration.alpha: must be < 1.0, got 2"),
@@ -89,7 +89,7 @@ def test_config_errors_name_the_key_and_the_allowed_values(data, message):
 
 def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
-    path.write_text("source: {kind: csv}\n")
+    path.write_text("source: {kind: xlsx}\n")
     assert main(["run", "--config", str(path)]) == 2
     assert "configuration error: " in capsys.readouterr().err
     path.write_text("source: [unclosed\n")
@@ -284,7 +284,11 @@ def test_a_job_killed_mid_file_goes_on_from_its_checkpoint(tmp_path, capsys):
     assert not output.exists(), "the job finished before it was killed"
 
     assert main(["run", "--config", str(path), "--no-progress"]) == 0
-    assert "resumed at   row" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    resumed_at = int(re.search(r"resumed at   row (\d+): the counts below are of rows", summary)[1])
+    assert f"of rows {resumed_at}-{n - 1}, scored by this run" in summary
+    letters_after = sum(resumed_at <= row for row in (5000, 30_000))
+    assert f"events       {n - resumed_at - letters_after}" in summary  # this run's, not all
     ids = pq.read_table(output).column("id").to_pylist()
     assert len(ids) == len(set(ids)) and set(ids) == set(range(n)) - {5000, 30_000}
     letters = (tmp_path / "out.dead-letters.jsonl").read_text().splitlines()

@@ -216,8 +216,18 @@ class TestConformance:
         frame = numeric_frame(12, seed=4, image=is_image(cls))
         expected = det.score_many(frame)
         table = pa.Table.from_pandas(frame)
-        for batch in (table, table.to_batches()[0], frame.to_numpy(), frame.to_dict("records")):
+        for batch in (table, table.to_batches()[0], frame.to_dict("records")):
             np.testing.assert_allclose(det.score_many(batch), expected, rtol=1e-5)
+        if is_image(cls):  # pixels are named by position: an array is read as its records
+            np.testing.assert_allclose(det.score_many(frame.to_numpy()), expected, rtol=1e-5)
+            return
+        with pytest.raises(ValueError, match="no column names"):  # order cannot be checked
+            det.score_many(frame.to_numpy())
+        declared = make(cls, encoder=streammem.FeatureEncoder(numeric=list(frame.columns)))
+        declared.learn_many(numeric_frame(48))
+        np.testing.assert_allclose(
+            declared.score_many(frame.to_numpy()), declared.score_many(frame), rtol=1e-5
+        )
 
     def test_dtypes(self, cls):
         det = make(cls)
@@ -374,3 +384,89 @@ def test_conv_backbone_rejects_mlp_only_activations(overrides, message):
     det = streammem.MemAE(backbone="conv28", device="cpu", **overrides)
     with pytest.raises(ValueError, match=message):
         det.learn_many(np.zeros((4, 784), dtype=np.float32))
+
+
+# ---------------------------------------------------------------------- every public object
+def public_objects() -> dict[str, object]:
+    """One of each public class, as a user makes it (defaults)."""
+    alerts = streammem.AlertFilter(streammem.MemAE())
+    return {
+        **{cls.__name__: make(cls) for cls in DETECTORS},
+        "AlertFilter": alerts,
+        "WindowedFilter": streammem.TimeWindow(size=3) | alerts,
+        "ConformalCalibrator": streammem.ConformalCalibrator(),
+        "QuantileThreshold": streammem.QuantileThreshold(),
+        "FeatureEncoder": streammem.FeatureEncoder(),
+        "TimeWindow": streammem.TimeWindow(),
+        "Schedule": streammem.Schedule(),
+        "TopFields": streammem.TopFields(),
+    }
+
+
+def test_every_public_class_is_in_the_repr_check():
+    classes = {
+        name
+        for name in streammem.__all__
+        if inspect.isclass(getattr(streammem, name))
+        and not inspect.isabstract(getattr(streammem, name))
+    }
+    abstract = {"Calibrator", "MemoryDetector", "StreamDetector"}  # bases, not made by users
+    assert classes - abstract <= set(public_objects())
+
+
+@pytest.mark.parametrize("name", list(public_objects()))
+def test_every_public_object_prints_its_arguments_and_what_none_stands_for(name):
+    """Calibrators printed as <... object at 0x...>; a None printed bare where the docs list
+    a default; a nested detector printed as its class name alone."""
+    obj = public_objects()[name]
+    text = repr(obj)
+    assert "object at 0x" not in text and text.startswith(type(obj).__name__)
+    for parameter in inspect.signature(type(obj)).parameters:
+        assert f"{parameter}=" in text, parameter
+    assert not [line for line in text.splitlines() if line.endswith("=None")]
+
+
+def test_a_nested_detector_prints_in_full_with_its_defaults():
+    text = repr(streammem.AlertFilter(streammem.MemAE(num_slots=7)))
+    assert "num_slots=7" in text and "calibrator=None  # ConformalCalibrator(alpha=0.01)" in text
+    assert "window_size=None  # 3 / alpha = 300" in repr(streammem.ConformalCalibrator())
+
+
+def test_alert_filters_predict_as_river_classifiers_do():
+    """AlertFilter.predict_one raised a bare NotImplementedError."""
+    data = records(400)
+    for model in (
+        streammem.AlertFilter(make(streammem.MemAE)),
+        streammem.TimeWindow(size=3, features=["mean"])
+        | streammem.AlertFilter(make(streammem.MemAE)),
+    ):
+        for x in data:
+            model.learn_one(x)
+        odd = {"a": 9.0, "b": -9.0, "c": 40.0, "proto": "tcp"}
+        for x in (data[0], odd):
+            proba = model.predict_proba_one(x)
+            assert set(proba) == {False, True} and math.isclose(sum(proba.values()), 1.0)
+            assert proba[False] == model.p_value_one(x)
+            assert model.predict_one(x) == model.classify(model.score_one(x))
+        assert model.predict_one(odd) is True
+    alerts = streammem.AlertFilter(make(streammem.MemAE))
+    alerts.learn_many(data)
+    frame = pd.DataFrame(data[:5], index=list("vwxyz"))
+    assert list(alerts.predict_many(frame).index) == list("vwxyz")
+    np.testing.assert_allclose(alerts.predict_proba_many(frame)[False], alerts.p_values_many(frame))
+
+
+@pytest.mark.parametrize("name", ["MemAE", "AlertFilter", "WindowedFilter", "FeatureEncoder"])
+def test_save_and_load_take_paths_and_binary_file_objects(name, tmp_path):
+    """save() given a file object failed with a pathlib traceback."""
+    obj = public_objects()[name]
+    batch = [{**x, "m": "k"} for x in records(60)]
+    obj.learn_many(pd.DataFrame(batch)) if name != "FeatureEncoder" else obj.learn_one(batch[0])
+    with (tmp_path / "obj.ckpt").open("wb") as handle:
+        streammem.save(obj, handle)
+    with (tmp_path / "obj.ckpt").open("rb") as handle:
+        from_file = streammem.load(handle)
+    streammem.save(obj, tmp_path / "by-path.ckpt")
+    assert repr(streammem.load(str(tmp_path / "by-path.ckpt"))) == repr(from_file) == repr(obj)
+    with pytest.raises(TypeError, match="a path or a binary file object"):
+        streammem.save(obj, 42)

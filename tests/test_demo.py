@@ -68,3 +68,55 @@ def test_the_legend_sits_beside_the_data_and_the_warm_up_is_shaded():
     assert np.isnan(line.get_ydata()[0])  # a score of 0 is not drawn as a plunge to the floor
     (warm_up,) = scores_axes.patches
     assert warm_up.get_label().startswith("warm-up") and warm_up.get_x() == 0
+
+
+def test_the_strip_counts_what_the_title_counts_not_the_warm_up():
+    """The caught/missed strip counted labelled rows of the warm-up, which the title did not."""
+    table = results()
+    flags = table.column("is_anomaly").to_numpy().copy()
+    flags[[20, 40]] = True  # labelled, but judged while nothing could be flagged
+    table = table.set_column(3, "is_anomaly", pa.array(flags))
+    scores_axes, strip = score_figure(table).axes
+    caught, missed = (c.get_offsets() for c in strip.collections)
+    assert len(caught) == 2 and sorted(missed[:, 0]) == [201, 350]
+    assert "2 more in the warm-up, not counted" in strip.get_title(loc="left")
+    assert "caught 2 of 4 anomalous rows" in scores_axes.get_title()
+
+
+def dense_results(n: int = 500_000) -> pa.Table:
+    rng = np.random.default_rng(1)
+    scores = np.exp(rng.normal(0, 1, n))
+    limits = np.where(np.arange(n) < 1000, np.nan, 12.0)
+    alerts = scores > np.nan_to_num(limits, nan=np.inf)
+    top = [[{"field": "bytes", "contribution": 1.0}] if a else None for a in alerts]
+    return pa.table(
+        {
+            "score": scores,
+            "p_value": np.where(alerts, 0.001, np.where(np.isnan(limits), 1.0, 0.5)),
+            "alert": alerts,
+            "limit": pa.array(limits, from_pandas=True),
+            "is_anomaly": rng.random(n) < 0.2,
+            "top_fields": top,
+        }
+    )
+
+
+def test_half_a_million_rows_draw_as_a_band_under_a_limit_that_shows():
+    """494k points drew a solid block that hid the limit."""
+    scores_axes, strip = score_figure(dense_results()).axes
+    assert all(len(line.get_xdata()) <= 2_000 for line in scores_axes.lines)
+    (limit,) = [line for line in scores_axes.lines if line.get_label() == "alert limit"]
+    assert limit.get_zorder() > max(c.get_zorder() for c in scores_axes.collections)
+    assert limit.get_path_effects()  # outlined: it shows over the band and the alerts
+    assert np.nanmax(limit.get_ydata()) == 12.0
+    assert "caught" in strip.get_title(loc="left")
+    assert len(strip.collections) == 1  # a share, not marks
+
+
+def test_alert_colours_name_fields_only_where_fields_have_names():
+    """An image model's top field is a pixel (the MNIST plot coloured alerts by p406...)."""
+    table = dense_results(3_000)
+    by_field = score_figure(table).axes[0].get_legend_handles_labels()[1]
+    assert any(label.startswith("alert, top field bytes") for label in by_field)
+    pixels = score_figure(table, by_field=False).axes[0].get_legend_handles_labels()[1]
+    assert "alert" in pixels and not any("top field" in label for label in pixels)

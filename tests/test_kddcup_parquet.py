@@ -60,7 +60,8 @@ def test_the_kddcup_config_runs_on_the_file_the_command_makes(tmp_path, monkeypa
     assert main(["run", "--config", str(path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "events       900" in out
-    assert "labels       false alarms" in out  # is_anomaly passes through: FAR and recall
+    assert "labels       is_anomaly, on the" in out  # the declared label: FAR and recall
+    assert "false alarms" in out and "anomalous rows (recall" in out
     scores = pq.read_table(tmp_path / "scores.parquet")
     assert {"label", "is_anomaly", "score", "alert"} <= set(scores.column_names)
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import streammem
 from streammem.detectors.base import DISTANCE_WEIGHT
@@ -37,7 +38,8 @@ def test_a_score_is_the_normalised_error_plus_a_weighted_distance():
     det.learn_many(plane(3000))
     batch = plane(40, seed=3)
     scaled = det.encoder_.scale(det.encoder_.vectorize_many(batch))
-    rebuilt = det._numpy_scorer()(scaled.astype(np.float32))
+    with torch.no_grad():
+        rebuilt = det.model_(torch.from_numpy(scaled)).reconstruction.numpy()
     errors = np.square(scaled - rebuilt) / det.fit_.error_
     expected = (errors + DISTANCE_WEIGHT * np.square(scaled)).mean(axis=1) / (1 + DISTANCE_WEIGHT)
     np.testing.assert_allclose(det.score_many(batch), expected, rtol=1e-4)

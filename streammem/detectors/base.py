@@ -36,8 +36,9 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,7 @@ from streammem.inference import numpy_reconstructor
 from streammem.nn.models import ReconstructionModel
 from streammem.persistence import CheckpointError, save, stateful
 from streammem.replay import ReplayWindow
+from streammem.reprs import describe
 from streammem.schedule import Schedule
 from streammem.training import Trainer, make_trainer
 
@@ -178,6 +180,20 @@ class MemoryDetector(river_base.AnomalyDetector):
         self.activation = activation
         self.output_activation = output_activation
         self.encoder = encoder
+
+    def __repr__(self) -> str:
+        return describe(self, self._repr_notes())
+
+    def _repr_notes(self) -> dict[str, str]:
+        """What each argument left ``None`` stands for (for the repr)."""
+        fitted = "input_shape_" in self.__dict__
+        return {
+            "schedule": repr(self._default_schedule),
+            "num_threads": "torch's own setting",
+            "input_shape": f"{self.input_shape_}" if fitted else "the encoded width",
+            "latent_size": f"{self._latent_width()}" if fitted else "a third of the width, 2-16",
+            "encoder": f"FeatureEncoder(scaling={self.new_encoder().scaling!r})",
+        }
 
     # ------------------------------------------------------------------ to implement
     def _build_net(self, input_shape: tuple[int, ...]) -> ReconstructionModel:
@@ -772,6 +788,8 @@ class MemoryDetector(river_base.AnomalyDetector):
             state["n_updates"] = self.n_updates_
             state["last_losses"] = self.last_losses_
             state["rng_state"] = self.rng_state_.clone()
+            if "cuda_rng_state_" in self.__dict__:  # a GPU's own stream: exact resume there too
+                state["cuda_rng_state"] = self.cuda_rng_state_.clone()
         return state
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
@@ -793,6 +811,8 @@ class MemoryDetector(river_base.AnomalyDetector):
             self.n_updates_ = int(state["n_updates"])
             self.last_losses_ = state["last_losses"]
             self.rng_state_ = state["rng_state"]
+            if self.device_.type == "cuda" and state.get("cuda_rng_state") is not None:
+                self.cuda_rng_state_ = state["cuda_rng_state"]
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> MemoryDetector:
@@ -804,8 +824,9 @@ class MemoryDetector(river_base.AnomalyDetector):
         detector._load_state(state)
         return detector
 
-    def save(self, path: str) -> None:
-        """Write a versioned checkpoint that :func:`streammem.load` restores exactly."""
+    def save(self, path: str | os.PathLike | BinaryIO) -> None:
+        """Write a versioned checkpoint that :func:`streammem.load` restores exactly, to a
+        path (atomically) or a binary file object."""
         save(self, path)
 
 

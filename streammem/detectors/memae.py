@@ -103,6 +103,9 @@ class MemAE(MemoryDetector):
         self.per_position = per_position
         self.temperature = temperature
 
+    def _repr_notes(self) -> dict[str, str]:
+        return {**super()._repr_notes(), "shrink_threshold": "1 / num_slots"}
+
     def check_params(self) -> None:
         super().check_params()
         check_number(

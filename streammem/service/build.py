@@ -28,14 +28,17 @@ __all__ = [
 
 
 def new_detector(config: Config) -> Any:
-    """The configured detector; its encoder declares the fields ``schema`` names."""
+    """The configured detector; its encoder declares the fields ``schema`` names, and
+    applies its ``missing`` / ``nonfinite`` policies."""
     detector = config.model.build()
     schema = config.schema_
     declared = {"numeric": schema.numeric, "categorical": schema.categorical}
     declared = {part: fields for part, fields in declared.items() if fields is not None}
-    if not declared:
+    encoder = detector.new_encoder()
+    settings = {**declared, **schema.policies()}
+    if all(getattr(encoder, key) == value for key, value in settings.items()):
         return detector
-    return detector.clone({"encoder": detector.new_encoder().clone(declared)})
+    return detector.clone({"encoder": encoder.clone(settings)})
 
 
 def new_calibrator(config: CalibrationConfig) -> Calibrator:
@@ -74,6 +77,7 @@ def new_pipeline(
         window=new_window(config),
         top_fields=new_top_fields(config),
         confirm_records=config.schema_.confirm_records,
+        label=config.source.label,
     )
 
 
@@ -112,8 +116,14 @@ def pipeline_from_state(
         top_fields=new_top_fields(config),
         confirm_records=config.schema_.confirm_records,
         configured=configured,
+        label=config.source.label,
     )
     pipeline.schema_held = None if configured.has_schema else held
+    sample = state.get("schema_sample")  # absent from older checkpoints
+    try:
+        pipeline.load_schema_sample(sample if isinstance(sample, str) else None)
+    except ValueError as err:  # json's own errors are ValueErrors too
+        raise CheckpointError(f"its schema_sample cannot be read: {err}") from err
     return pipeline
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -40,6 +41,7 @@ from pydantic_core import ErrorDetails
 import streammem
 
 __all__ = [
+    "FILE_KINDS",
     "CalibrationConfig",
     "CheckpointConfig",
     "Config",
@@ -55,6 +57,7 @@ __all__ = [
     "SourceConfig",
     "WindowConfig",
     "bundled_config",
+    "bundled_names",
     "detector_names",
     "load_config",
     "parse_config",
@@ -159,6 +162,14 @@ class SchemaConfig(_Section):
     min_records: PositiveInt = 32
     # Records an inferred schema must keep holding for before it is fixed (0: at once).
     confirm_records: NonNegativeInt = 1_000
+    # A missing field, None or NaN / an infinite number: "error" dead-letters the record,
+    # "impute" reads it as the field's centre (a categorical field's unknown bucket).
+    missing: Literal["error", "impute"] = "error"
+    nonfinite: Literal["error", "impute"] = "error"
+
+    def policies(self) -> dict[str, str]:
+        """The encoder's bad-value policies (:class:`streammem.FeatureEncoder`)."""
+        return {"missing": self.missing, "nonfinite": self.nonfinite}
 
 
 class WindowConfig(_Section):
@@ -262,28 +273,49 @@ class DemoConfig(_Section):
     fault_length: PositiveInt = 80
 
 
-def _path_for_parquet(section: str) -> Any:
-    """A validator: the section's ``path`` is required when its ``kind`` is ``parquet``."""
+#: Source kinds that read a file (``source.path``).
+FILE_KINDS = ("parquet", "csv")
+
+
+def _path_for_files(section: str, kinds: tuple[str, ...]) -> Any:
+    """A validator: the section's ``path`` is required when its ``kind`` reads a file."""
 
     def check(path: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("kind") == "parquet" and not path:
-            raise ValueError(f"required when {section}.kind is 'parquet'")
+        kind = info.data.get("kind")
+        if kind in kinds and not path:
+            raise ValueError(f"required when {section}.kind is {kind!r}")
         return path
 
     return field_validator("path")(check)
 
 
 class SourceConfig(_Section):
-    """Where records come from: the demo stream, a Parquet file or Kafka."""
+    """Where records come from: the demo stream, a Parquet or CSV file, or Kafka."""
 
-    kind: Literal["demo", "parquet", "kafka"] = "demo"
+    kind: Literal["demo", "parquet", "csv", "kafka"] = "demo"
     path: str | None = Field(None, validate_default=True)
     features: list[str] | None = None
     passthrough: list[str] = []
+    # The column (a file's) or top-level event field (Kafka's) marking known anomalies: never
+    # a feature, copied into every result, and counted in the printed false-alarm rate and
+    # recall (and the plot). The default is taken where the source has that field; a label
+    # set here must be there. null: none (an `is_anomaly` column is then a feature).
+    label: str | None = "is_anomaly"
     batch_size: PositiveInt = 512
     demo: DemoConfig = Field(default_factory=DemoConfig)
 
-    _path_given = _path_for_parquet("source")
+    _path_given = _path_for_files("source", FILE_KINDS)
+
+    @property
+    def label_required(self) -> bool:
+        """Whether the label was set in the config (so the source must have it)."""
+        return "label" in self.model_fields_set and self.label is not None
+
+    @model_validator(mode="after")
+    def _label_is_not_a_feature(self) -> SourceConfig:
+        if self.label is not None and self.label in (self.features or []):
+            raise _Located(f"features: the label {self.label!r} cannot be a feature too")
+        return self
 
 
 class SinkConfig(_Section):
@@ -293,15 +325,12 @@ class SinkConfig(_Section):
     path: str | None = Field("output/scores.parquet", validate_default=True)
     row_group_size: PositiveInt = 65_536
     plot: str | None = None
-    # A column passed through from the source that marks known anomalies: the run then
-    # prints its false-alarm rate on normal rows and its recall, and the plot marks them.
-    label_column: str = "is_anomaly"
     # The k largest contributions by field in each alert's result (0: no top_fields key), or
     # in every result's with top_fields_for: all.
     top_fields: NonNegativeInt = 3
     top_fields_for: Literal["alerts", "all"] = "alerts"
 
-    _path_given = _path_for_parquet("sink")
+    _path_given = _path_for_files("sink", ("parquet",))
 
 
 class KafkaConfig(_Section):
@@ -401,31 +430,39 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _sections_agree(self) -> Config:
-        if self.model.name == "MemGAN" and self.source.kind != "parquet":
+        if self.model.name == "MemGAN" and self.source.kind not in FILE_KINDS:
             others = [n for n in detector_names() if n != "MemGAN"]
             raise _Located(
-                f"model.name: MemGAN scores images only (Parquet files of pixel columns), not "
+                f"model.name: MemGAN scores images only (files of pixel columns), not "
                 f"the records of a {self.source.kind!r} source; use one of {others}"
             )
         _check_schema_columns(self)
+        fields = self.kafka.fields or {}
+        if self.source.kind == "kafka" and self.source.label in fields:
+            raise _Located(
+                f"kafka.fields: {self.source.label!r} is source.label, which is never a feature"
+            )
         return self
 
 
 def _check_schema_columns(config: Config) -> None:
-    """The fields ``schema`` declares are among those a Parquet source gives the model (its
+    """The fields ``schema`` declares are among those a file source gives the model (its
     feature columns, or the window's columns of them), read from the file's schema alone."""
     source, schema, window = config.source, config.schema_, config.features.history
     declared = {"numeric": schema.numeric or [], "categorical": list(schema.categorical or {})}
-    if source.kind != "parquet" or not any(declared.values()):
+    if source.kind not in FILE_KINDS or not any(declared.values()):
         return
     try:
-        columns = pq.read_schema(source.path).names
-    except (OSError, pa.ArrowException):
+        if source.kind == "parquet":
+            columns = pq.read_schema(source.path).names
+        else:
+            columns = [str(c) for c in pd.read_csv(source.path, nrows=0).columns]
+    except (OSError, ValueError, pa.ArrowException):
         return  # a missing or unreadable file is the source's to report when it opens
     # As the source reads it: the features named, else every column not passed through.
     features = source.features
     if features is None:
-        features = [c for c in columns if c not in source.passthrough]
+        features = [c for c in columns if c not in [*source.passthrough, source.label]]
     readable = set(features)
     if window is not None:
         readable = (readable | set(window.build().columns(features))) - {window.time_field}
@@ -469,11 +506,20 @@ def load_config(
     return parse_config(data, origin=str(path), overrides=overrides)
 
 
+_BUNDLED = Path(__file__).resolve().parent.parent / "configs"
+
+
+def bundled_names() -> list[str]:
+    """Names of the configs shipped inside the package (copies of the repository's
+    ``configs/``), for ``--config NAME``."""
+    return sorted(path.stem for path in _BUNDLED.glob("*.yaml"))
+
+
 def bundled_config(name: str) -> Path:
     """Path of a config shipped inside the package (``streammem/configs/NAME.yaml``)."""
-    path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    path = _BUNDLED / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"no bundled config named {name!r}")
+        raise ConfigError(f"no bundled config named {name!r}; bundled: {bundled_names()}")
     return path
 
 

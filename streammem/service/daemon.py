@@ -4,6 +4,12 @@ Each poll: decode -> pipeline (per partition) -> produce -> flush -> checkpoint 
 commit. Offsets are committed only once the results they cover are flushed, and a checkpoint is
 written before the commit that follows it, so a crash at any point replays, never skips.
 
+A restart resumes each partition's model from its checkpoint, which may be older than the
+group's commit (checkpoints are written every ``checkpoint.interval_s``, commits every poll):
+the offsets in between were scored and sent before the crash, so the daemon reads them again
+and only learns them (their results are not sent twice). The resumed model then goes on from
+the commit exactly as the model that crashed would have.
+
 Model state is kept per partition so a rebalance moves a model with its partition: state is
 checkpointed when a partition is revoked and loaded after it is assigned, with its first message.
 
@@ -68,6 +74,19 @@ _BOOTSTRAP_TIMEOUT_MS = 1_000
 # An idle consumer's polls do not say whether the broker answers: ask it this often, this long.
 _PROBE_INTERVAL_S = 5.0
 _PROBE_TIMEOUT_MS = 2_000
+
+
+class _Discard:
+    """Where relearned messages' results go: they were sent before the restart."""
+
+    def write(self, results: list) -> None:
+        pass
+
+    def dead_letter(self, letters: list) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _is_offset(value: Any) -> bool:
@@ -153,6 +172,9 @@ class _Partition:
     # The group's committed offset (None: no commit) and the log's end, when it was loaded.
     committed: int | None = None
     end: int | None = None
+    # After a restart from a checkpoint older than the commit: offsets below this one were
+    # sent before the crash, and are learned again without sending their results.
+    relearn_below: int | None = None
 
 
 class Daemon(ConsumerRebalanceListener):
@@ -197,7 +219,11 @@ class Daemon(ConsumerRebalanceListener):
         self.store = self._checkpoint_store()
         kafka = config.kafka
         self.decoder = JsonDecoder(
-            kafka.fields, kafka.key_field, kafka.timestamp_field, kafka.max_message_bytes
+            kafka.fields,
+            kafka.key_field,
+            kafka.timestamp_field,
+            kafka.max_message_bytes,
+            label_field=config.source.label,
         )
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.total = BatchSummary()
@@ -206,6 +232,9 @@ class Daemon(ConsumerRebalanceListener):
         self._failures = 0  # consecutive failed flushes, for the backoff
         self._poll_failures = 0  # consecutive polls that raised, for the backoff
         self._last_probe = time.monotonic()
+        # When the broker stopped answering (None: it answers), and the requests failed since.
+        self._down_since: float | None = None
+        self._failed_requests = 0
         self._revoked: set[TopicPartition] = set()  # in a rebalance, until assigned again
         self._consumer: KafkaConsumer | None = None
         self._sink: FlushingSink | None = None
@@ -263,7 +292,7 @@ class Daemon(ConsumerRebalanceListener):
                 consumer.close(autocommit=False)
             return
         self._consumer, self._sink = consumer, sink
-        self.metrics.record_broker_answer()
+        self._broker_answered()
         log.info("consuming %s as group %s (%s)", kafka.input_topic, kafka.group_id, kafka.library)
 
     def _retry(self, attempt: Callable[[], T]) -> T | None:
@@ -279,9 +308,36 @@ class Daemon(ConsumerRebalanceListener):
 
     def _broker_failed(self, what: str, failures: int) -> None:
         """Count a failed request to the broker, the ``failures``-th in a row, and back off."""
-        self.metrics.record_broker_failure()
-        log.warning("%s; retrying in %.1f s", what, self.backoff.delay(failures))
+        self._broker_unreachable(what, f"retrying in {self.backoff.delay(failures):.1f} s")
         self.backoff.wait(failures, stopped=lambda: self._stopping)
+
+    def _broker_unreachable(self, what: str, then: str) -> None:
+        """A request to the broker failed: one warning when an outage starts, the retries of
+        the same outage at debug level (an outage of 12 s logged ~100 lines)."""
+        self.metrics.record_broker_failure()
+        self._failed_requests += 1
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning(
+                "the broker at %s is unreachable: %s; %s, and again until it answers (each "
+                "try at --log-level DEBUG)",
+                self.config.kafka.bootstrap_servers,
+                what,
+                then,
+            )
+        else:
+            log.debug("%s; %s", what, then)
+
+    def _broker_answered(self, polled: bool = False) -> None:
+        """The broker answered: one line when that ends an outage."""
+        self.metrics.record_broker_answer(polled=polled)
+        if self._down_since is not None:
+            log.warning(
+                "the broker answers again, after %.1f s unreachable (%d failed requests)",
+                time.monotonic() - self._down_since,
+                self._failed_requests,
+            )
+        self._down_since, self._failed_requests = None, 0
 
     # ------------------------------------------------------------------ main loop
     def _loop(self) -> None:
@@ -307,7 +363,7 @@ class Daemon(ConsumerRebalanceListener):
             return {}
         self._poll_failures = 0
         if polled:
-            self.metrics.record_broker_answer(polled=True)
+            self._broker_answered(polled=True)
         else:
             self._probe()
         return polled
@@ -323,10 +379,9 @@ class Daemon(ConsumerRebalanceListener):
         try:
             self._consumer.end_offsets(list(assigned), timeout_ms=_PROBE_TIMEOUT_MS)
         except KafkaError as err:
-            self.metrics.record_broker_failure()
-            log.warning("the broker does not answer (%s); asking again in 5 s", err)
+            self._broker_unreachable(f"it does not answer ({err})", "asking again in 5 s")
             return
-        self.metrics.record_broker_answer(polled=True)
+        self._broker_answered(polled=True)
 
     def _handle(self, polled: dict[TopicPartition, list]) -> None:
         starts = {tp: messages[0].offset for tp, messages in polled.items()}
@@ -363,11 +418,33 @@ class Daemon(ConsumerRebalanceListener):
             messages = self._resume(tp, state, messages)
         else:
             messages = self._check_continuity(tp, state, messages)
+        if messages and state.relearn_below is not None:
+            messages = self._relearn(tp, state, messages)
         if messages:
             self._count_reread(tp, state, messages)
             batch = self.decoder.decode(messages)
             self.total += state.pipeline.process(batch, self._sink)
             state.position = messages[-1].offset + 1
+
+    def _relearn(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
+        """Run the messages the crashed daemon had already sent through the model, as it ran
+        them (same results, same learning), sending nothing and counting them apart; returns
+        the messages after them."""
+        below = state.relearn_below
+        old = [m for m in messages if m.offset < below]
+        if old:
+            pipeline, metrics = state.pipeline, state.pipeline.metrics
+            pipeline.metrics = ServiceMetrics()  # not this daemon's events, alerts or letters
+            try:
+                pipeline.process(self.decoder.decode(old), _Discard())
+            finally:
+                pipeline.metrics = metrics
+            self.metrics.offsets_relearned.labels(tp.topic, str(tp.partition)).inc(len(old))
+            state.position = old[-1].offset + 1
+        if messages[-1].offset + 1 >= below:
+            state.relearn_below = None
+            log.info("%s: relearned up to offset %d; scoring from there", tp, below)
+        return [m for m in messages if m.offset >= below]
 
     def _resume(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
         """The messages of a partition's first poll that its model has not seen.
@@ -388,6 +465,19 @@ class Daemon(ConsumerRebalanceListener):
         reached = max(committed or 0, checkpoint or 0)
         if committed is not None and first > reached:
             self._skipped(tp, first - reached, first)
+        if checkpoint is not None and first > checkpoint:
+            log.info(
+                "%s: its checkpoint is at offset %d, the group's commit at %d: relearning "
+                "offsets %d-%d (sent before the restart) before scoring on",
+                tp,
+                checkpoint,
+                first,
+                checkpoint,
+                first - 1,
+            )
+            state.position, state.relearn_below = checkpoint, first
+            self._consumer.seek(tp, checkpoint)
+            return []
         if checkpoint is None or first >= checkpoint:
             return messages
         log.info("%s: offsets %d-%d were scored before the checkpoint", tp, first, checkpoint - 1)
@@ -477,10 +567,14 @@ class Daemon(ConsumerRebalanceListener):
 
     # ------------------------------------------------------------------ offsets, checkpoints
     def _commit(self, tps: list[TopicPartition]) -> None:
+        # A partition still relearning is behind the group's commit: committing it would
+        # move the commit backwards, and a second crash would send those results again.
         offsets = {
             tp: OffsetAndMetadata(self.partitions[tp].position, "", -1)
             for tp in tps
-            if tp in self.partitions and self.partitions[tp].position is not None
+            if tp in self.partitions
+            and self.partitions[tp].position is not None
+            and self.partitions[tp].relearn_below is None
         }
         if not offsets:
             return
@@ -631,6 +725,7 @@ class Daemon(ConsumerRebalanceListener):
         # Models load on the main thread with each partition's first message: loading here
         # would hold up the heartbeats of the whole group.
         self._revoked -= set(assigned)
+        self._broker_answered()  # the group's coordinator assigned them: the broker is up
         log.info("assigned %s", sorted(assigned))
 
     def _shutdown(self) -> None:
@@ -652,3 +747,11 @@ class Daemon(ConsumerRebalanceListener):
             self.total.alerts,
             self.total.dead_letters,
         )
+        labels = self.total.labels
+        if labels.rows:
+            log.info(
+                "labels %r, on the %d labelled events judged after the warm-up: %s",
+                self.config.source.label,
+                labels.rows,
+                labels.summary(),
+            )

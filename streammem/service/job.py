@@ -1,4 +1,5 @@
-"""Run a finite job: a demo stream or a Parquet file through the pipeline into a file sink.
+"""Run a finite job: a demo stream, a Parquet or a CSV file through the pipeline into a file
+sink.
 
 With ``checkpoint.dir`` set, a job checkpoints every ``checkpoint.interval_s`` (and when it
 stops on an error or Ctrl-C): the sink first makes the results so far durable, then the model
@@ -20,15 +21,16 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from connectors import RecordBatch
+from connectors.csv import CsvSource
 from connectors.parquet import ParquetSink, ParquetSource
 from streammem.demo import SensorStream
 from streammem.fit import TrainingStats
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
-from streammem.service.agreement import LabelAgreement, read_agreement
+from streammem.service.agreement import LabelAgreement
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
-from streammem.service.config import Config, ConfigError
+from streammem.service.config import FILE_KINDS, Config, ConfigError
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
 
 __all__ = ["JobReport", "open_source", "run_job"]
@@ -51,7 +53,27 @@ _TOP_FIELDS = pa.field(
 
 @dataclasses.dataclass
 class JobReport:
-    """What a finished job did; ``str()`` is the closing summary printed by the CLI."""
+    """What a finished job did; ``str()`` is the closing summary printed by the CLI.
+
+    Every count is of the rows this run scored: after a resume, the rows from ``resumed_at``
+    on (the output file holds the interrupted run's rows before them too). ``labels`` counts
+    the rows labelled by the source's label after the calibrator's warm-up; None when the
+    source has no label.
+
+    Examples
+    --------
+    >>> from streammem.service.agreement import LabelAgreement
+    >>> summary = BatchSummary(500, 3, 0, LabelAgreement(normal=480, false_alarms=3))
+    >>> print(JobReport(summary, 1.0, resumed_at=1000, rows=1500, label="is_anomaly"))
+    resumed at   row 1000: the counts below are of rows 1000-1499, scored by this run
+    events       500
+    alerts       3
+    dead letters 0
+    events/s     500  (1.0 s)
+    labels       is_anomaly, on the 480 labelled rows judged after the warm-up
+                 false alarms 3 of 480 normal rows (0.006)
+                 no anomalous rows (no recall to measure)
+    """
 
     summary: BatchSummary
     seconds: float
@@ -59,8 +81,14 @@ class JobReport:
     plot: Path | None = None
     resumed_at: int = 0
     dead_letter_file: Path | None = None
-    labels: LabelAgreement | None = None
+    rows: int | None = None
+    label: str | None = None
     training: TrainingStats | None = None
+
+    @property
+    def labels(self) -> LabelAgreement | None:
+        """The alerts against the source's label (None without one)."""
+        return self.summary.labels if self.label is not None else None
 
     @property
     def nothing_scored(self) -> bool:
@@ -73,22 +101,39 @@ class JobReport:
         return handled / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        lines = [f"resumed at   row {self.resumed_at}"] if self.resumed_at else []
+        lines = []
+        if self.resumed_at:
+            end = f"-{self.rows - 1}" if self.rows is not None else " on"
+            lines.append(
+                f"resumed at   row {self.resumed_at}: the counts below are of rows "
+                f"{self.resumed_at}{end}, scored by this run"
+            )
         lines += [
             f"events       {self.summary.events}",
             f"alerts       {self.summary.alerts}",
             f"dead letters {self.summary.dead_letters}",
             f"events/s     {self.events_per_second:,.0f}  ({self.seconds:.1f} s)",
         ]
-        lines += [f"labels       {self.labels.summary()}"] if self.labels else []
+        labels = self.labels
+        if labels is not None and labels.rows == 0:
+            lines.append(f"labels       {self.label}: no labelled row was judged after the warm-up")
+        elif labels is not None:
+            lines += [
+                f"labels       {self.label}, on the {labels.rows} labelled rows judged after "
+                "the warm-up",
+                f"             {labels.false_alarm_text()}",
+                f"             {labels.caught_text()}",
+            ]
+        resumed = " (with the interrupted run's rows)" if self.resumed_at else ""
         fit = self.training.fit_summary() if self.training else None
         lines += [f"fit R²       {fit}"] if fit else []
-        lines += [f"output       {self.output}"] if self.output else []
+        lines += [f"output       {self.output}{resumed}"] if self.output else []
         lines += [f"plot         {self.plot}"] if self.plot else []
         return "\n".join(lines)
 
 
-def open_source(config: Config) -> SensorStream | ParquetSource:
+def open_source(config: Config) -> SensorStream | ParquetSource | CsvSource:
+    """The configured finite source (the demo stream, a Parquet or CSV file)."""
     source = config.source
     if source.kind == "demo":
         demo = source.demo
@@ -101,8 +146,16 @@ def open_source(config: Config) -> SensorStream | ParquetSource:
             demo.n_faults,
             demo.fault_length,
         )
-    if source.kind == "parquet":
-        return ParquetSource(source.path, source.features, source.passthrough, source.batch_size)
+    if source.kind in FILE_KINDS:
+        kind = ParquetSource if source.kind == "parquet" else CsvSource
+        return kind(
+            source.path,
+            source.features,
+            source.passthrough,
+            source.batch_size,
+            label=source.label,
+            label_required=source.label_required,
+        )
     raise ConfigError(f"source.kind: {source.kind!r} is served by `streammem serve`, not `run`")
 
 
@@ -125,7 +178,7 @@ class _Job:
     """Where a job stands: its source, sink, pipeline and the next row to score."""
 
     config: Config
-    source: SensorStream | ParquetSource
+    source: SensorStream | ParquetSource | CsvSource
     pipeline: ScoringPipeline
     store: CheckpointStore | None
     row: int = 0
@@ -134,7 +187,7 @@ class _Job:
     @property
     def identity(self) -> dict[str, Any] | None:
         """What a checkpoint must match to go on mid-file; None for the demo (not resumable)."""
-        if not isinstance(self.source, ParquetSource):
+        if isinstance(self.source, SensorStream):
             return None
         return {
             "source": str(self.source.path.resolve()),
@@ -181,10 +234,10 @@ def _open_job(config: Config, metrics: ServiceMetrics) -> _Job:
     return job
 
 
-def _check_width(detector: Any, source: SensorStream | ParquetSource) -> None:
+def _check_width(detector: Any, source: SensorStream | ParquetSource | CsvSource) -> None:
     """An image model reads each feature column as one pixel: refuse a file that does not
     hold its images, before anything runs (it failed on the first full batch before)."""
-    if getattr(detector, "backbone", "mlp") == "mlp" or not isinstance(source, ParquetSource):
+    if getattr(detector, "backbone", "mlp") == "mlp" or isinstance(source, SensorStream):
         return
     try:
         detector.model_input_shape(len(source.features))
@@ -269,13 +322,26 @@ def run_job(
     seconds = time.perf_counter() - started
     output = Path(config.sink.path) if config.sink.kind == "parquet" else None
     letters = sink.dead_letter_path if isinstance(sink, ParquetSink) else None
-    report = JobReport(total, seconds, output, None, resumed_at, letters)
+    label = _label(job)
+    report = JobReport(total, seconds, output, None, resumed_at, letters, len(job.source), label)
     report.training = job.pipeline.detector.training_stats()
-    if output and not report.nothing_scored:  # no scores, no plot
-        report.labels = read_agreement(output, config.sink.label_column)
-        if config.sink.plot:
-            report.plot = _plot(output, config.sink.plot, config.sink.label_column)
+    if output and config.sink.plot and not report.nothing_scored:  # no scores, no plot
+        report.plot = _plot(output, config.sink.plot, label, by_field=_named_fields(job))
     return report
+
+
+def _label(job: _Job) -> str | None:
+    """The column of the results that holds the source's label, if it has one (the demo's
+    readings carry ``is_anomaly``)."""
+    if isinstance(job.source, SensorStream):
+        return job.config.source.label
+    return job.source.label
+
+
+def _named_fields(job: _Job) -> bool:
+    """Whether the model reads named fields (a colour per top field means something), not
+    pixels (images: their encoder does not centre them)."""
+    return bool(getattr(job.pipeline.detector, "blends_distance", True))
 
 
 def _stop(job: _Job, sink: ParquetSink | _NullSink, between_batches: bool) -> None:
@@ -291,7 +357,7 @@ def _stop(job: _Job, sink: ParquetSink | _NullSink, between_batches: bool) -> No
     log.error("stopped; run the same config again to go on from its last checkpoint")
 
 
-def _plot(results: Path, target: str, label_column: str) -> Path:
+def _plot(results: Path, target: str, label: str | None, by_field: bool) -> Path:
     from streammem.service.plot import plot_scores  # matplotlib is slow to import
 
-    return plot_scores(results, target, label_column)
+    return plot_scores(results, target, label, by_field=by_field)

@@ -43,6 +43,7 @@ from streammem.calibration import Calibrator, TailLikelihood
 from streammem.explain import Ranked, TopFields
 from streammem.interface import StreamDetector
 from streammem.metrics import ServiceMetrics
+from streammem.service.agreement import LabelAgreement, label_values
 from streammem.service.backoff import Backoff
 from streammem.windows import TimeWindow
 
@@ -53,16 +54,19 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class BatchSummary:
-    """Counts for one processed batch (add them up for a job summary)."""
+    """Counts for one processed batch (add them up for a job summary); ``labels``: the alerts
+    against the source's label, on its labelled rows judged after the warm-up."""
 
     events: int = 0
     alerts: int = 0
     dead_letters: int = 0
+    labels: LabelAgreement = dataclasses.field(default_factory=LabelAgreement)
 
     def __iadd__(self, other: BatchSummary) -> BatchSummary:
         self.events += other.events
         self.alerts += other.alerts
         self.dead_letters += other.dead_letters
+        self.labels += other.labels
         return self
 
 
@@ -98,6 +102,9 @@ class ScoringPipeline:
     top_fields
         Which results carry ``top_fields``, their largest contributions by field (the
         readings' fields under a window); ``None``: none do, and results have no such key.
+    label
+        The origin field holding each record's known-anomaly label (``source.label``), for
+        the summaries' false-alarm rate and recall; records without one are not counted.
 
     """
 
@@ -113,6 +120,7 @@ class ScoringPipeline:
         top_fields: TopFields | None = None,
         confirm_records: int = 1_000,
         configured: StreamDetector | None = None,
+        label: str | None = None,
     ) -> None:
         if not isinstance(alerts.anomaly_detector, StreamDetector):
             raise TypeError(
@@ -128,6 +136,7 @@ class ScoringPipeline:
         self.window = window
         self.top_fields = top_fields
         self.confirm_records = confirm_records
+        self.label = label
         self._configured = alerts.anomaly_detector if configured is None else configured
         # Records the inferred schema has held for while provisional; None when there is
         # none yet, or once it is fixed (or declared).
@@ -159,7 +168,17 @@ class ScoringPipeline:
                 self.calibrator.threshold(),
                 self.labels,
             )
-        return BatchSummary(len(outcome.origins), alerts, len(outcome.letters))
+        return BatchSummary(
+            len(outcome.origins), alerts, len(outcome.letters), self._agreement(outcome)
+        )
+
+    def _agreement(self, outcome: _Outcome) -> LabelAgreement:
+        """The batch's alerts against its labels, on the rows judged after the warm-up."""
+        if self.label is None or not outcome.origins:
+            return LabelAgreement()
+        anomalous, labelled = label_values([o.get(self.label) for o in outcome.origins])
+        judged = labelled & np.isfinite(outcome.judged.limits)
+        return LabelAgreement.of(outcome.judged.alerts, anomalous, judged)
 
     def _attempt(self, batch: RecordBatch) -> _Outcome:
         """Score, calibrate and learn; a batch that keeps failing for a reason that is not one
@@ -329,14 +348,24 @@ class ScoringPipeline:
         return self.n_updates > 0
 
     def state_dict(self) -> dict:
-        """Detector, calibrator and window state, and how long an inferred schema has held,
-        loadable with ``torch.load(weights_only=True)``."""
+        """Detector, calibrator and window state, how long an inferred schema has held and,
+        while it may still change, the records it is inferred from (as JSON text), loadable
+        with ``torch.load(weights_only=True)``."""
+        fixed = self.schema_held is None and self.detector.has_schema
         return {
             "detector": self.detector.state_dict(),
             "calibrator": self.calibrator.state_dict(),
             "window": self.window.state_dict() if self.window is not None else None,
             "schema_held": self.schema_held,
+            "schema_sample": None if fixed else json.dumps(self._sample, default=str),
         }
+
+    def load_schema_sample(self, text: str | None) -> None:
+        """Take back the records an inferred schema is read from (``state_dict``'s)."""
+        sample = json.loads(text) if text is not None else []
+        if not isinstance(sample, list) or not all(isinstance(r, dict) for r in sample):
+            raise ValueError("the schema sample is not a list of records")
+        self._sample = sample
 
 
 @dataclasses.dataclass
