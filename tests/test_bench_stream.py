@@ -119,5 +119,6 @@ def test_no_nan_or_inf_score_on_any_adbench_set():
     memae = stream.CONTENDERS["MemAE"]
     for name in ADBench.set_names():
         data = stream.load_stream(f"adbench:{name}", max_events=300)
-        scores = memae.run(data, {})
+        scores, fit = memae.run(data, {})
         assert np.isfinite(scores).all(), name
+        assert fit["fit_r2"] is None or fit["fit_r2"] <= 1.0, name

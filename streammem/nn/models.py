@@ -135,7 +135,9 @@ class AutoEncoderNet(ReconstructionModel):
         if self.memory is None:
             return ModelOutput(self.decode(z, x))
         query = z if (self.per_position or z.dim() == 2) else z.flatten(1)
-        readout = self.memory(query)
+        # Inside a trust region the memory reads a copy of the code that carries no gradient:
+        # its slots and addressing learn from the codes, and cannot bend the encoder's.
+        readout = self.memory(query if self.trust is None else query.detach())
         read, losses = readout.output, readout.losses
         if self.trust is not None:
             read, pull = self.trust(query, read)

@@ -36,7 +36,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 import streammem
 
@@ -582,7 +581,7 @@ _BOUNDS = {
 }
 
 
-def _problem(error: ErrorDetails, origin: str) -> str:
+def _problem(error: Mapping[str, Any], origin: str) -> str:
     """One line: the dotted key, then what is wrong and what is allowed."""
     loc = error["loc"]
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
@@ -592,7 +591,7 @@ def _problem(error: ErrorDetails, origin: str) -> str:
     return f"{path or origin}: {_describe(error)}"
 
 
-def _describe(error: ErrorDetails) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     kind, ctx = error["type"], error.get("ctx", {})
     value = reprlib.repr(error["input"])
     if kind == "extra_forbidden":
