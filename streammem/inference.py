@@ -61,7 +61,10 @@ def numpy_reconstructor(model: nn.Module) -> Fn | None:
 
 
 def _param(tensor) -> Array:
-    return tensor.detach().cpu().numpy().astype(np.float32, copy=True)
+    # float64: a score divides a column's error by the model's typical error on it, so the
+    # float32 rounding of two small numbers would show (batch and single scores differed by
+    # 2e-5); small models cost the same either way
+    return tensor.detach().cpu().numpy().astype(np.float64, copy=True)
 
 
 def _softmax(logits: Array) -> Array:
@@ -116,7 +119,7 @@ def _fold_batchnorm(linear: nn.Linear, norm: nn.BatchNorm1d) -> tuple[Array, Arr
 
 @_export.register
 def _(module: nn.Linear) -> Fn:
-    bias = _param(module.bias) if module.bias is not None else np.float32(0)
+    bias = _param(module.bias) if module.bias is not None else np.float64(0)
     return _affine(np.ascontiguousarray(_param(module.weight).T), bias)
 
 

@@ -396,6 +396,8 @@ def public_objects() -> dict[str, object]:
         "WindowedFilter": streammem.TimeWindow(size=3) | alerts,
         "ConformalCalibrator": streammem.ConformalCalibrator(),
         "QuantileThreshold": streammem.QuantileThreshold(),
+        "TailLikelihood": streammem.TailLikelihood(),
+        "SeriesFeatures": streammem.SeriesFeatures(),
         "FeatureEncoder": streammem.FeatureEncoder(),
         "TimeWindow": streammem.TimeWindow(),
         "Schedule": streammem.Schedule(),

@@ -14,7 +14,8 @@ ROWS = [{"a": 1.0, "b": 10.0}, {"a": 3.0, "b": 30.0}]
 
 
 def fitted(**policy) -> FeatureEncoder:
-    encoder = FeatureEncoder(**policy)
+    """Numeric fields declared in order, so that arrays can be checked against them."""
+    encoder = FeatureEncoder(numeric=["a", "b"], **policy)
     encoder.update_scaler(encoder.vectorize_many(pd.DataFrame(ROWS), learn=True))
     return encoder
 

@@ -70,7 +70,7 @@ def test_every_input_form_explains_alike_and_explaining_is_pure(cls):
     for form in (batch.to_dict("records"), det.encode_many(batch)):
         pd.testing.assert_frame_equal(det.explain_many(form), expected, rtol=1e-6)
     numbers = batch[["a", "b", "c", "d"]]
-    numeric = cls(**FAST)
+    numeric = cls(**FAST, encoder=streammem.FeatureEncoder(numeric=["a", "b", "c", "d"]))
     numeric.learn_many(frame[["a", "b", "c", "d"]].iloc[:200])
     expected_numbers = numeric.explain_many(numbers)
     pd.testing.assert_frame_equal(numeric.explain_many(numbers.to_numpy()), expected_numbers)

@@ -628,8 +628,11 @@ def test_a_daemon_killed_and_restarted_gives_the_results_of_one_never_stopped(
     reference = results_by_offset(broker, "resume-never-scores")
     resumed = results_by_offset(broker, "resume-killed-scores")
     assert all(len(results) == 1 for results in reference.values())
-    alerts = sum(r[0][2] for r in reference.values())
-    assert 20 < alerts < 200, alerts  # the breaks are flagged, and few else
+    flagged = {offset for offset, r in reference.items() if r[0][2]}
+    on_breaks = sum(offset % 97 == 96 for offset in flagged)
+    # the breaks are flagged (those after a higher one in the calibrator's 200-score window
+    # may not be, at alpha 0.01), and few else
+    assert on_breaks >= 15 and len(flagged) - on_breaks <= 10, (on_breaks, len(flagged))
     for offset in range(total):
         (expected,) = reference[offset]
         for score, p_value, alert in resumed[offset]:  # a replayed result is the same result

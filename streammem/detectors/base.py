@@ -71,12 +71,6 @@ _CENTRED_SCALINGS = ("robust", "standard")
 DISTANCE_WEIGHT = 0.25
 
 
-def _numpy_errors(reconstruct: Any, chunk: np.ndarray) -> np.ndarray:
-    """Each column's squared reconstruction error, per row."""
-    chunk = np.asarray(chunk, dtype=np.float32)
-    return np.square((reconstruct(chunk) - chunk).astype(np.float64))
-
-
 def _in_chunks(compute: Any, batch: np.ndarray, empty: np.ndarray) -> np.ndarray:
     """``compute`` over ``_SCORE_CHUNK`` rows at a time (bounds the working memory); ``empty``
     for an empty batch."""
@@ -523,11 +517,11 @@ class MemoryDetector(river_base.AnomalyDetector):
     def _reconstruct(self, batch: np.ndarray) -> np.ndarray:
         """The model's reconstruction of each row of the scaled ``batch``, flat."""
         reconstruct = self._reconstructor()
-        empty = np.zeros((0, math.prod(batch.shape[1:])), dtype=np.float32)
+        empty = np.zeros((0, math.prod(batch.shape[1:])))
         if reconstruct is not None:
             with self._threads():
                 return _in_chunks(
-                    lambda chunk: reconstruct(np.asarray(chunk, dtype=np.float32)), batch, empty
+                    lambda chunk: reconstruct(np.asarray(chunk, dtype=np.float64)), batch, empty
                 )
 
         def rebuild(chunk: np.ndarray) -> np.ndarray:
@@ -680,9 +674,9 @@ class MemoryDetector(river_base.AnomalyDetector):
         owners = self._encoder.column_fields()
         fields = list(dict.fromkeys(owners))
         columns = [np.flatnonzero([o == f for o in owners]) for f in fields]
-        rebuilt = self._reconstruct(batch).astype(np.float32)
+        rebuilt = self._reconstruct(batch)
         n = len(batch)
-        repaired = np.repeat(np.asarray(batch, dtype=np.float32)[None], len(fields), axis=0)
+        repaired = np.repeat(np.asarray(batch, dtype=np.float64)[None], len(fields), axis=0)
         for k, cols in enumerate(columns):
             repaired[k][:, cols] = rebuilt[:, cols]
         after = self._column_parts(repaired.reshape(len(fields) * n, -1)).sum(axis=1)

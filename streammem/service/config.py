@@ -509,8 +509,8 @@ _BUNDLED = Path(__file__).resolve().parent.parent / "configs"
 
 
 def bundled_names() -> list[str]:
-    """Names of the configs shipped inside the package (copies of the repository's
-    ``configs/``), for ``--config NAME``."""
+    """Names of the configs shipped inside the package (``streammem/configs`` is a link to
+    the repository's ``configs/``, so a wheel carries them), for ``--config NAME``."""
     return sorted(path.stem for path in _BUNDLED.glob("*.yaml"))
 
 
