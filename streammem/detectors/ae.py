@@ -18,7 +18,7 @@ class AE(MemoryDetector):
     Parameters
     ----------
     schedule, device, seed, num_threads, backbone, \
-    input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
+    input_shape, hidden_sizes, latent_size, activation, output_activation, batch_norm, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -50,6 +50,7 @@ class AE(MemoryDetector):
         latent_size: int | None = None,
         activation: str = "leaky_relu",
         output_activation: str = "linear",
+        batch_norm: bool | None = None,
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
@@ -63,6 +64,7 @@ class AE(MemoryDetector):
             latent_size=latent_size,
             activation=activation,
             output_activation=output_activation,
+            batch_norm=batch_norm,
             encoder=encoder,
         )
 

@@ -39,7 +39,7 @@ class RFTM(MemoryDetector):
         :class:`~streammem.nn.memory.TrustRegion`). ``None``: the paper's read alone, which
         quantises continuous data (measured: R² 0.6 against 0.96 on correlated sensors).
     schedule, device, seed, num_threads, backbone, \
-    input_shape, hidden_sizes, latent_size, activation, output_activation, encoder
+    input_shape, hidden_sizes, latent_size, activation, output_activation, batch_norm, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -77,6 +77,7 @@ class RFTM(MemoryDetector):
         latent_size: int | None = None,
         activation: str = "leaky_relu",
         output_activation: str = "linear",
+        batch_norm: bool | None = None,
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
@@ -90,6 +91,7 @@ class RFTM(MemoryDetector):
             latent_size=latent_size,
             activation=activation,
             output_activation=output_activation,
+            batch_norm=batch_norm,
             encoder=encoder,
         )
         self.radius_quantile = radius_quantile
