@@ -40,7 +40,8 @@ def test_each_problem_is_one_line_naming_its_key_and_what_is_allowed():
         "metrics": {"port": 70_000, "adress": "x"},
     }
     assert problems(data) == [
-        "calibration.method: 'best' is not allowed; choose one of 'conformal', 'quantile' or 'likelihood'",
+        "calibration.method: 'best' is not allowed; choose one of 'conformal', 'quantile' or "
+        "'likelihood'",
         "calibration.alpha: must be > 0.0, got 0",
         "source.passthrough: expected a list, got str 'id'",
         "source.batch_size: expected int, got float 2.5",
