@@ -46,10 +46,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
 import hashlib
 import json
-import math
 import re
 import shlex
 import sys
@@ -65,36 +63,19 @@ from tqdm import tqdm
 
 import streammem
 from bench.cli import BENCH_DIR, parse_ints, split_list
+from bench.nab_measure import Cell, check_scorer
+from bench.nab_report import write_report
 from bench.nab_score import (
     NAB,
-    PROFILES,
     Series,
-    corpus_score,
-    normalised_scores,
-    per_series_auroc,
-    score_at,
-    vus_pr,
 )
 from bench.stream import floor_scores
 
 __all__ = [
     "DEFAULT_CONTENDERS",
-    "RECOMPUTED",
-    "Cell",
-    "check_scorer",
     "main",
     "run_cell",
 ]
-
-#: NAB's own code on the 41 shared files (the shared folder's README): standard, low FP, low FN.
-RECOMPUTED = {
-    "numenta": (75.52, 70.68, 78.99),
-    "ARTime": (74.60, 66.49, 79.42),
-    "randomCutForest": (59.40, 49.10, 65.86),
-    "knncad": (58.53, 48.64, 63.50),
-    "windowedGaussian": (41.42, 26.48, 48.45),
-}
-TOLERANCE = 0.1
 
 DETECTORS = ("MemAE", "AE", "Memorizer", "RFTM")
 SEEDS = (42, 1, 2)
@@ -122,17 +103,6 @@ def _frame(series: Series) -> pd.DataFrame:
     """A series as a stream of readings: its time in seconds and its value."""
     seconds = series.timestamps.astype("int64").to_numpy() / 1e9
     return pd.DataFrame({TIME: seconds, "value": series.values})
-
-
-@dataclasses.dataclass
-class Cell:
-    """One contender with one seed: each series' NAB anomaly score (likelihood) and alerts."""
-
-    contender: str
-    seed: int | None
-    likelihood: dict[str, np.ndarray]
-    alerts: dict[str, np.ndarray]
-    seconds: float
 
 
 # ---------------------------------------------------------------------- contenders
@@ -306,71 +276,6 @@ def _run_cell_job(args: tuple) -> Cell:
     return run_cell(contender, seed, corpus, cache_dir)
 
 
-# ---------------------------------------------------------------------- measures
-@dataclasses.dataclass
-class Measures:
-    """One cell's figures: NAB per profile, NAB standard at the default alert threshold, and
-    per series AUROC, VUS-PR and raw NAB score (standard)."""
-
-    nab: dict[str, float]
-    nab_at_alerts: float
-    auroc: dict[str, float]
-    vus_pr: dict[str, float]
-    per_series: dict[str, float]
-
-    @property
-    def mean_auroc(self) -> float:
-        return float(np.nanmean(list(self.auroc.values())))
-
-    @property
-    def mean_vus_pr(self) -> float:
-        return float(np.nanmean(list(self.vus_pr.values())))
-
-
-def measure(
-    cell_scores: dict[str, np.ndarray],
-    corpus: Sequence[Series],
-    profiles: dict,
-    alerts: dict[str, np.ndarray] | None = None,
-    vus: bool = True,
-) -> Measures:
-    """Every figure of one set of per-series scores (``alerts``: the default threshold's)."""
-    nab = normalised_scores(corpus, cell_scores, profiles)
-    standard = profiles["standard"]
-    at_alerts = math.nan
-    if alerts is not None:
-        flags = {n: a.astype(np.float64) for n, a in alerts.items()}
-        at_alerts = score_at(corpus, flags, profiles, 1.0)["standard"]
-    per_series = corpus_score(corpus, cell_scores, standard).per_series
-    auroc = {s.name: per_series_auroc(s, cell_scores[s.name]) for s in corpus if s.windows}
-    vus_values = {}
-    if vus:
-        vus_values = {s.name: vus_pr(s, cell_scores[s.name]) for s in corpus if s.windows}
-    return Measures(nab, at_alerts, auroc, vus_values, per_series)
-
-
-@dataclasses.dataclass
-class ScorerCheck:
-    detector: str
-    ours: tuple[float, ...]
-    recomputed: tuple[float, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(abs(a - b) <= TOLERANCE for a, b in zip(self.ours, self.recomputed, strict=True))
-
-
-def check_scorer(nab: NAB, corpus: Sequence[Series]) -> list[ScorerCheck]:
-    """Our scorer on the published detectors' results against NAB's own recomputation."""
-    profiles = nab.profiles()
-    checks = []
-    for detector, expected in RECOMPUTED.items():
-        got = normalised_scores(corpus, nab.published(detector), profiles)
-        checks.append(ScorerCheck(detector, tuple(got[p] for p in PROFILES), expected))
-    return checks
-
-
-# ---------------------------------------------------------------------- command line
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.nab",
@@ -392,8 +297,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bench.nab_report import write_report
-
     args = parse_args(argv)
     nab = NAB(args.data_root)
     every = nab.series()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.nab import RECOMPUTED, Cell, Measures, ScorerCheck, measure
+from bench.nab_measure import RECOMPUTED, Cell, Measures, ScorerCheck, measure
 from bench.nab_score import NAB, PROFILES, Series
 
 __all__ = ["PLOTTED_SERIES", "write_report"]

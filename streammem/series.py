@@ -233,10 +233,10 @@ def for_series(
     >>> frame.loc[1500, "cpu"] = 90.0
     >>> model = streammem.for_series(time_field="ts", key="host")
     >>> judged = model.process_many(frame)  # or one reading at a time: the same alerts
-    >>> np.flatnonzero(judged.alerts)  # the spike alone
-    array([1500])
-    >>> (1 - judged.p_values[1498:1502]).round(4)  # the likelihood: in the tail at the spike
-    array([0.0013, 0.0033, 0.9995, 0.9972])
+    >>> np.flatnonzero(judged.alerts)  # the spike, and the next reading (its difference holds it)
+    array([1500, 1501])
+    >>> (1 - judged.p_values[1498:1503]).round(4)  # the likelihood: in the tail at the spike
+    array([0.0527, 0.036 , 0.9999, 0.9997, 0.997 ])
     """
     from streammem.alerts import AlertFilter
     from streammem.detectors import MemAE

@@ -100,8 +100,16 @@ def wait_until(condition: Callable[[], bool], what: str, process: subprocess.Pop
         if process is not None and process.poll() is not None:
             pytest.fail(f"daemon exited with {process.returncode} while waiting for {what}")
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what}{log_tail(process)}")
         time.sleep(0.5)
+
+
+def log_tail(process: subprocess.Popen | None, lines: int = 40) -> str:
+    """The end of a daemon's log, so that a failure shows what the daemon was doing."""
+    path = getattr(process, "log_path", None)
+    if path is None or not path.exists():
+        return ""
+    return "; the daemon's log ends:\n" + "\n".join(path.read_text().splitlines()[-lines:])
 
 
 def daemon_config(
@@ -142,6 +150,7 @@ def start_daemon(tmp_path: Path):
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        process.log_path = tmp_path / f"{name}.log"
         started.append(process)
         return process
 
@@ -609,7 +618,9 @@ def test_a_daemon_killed_and_restarted_gives_the_results_of_one_never_stopped(
     never = start_daemon(config("never"), "never")
     killed = start_daemon(config("killed"), "killed")
     checkpoints = tmp_path / "killed" / "checkpoints" / "resume-0"
-    wait_until(lambda: len(results_by_offset(broker, "resume-killed-scores")) >= 1000, "results")
+    wait_until(
+        lambda: len(results_by_offset(broker, "resume-killed-scores")) >= 1000, "results", killed
+    )
     for first in range(1200, 2600, 100):  # a live stream, so the kill lands mid-stream
         send(first, first + 100)
         time.sleep(0.15)

@@ -127,7 +127,8 @@ def test_reproduces_the_published_scoreboard(detector: str) -> None:
 
 @needs_nab
 def test_bench_cells_cache_and_the_report_is_written(tmp_path):
-    from bench.nab import check_scorer, run_cell
+    from bench.nab import run_cell
+    from bench.nab_measure import check_scorer
     from bench.nab_report import write_report
 
     nab = NAB()
