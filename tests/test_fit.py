@@ -10,7 +10,6 @@ import streammem
 from bench.generators import CorrelatedSensors
 from streammem.fit import FitTracker
 
-
 LEARNED = 12_000
 
 
