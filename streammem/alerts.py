@@ -24,7 +24,7 @@ from river import base as river_base
 from streammem.calibration import Calibrator, ConformalCalibrator, Judged
 from streammem.explain import TopFields
 from streammem.features import EncodedBatch, select_rows, to_frame_or_array
-from streammem.interface import is_stream_detector
+from streammem.interface import is_stream_detector, records_until_update
 from streammem.persistence import from_state, stateful
 from streammem.reprs import describe
 
@@ -223,7 +223,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         judged = []
         start = 0
         while start < len(batch):
-            capacity = self._records_until_update()
+            capacity = records_until_update(self.anomaly_detector)
             # A few rows more than can be learned: flagged rows are not learned.
             run = _rows(batch, start, start + capacity + capacity // 8)
             if isinstance(run, EncodedBatch) and not run.learnable:
@@ -247,12 +247,6 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         part.top_fields = explain.of(self.anomaly_detector, judged_rows, part.alerts)
         self.learn_judged(judged_rows, part)
         return part
-
-    def _records_until_update(self) -> int:
-        detector = self.anomaly_detector
-        if is_stream_detector(detector):
-            return max(1, detector.records_until_update())
-        return 1  # a plain River detector may change at every record
 
     def encode_many(self, X: Any) -> Any:
         """The batch read once by the detector (its ``encode_many``), else as given."""

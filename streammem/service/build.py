@@ -7,14 +7,15 @@ from typing import Any
 
 import streammem
 from streammem.alerts import AlertFilter
-from streammem.calibration import (
-    Calibrator,
-)
+from streammem.calibration import Calibrator
+from streammem.detectors.base import MemoryDetector
 from streammem.explain import TopFields
+from streammem.interface import ServedDetector
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.config import CalibrationConfig, Config, SchemaConfig
 from streammem.service.pipeline import ScoringPipeline
+from streammem.service.served import Served
 from streammem.windows import TimeWindow
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-def new_detector(config: Config) -> Any:
+def new_detector(config: Config) -> MemoryDetector:
     """The configured detector; its encoder declares the fields ``schema`` names, and
     applies its ``missing`` / ``nonfinite`` policies."""
     detector = config.model.build()
@@ -91,13 +92,20 @@ def pipeline_from_state(
     (or another error of the state's own making) if the state does not fit. A model reads
     the window it was trained on, and the fields of its schema: a checkpoint resumes only
     under the same ``features.window`` (its windows resume with it), and with the fields the
-    config's ``schema`` declares. An inferred schema still provisional stays so."""
+    config's ``schema`` declares. An inferred schema still provisional stays so. Its
+    calibrator resumes only under the same ``calibration`` (method, ``alpha`` or ``quantile``,
+    ``window_size``, ``min_reference``): its reference scores were judged against those
+    settings, so a changed one is refused, like a changed window, never overridden silently
+    in either direction."""
     for part in ("detector", "calibrator"):
         if not isinstance(state.get(part), Mapping):
             found = type(state.get(part)).__name__
             raise CheckpointError(f"the checkpoint's {part!r} is a {found}, not a mapping")
+    _check_calibration(state["calibrator"], config.calibration)
     detector = streammem.from_state(state["detector"])
-    _check_schema(detector, config.schema_)
+    if not isinstance(detector, MemoryDetector):
+        raise CheckpointError(f"its detector is a {type(detector).__name__}, not a detector")
+    _check_schema(Served(detector), config.schema_)
     held = state.get("schema_held")  # absent from older checkpoints: their schema is fixed
     if held is not None and (type(held) is not int or held < 0):
         raise CheckpointError(f"its schema_held is {held!r}, not a count of records")
@@ -106,7 +114,7 @@ def pipeline_from_state(
         streammem.from_state(state["calibrator"]),
         protect_anomaly_detector=not config.calibration.learn_on_alert,
     )
-    configured = new_detector(config)
+    configured = Served(new_detector(config))
     pipeline = ScoringPipeline(
         alerts,
         metrics,
@@ -118,7 +126,7 @@ def pipeline_from_state(
         configured=configured,
         label=config.source.label,
     )
-    pipeline.schema_held = None if configured.has_schema else held
+    pipeline.schema_held = None if configured.schema is not None else held
     sample = state.get("schema_sample")  # absent from older checkpoints
     try:
         pipeline.load_schema_sample(sample if isinstance(sample, str) else None)
@@ -127,13 +135,36 @@ def pipeline_from_state(
     return pipeline
 
 
-def _check_schema(detector: Any, schema: SchemaConfig) -> None:
+def _check_calibration(state: Mapping[str, Any], config: CalibrationConfig) -> None:
+    """``CheckpointError`` naming each setting whose saved value differs from the config's."""
+    wanted = config.build().state_dict()
+    kind = state.get("class", state.get("kind"))  # "kind": older checkpoints
+    if kind != wanted["class"]:
+        raise CheckpointError(
+            f"its calibrator is a {kind}, and calibration.method {config.method!r} makes a "
+            f"{wanted['class']}: refused"
+        )
+    saved = state.get("params")
+    saved = saved if isinstance(saved, Mapping) else {}
+    changed = [
+        f"calibration.{key} is {value!r} here and {saved.get(key)!r} in the checkpoint"
+        for key, value in wanted["params"].items()
+        if saved.get(key) != value
+    ]
+    if changed:
+        raise CheckpointError(
+            f"its calibration is not the configured one: {'; '.join(changed)}; refused (a "
+            "checkpoint resumes only under the calibration it was made with)"
+        )
+
+
+def _check_schema(detector: ServedDetector, schema: SchemaConfig) -> None:
     """``CheckpointError`` if the detector's schema is not the one ``schema`` declares (where
     it declares one): a checkpoint whose first records were wrong-typed was adopted as is."""
-    found = _schema_of(detector)
+    found = detector.schema
     if found is None:  # no schema yet
         return
-    numeric, categorical = found
+    numeric, categorical = list(found.numeric), found.vocabularies()
     declared = schema.categorical
     if (schema.numeric is None or set(numeric) == set(schema.numeric)) and (
         declared is None
@@ -144,20 +175,6 @@ def _check_schema(detector: Any, schema: SchemaConfig) -> None:
         f"its schema (numeric {numeric}, categorical {categorical}) is not the configured one "
         f"(schema.numeric {schema.numeric}, schema.categorical {declared}): refused"
     )
-
-
-def _schema_of(detector: Any) -> tuple[list, dict] | None:
-    """A detector's fields: numeric ones, and categorical ones with their vocabulary (None
-    where it is learned); None before it has a schema."""
-    encoder = getattr(detector, "encoder", None)
-    if encoder is not None and encoder.is_declared:
-        return list(encoder.numeric), dict(encoder.categorical)
-    fitted = getattr(detector, "encoder_", None)
-    if fitted is None or not fitted.is_fitted:
-        return None
-    learned = set(fitted.learned_fields_)
-    vocabulary = {k: None if k in learned else list(v) for k, v in fitted.vocabulary_.items()}
-    return list(fitted.numeric_), vocabulary
 
 
 def _window_from_state(state: Any, configured: TimeWindow | None) -> TimeWindow | None:

@@ -25,6 +25,7 @@ from connectors.csv import CsvSource
 from connectors.parquet import ParquetSink, ParquetSource
 from streammem.demo import SensorStream
 from streammem.fit import TrainingStats
+from streammem.interface import ServedDetector
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.agreement import LabelAgreement
@@ -230,14 +231,16 @@ def _labels(config: Config) -> tuple[str, str]:
 
 def _open_job(config: Config, metrics: ServiceMetrics) -> _Job:
     job = _resume(config, metrics)
-    _check_width(job.pipeline.detector, job.source)
+    _check_width(job.pipeline.model, job.source)
     return job
 
 
-def _check_width(detector: Any, source: SensorStream | ParquetSource | CsvSource) -> None:
+def _check_width(
+    detector: ServedDetector, source: SensorStream | ParquetSource | CsvSource
+) -> None:
     """An image model reads each feature column as one pixel: refuse a file that does not
     hold its images, before anything runs (it failed on the first full batch before)."""
-    if getattr(detector, "backbone", "mlp") == "mlp" or isinstance(source, SensorStream):
+    if detector.reads_fields or isinstance(source, SensorStream):
         return
     try:
         detector.model_input_shape(len(source.features))
@@ -324,9 +327,10 @@ def run_job(
     letters = sink.dead_letter_path if isinstance(sink, ParquetSink) else None
     label = _label(job)
     report = JobReport(total, seconds, output, None, resumed_at, letters, len(job.source), label)
-    report.training = job.pipeline.detector.training_stats()
+    report.training = job.pipeline.model.training_stats()
     if output and config.sink.plot and not report.nothing_scored:  # no scores, no plot
-        report.plot = _plot(output, config.sink.plot, label, by_field=_named_fields(job))
+        by_field = job.pipeline.model.reads_fields  # a colour per pixel would mean nothing
+        report.plot = _plot(output, config.sink.plot, label, by_field=by_field)
     return report
 
 
@@ -336,12 +340,6 @@ def _label(job: _Job) -> str | None:
     if isinstance(job.source, SensorStream):
         return job.config.source.label
     return job.source.label
-
-
-def _named_fields(job: _Job) -> bool:
-    """Whether the model reads named fields (a colour per top field means something), not
-    pixels (images: their encoder does not centre them)."""
-    return bool(getattr(job.pipeline.detector, "blends_distance", True))
 
 
 def _stop(job: _Job, sink: ParquetSink | _NullSink, between_batches: bool) -> None:

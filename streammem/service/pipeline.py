@@ -41,10 +41,11 @@ from connectors import DeadLetter, RecordBatch, Sink
 from streammem.alerts import AlertFilter, Judged
 from streammem.calibration import Calibrator, TailLikelihood
 from streammem.explain import Ranked, TopFields
-from streammem.interface import StreamDetector
+from streammem.interface import ServedDetector, StreamDetector
 from streammem.metrics import ServiceMetrics
 from streammem.service.agreement import LabelAgreement, label_values
 from streammem.service.backoff import Backoff
+from streammem.service.served import Served
 from streammem.windows import TimeWindow
 
 __all__ = ["BatchSummary", "ScoringPipeline"]
@@ -76,8 +77,9 @@ class ScoringPipeline:
     Parameters
     ----------
     alerts
-        A :class:`~streammem.interface.StreamDetector` behind its calibrator; it decides
-        p-values, alerts and what is learned.
+        A streammem detector behind its calibrator; it decides p-values, alerts and what is
+        learned. The pipeline reads the detector only through the
+        :class:`~streammem.interface.ServedDetector` contract (:attr:`model`).
     metrics
         Where counts, scores and latencies are recorded.
     max_attempts
@@ -119,15 +121,11 @@ class ScoringPipeline:
         window: TimeWindow | None = None,
         top_fields: TopFields | None = None,
         confirm_records: int = 1_000,
-        configured: StreamDetector | None = None,
+        configured: ServedDetector | None = None,
         label: str | None = None,
     ) -> None:
-        if not isinstance(alerts.anomaly_detector, StreamDetector):
-            raise TypeError(
-                "the service runs streammem detectors (a StreamDetector), got "
-                f"{type(alerts.anomaly_detector).__name__}"
-            )
         self.alerts = alerts
+        self.model: ServedDetector = Served(alerts.anomaly_detector)
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.backoff = Backoff() if backoff is None else backoff
@@ -137,7 +135,7 @@ class ScoringPipeline:
         self.top_fields = top_fields
         self.confirm_records = confirm_records
         self.label = label
-        self._configured = alerts.anomaly_detector if configured is None else configured
+        self._configured = self.model if configured is None else configured
         # Records the inferred schema has held for while provisional; None when there is
         # none yet, or once it is fixed (or declared).
         self.schema_held: int | None = None
@@ -207,7 +205,7 @@ class ScoringPipeline:
         scorer = self._scorer(batch)
         chunks, invalid = _Validator(scorer, batch).run()
         explain = self._explain(readings)
-        judged = self._judge(chunks, learn=scorer is self.detector, scorer=scorer, explain=explain)
+        judged = self._judge(chunks, learn=scorer is self.model, scorer=scorer, explain=explain)
         if readings is not None:
             self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
@@ -228,12 +226,15 @@ class ScoringPipeline:
         return dataclasses.replace(explain, fold_into=self.window.column_fields(readings))
 
     @property
-    def detector(self) -> Any:
+    def detector(self) -> StreamDetector:
+        """The detector itself, as the alert filter holds it."""
         return self.alerts.anomaly_detector
 
-    @detector.setter
-    def detector(self, detector: Any) -> None:
-        self.alerts.anomaly_detector = detector
+    def _install(self, model: ServedDetector) -> None:
+        """Score, judge and learn with ``model`` from now on (the filter holds the detector
+        itself, as River's filters do)."""
+        self.model = model
+        self.alerts.anomaly_detector = model.detector if isinstance(model, Served) else model
 
     @property
     def calibrator(self) -> Calibrator:
@@ -241,7 +242,7 @@ class ScoringPipeline:
 
     # ------------------------------------------------------------------ schema
     # Only this section infers, revises and fixes the schema (and state_dict saves its stage).
-    def _scorer(self, batch: RecordBatch) -> Any:
+    def _scorer(self, batch: RecordBatch) -> ServedDetector:
         """The detector that validates and scores ``batch``.
 
         A declared or fixed schema is never changed: the detector itself. Otherwise, before
@@ -258,24 +259,30 @@ class ScoringPipeline:
            ``streammem_schema_revisions_total``).
         3. Once it has held for ``confirm_records`` more records, it is fixed.
         """
-        if self.schema_held is None and self.detector.has_schema:
-            return self.detector
+        if self.schema_held is None and self.model.schema is not None:
+            return self.model
         records = [r for r in batch.records if isinstance(r, Mapping)]
         sample = [*self._sample, *records][-max(self.schema_records, len(records)) :]
         self._sample = sample[-self.schema_records :]
         candidate = self._configured.with_schema(sample, batch.kinds)
         enough = len(sample) >= self.schema_records and candidate is not None
         if self.schema_held is None:  # none adopted yet
-            return self._adopt(candidate, sample) if enough else candidate or self.detector
-        if enough and not _same_schema(candidate, self.detector):
+            if enough and candidate is not None:
+                return self._adopt(candidate, sample)
+            return candidate or self.model
+        if enough and candidate is not None and candidate.schema != self.model.schema:
             return self._adopt(candidate, sample, revised=True)
         self._held_for(len(records))
-        return self.detector
+        return self.model
 
-    def _adopt(self, candidate: Any, sample: list[Mapping], revised: bool = False) -> Any:
-        self.detector, self.schema_held = candidate, 0
-        encoder = candidate.encoder
-        numeric, categorical = encoder.numeric, list(encoder.categorical)
+    def _adopt(
+        self, candidate: ServedDetector, sample: list[Mapping], revised: bool = False
+    ) -> ServedDetector:
+        self._install(candidate)
+        self.schema_held = 0
+        schema = candidate.schema
+        numeric = list(schema.numeric) if schema is not None else []
+        categorical = [k for k, _ in schema.categorical] if schema is not None else []
         fields = (len(numeric), _shorten(numeric), len(categorical), _shorten(categorical))
         if revised:
             self.metrics.schema_revisions.labels(*self.labels).inc()
@@ -294,8 +301,8 @@ class ScoringPipeline:
                 *fields,
             )
         held = collections.Counter(k for r in sample for k in r)
-        schema = {*numeric, *categorical}
-        left_out = [str(k) for k, n in held.items() if 2 * n > len(sample) and k not in schema]
+        fields = {*numeric, *categorical}
+        left_out = [str(k) for k, n in held.items() if 2 * n > len(sample) and k not in fields]
         if left_out:
             log.warning(
                 "fields %s, held by most records, are not in the schema: no number or text in "
@@ -311,7 +318,9 @@ class ScoringPipeline:
             self.schema_held = None
             log.info("schema fixed: %d records agreed on it", self.confirm_records)
 
-    def _judge(self, chunks: list[_Chunk], learn: bool, scorer: Any, explain: TopFields) -> Judged:
+    def _judge(
+        self, chunks: list[_Chunk], learn: bool, scorer: ServedDetector, explain: TopFields
+    ) -> Judged:
         """Judge the valid chunks in order: with learning through the filter's exact path, or
         (while the schema is provisional) with the throw-away scorer, learning nothing."""
         if not learn:
@@ -321,11 +330,13 @@ class ScoringPipeline:
         updates_before = self.n_updates
         judged = [self.alerts.process_many(chunk.table, explain) for chunk in chunks]
         if self.n_updates > updates_before:
-            stats = self.detector.training_stats()
+            stats = self.model.training_stats()
             self.metrics.record_training(stats.n_updates - updates_before, stats, self.labels)
         return Judged.concat(judged)
 
-    def _judge_provisionally(self, scorer: Any, chunk: _Chunk, explain: TopFields) -> Judged:
+    def _judge_provisionally(
+        self, scorer: ServedDetector, chunk: _Chunk, explain: TopFields
+    ) -> Judged:
         judged = self.alerts.judge(np.asarray(scorer.score_many(chunk.table), np.float64))
         judged.top_fields = explain.of(scorer, chunk.table, judged.alerts)
         return judged
@@ -341,7 +352,7 @@ class ScoringPipeline:
 
     @property
     def n_updates(self) -> int:
-        return self.detector.training_stats().n_updates
+        return self.model.training_stats().n_updates
 
     @property
     def is_trained(self) -> bool:
@@ -351,9 +362,9 @@ class ScoringPipeline:
         """Detector, calibrator and window state, how long an inferred schema has held and,
         while it may still change, the records it is inferred from (as JSON text), loadable
         with ``torch.load(weights_only=True)``."""
-        fixed = self.schema_held is None and self.detector.has_schema
+        fixed = self.schema_held is None and self.model.schema is not None
         return {
-            "detector": self.detector.state_dict(),
+            "detector": self.model.state_dict(),
             "calibrator": self.calibrator.state_dict(),
             "window": self.window.state_dict() if self.window is not None else None,
             "schema_held": self.schema_held,
@@ -431,7 +442,7 @@ class _Validator:
     what ``check_one`` cannot see, such as values a table column cannot hold.
     """
 
-    def __init__(self, detector: Any, batch: RecordBatch) -> None:
+    def __init__(self, detector: ServedDetector, batch: RecordBatch) -> None:
         self.detector = detector
         self.batch = batch
         self.rejected: list[tuple[int, DeadLetter]] = []
@@ -515,12 +526,6 @@ def _window_problem(window: TimeWindow, record: Any) -> str | None:
     except ValueError as err:
         return str(err)
     return None
-
-
-def _same_schema(detector: Any, other: Any) -> bool:
-    """Whether two detectors' encoders declare the same fields, of the same kinds."""
-    mine, theirs = detector.encoder, other.encoder
-    return set(mine.numeric) == set(theirs.numeric) and mine.categorical == theirs.categorical
 
 
 def _shorten(fields: list) -> str:
