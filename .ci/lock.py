@@ -1,7 +1,7 @@
 """Write constraints.txt: the exact versions installed here of everything streammem and its
 extras need (the dependency closure, read from the installed metadata).
 
-    python .ci/lock.py            # after pip install -e '.[test,bench,fast,peers]'
+    python .ci/lock.py            # after pip install -e '.[test,bench,fast,peers,docs]'
 
 CI installs with ``-c constraints.txt`` so that a clean clone gets the environment the committed
 results came from. torch is pinned without its local tag (``2.13.0``, not ``2.13.0+cpu``): the
@@ -14,7 +14,7 @@ import importlib.metadata as metadata
 import re
 from pathlib import Path
 
-EXTRAS = ("test", "bench", "fast", "peers")
+EXTRAS = ("test", "bench", "fast", "peers", "docs")
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -47,6 +47,8 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
     protect_anomaly_detector
         ``True``: flagged records are not learned. ``False``: every record is learned.
 
+    Notes
+    -----
     As a River classifier, ``predict_one(x)`` is the alert decision (``classify`` of its
     score) and ``predict_proba_one(x)`` is ``{True: 1 - p, False: p}`` for the conformal
     p-value ``p``: a ranking for metrics such as ``ROCAUC``, not a calibrated probability (an
