@@ -162,7 +162,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         num_threads: int | None = 1,
         backbone: str = "mlp",
         input_shape: Sequence[int] | None = None,
-        hidden_sizes: Sequence[int] = (64, 32),
+        hidden_sizes: Sequence[int] = (64,),
         latent_size: int | None = None,
         activation: str = "leaky_relu",
         output_activation: str = "linear",
