@@ -22,6 +22,10 @@ side by side.
 and ``explain_many`` in turn on each of the same ``--batch``-row DataFrames of the timed events
 (both pure), reported as the ratio of their times, measured in the same process and run.
 
+``--baseline REF`` adds each ``--models`` detector as it was at the git revision ``REF``
+(checked out into a temporary worktree and timed by that tree's own worker, on the same cached
+events, in the same run): rows ``MemAE@REF``, and each row's ratio to its baseline's events/s.
+
 ``--curve`` adds the quality / speed curve of the learning schedule: for each ``--budgets``
 value, MemAE's mean AUROC on the 35 ADBench streams (read from the committed ``bench.stream``
 ablation cells, ``--quality``) against its events/s measured here, plotted to
@@ -31,13 +35,17 @@ ablation cells, ``--quality``) against its events/s measured here, plotted to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +170,41 @@ def measure(contender: str, path: str, n_events: int, warmup: int, batch: int) -
     }
 
 
-def run_worker(contender: str, path: str, args: argparse.Namespace) -> dict:
-    """Measure in a fresh process: its own imports, memory and thread pools."""
+def run_worker(
+    contender: str, path: str, args: argparse.Namespace, tree: Path | None = None
+) -> dict:
+    """Measure in a fresh process: its own imports, memory and thread pools; with ``tree``,
+    that checkout's streammem and worker."""
     command = [
         sys.executable, "-m", "bench.throughput", "--worker", contender, "--path", path,
         "--events", str(args.events), "--warmup", str(args.warmup), "--batch", str(args.batch),
     ]  # fmt: skip
     env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "")}
     env = {k: v for k, v in env.items() if v != ""}  # the detector limits its own pools
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, env=env, cwd=tree or BENCH_DIR.parent
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def checkout(ref: str, events: int) -> Iterator[Path]:
+    """``ref`` in a temporary git worktree, holding the cached events this run times."""
+    root = BENCH_DIR.parent
+    tree = Path(tempfile.mkdtemp(prefix="streammem-baseline-")) / "tree"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-q", str(tree), ref],
+                   check=True)  # fmt: skip
+    try:
+        cached = BENCH_DIR / "cache" / f"kdd_events_{events}.parquet"
+        (tree / "bench" / "cache").mkdir(parents=True, exist_ok=True)
+        shutil.copy(cached, tree / "bench" / "cache" / cached.name)
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],
+                       check=False)  # fmt: skip
+        shutil.rmtree(tree.parent, ignore_errors=True)
 
 
 class Competitor:
@@ -191,27 +224,14 @@ class Competitor:
 
 # ---------------------------------------------------------------------------------- report
 def run(args: argparse.Namespace) -> dict:
-    plan = [("river", "per-event")]
-    for name in args.models.split(","):
-        plan += [(name, "per-event"), (name, "many")]
-    conditions = ["quiet", "loaded"] if args.load else ["quiet"]
-    rows = []
-    for condition in conditions:
-        print(f"{condition}:", flush=True)
-        for contender, path in plan:
-            if condition == "loaded":
-                with Competitor():
-                    row = run_worker(contender, path, args)
-            else:
-                row = run_worker(contender, path, args)
-            row["condition"] = condition
-            rows.append(row)
-            print(f"  {contender:<18} {path:<10} {row['events_per_s']:>10,.0f} events/s "
-                  f"{row['peak_rss_mb']:>7.0f} MB", flush=True)  # fmt: skip
-    for row in rows:
-        river = next(r for r in rows if r["contender"] == "river"
-                     and r["condition"] == row["condition"])  # fmt: skip
-        row["ratio_vs_river"] = row["events_per_s"] / river["events_per_s"]
+    kdd_events(args.warmup + args.events)  # cached once, before any worker reads it
+    with contextlib.ExitStack() as stack:
+        tree = (
+            stack.enter_context(checkout(args.baseline, args.warmup + args.events))
+            if (args.baseline)
+            else None
+        )
+        rows = _measure_plan(args, tree)
     return {
         "command": "python -m bench.throughput " + " ".join(sys.argv[1:]),
         "events": args.events,
@@ -222,6 +242,37 @@ def run(args: argparse.Namespace) -> dict:
         "load_average_at_start": os.getloadavg(),
         "rows": rows,
     }
+
+
+def _measure_plan(args: argparse.Namespace, tree: Path | None) -> list[dict]:
+    plan: list[tuple[str, str, Path | None]] = [("river", "per-event", None)]
+    for name in args.models.split(","):
+        plan += [(name, "per-event", None), (name, "many", None)]
+        if tree is not None:
+            plan += [(name, "per-event", tree), (name, "many", tree)]
+    conditions = ["quiet", "loaded"] if args.load else ["quiet"]
+    rows = []
+    for condition in conditions:
+        print(f"{condition}:", flush=True)
+        for contender, path, where in plan:
+            with Competitor() if condition == "loaded" else contextlib.nullcontext():
+                row = run_worker(contender, path, args, where)
+            if where is not None:
+                row["contender"] = f"{contender}@{args.baseline}"
+            row["condition"] = condition
+            rows.append(row)
+            print(f"  {row['contender']:<18} {path:<10} {row['events_per_s']:>10,.0f} events/s "
+                  f"{row['peak_rss_mb']:>7.0f} MB", flush=True)  # fmt: skip
+    for row in rows:
+        river = next(r for r in rows if r["contender"] == "river"
+                     and r["condition"] == row["condition"])  # fmt: skip
+        row["ratio_vs_river"] = row["events_per_s"] / river["events_per_s"]
+        base = next((r for r in rows if r["contender"] == f"{row['contender']}@{args.baseline}"
+                     and r["path"] == row["path"] and r["condition"] == row["condition"]),
+                    None)  # fmt: skip
+        if base is not None:
+            row["ratio_vs_baseline"] = row["events_per_s"] / base["events_per_s"]
+    return rows
 
 
 ABLATIONS = RESULTS / "stream" / "ablations" / "cells.csv"
@@ -301,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--models", default="MemAE", help="comma-separated detector names")
     parser.add_argument("--load", action="store_true", help="also measure under CPU load")
+    parser.add_argument("--baseline", help="a git revision to time the same models at")
     parser.add_argument("--curve", action="store_true", help="quality / speed by budget")
     parser.add_argument("--explain", action="store_true", help="explain_many / score_many cost")
     parser.add_argument("--budgets", type=lambda t: [float(b) for b in t.split(",")],
@@ -336,7 +388,9 @@ def main(argv: list[str] | None = None) -> None:
     print("\nratio vs River (same events, same run):")
     for row in result["rows"][1:]:
         print(f"  {row['condition']:<7} {row['contender']:<18} {row['path']:<10} "
-              f"{row['ratio_vs_river']:>6.2f}x")  # fmt: skip
+              f"{row['ratio_vs_river']:>6.2f}x"
+              + (f"   {row['ratio_vs_baseline']:.2f}x {args.baseline}"
+                 if "ratio_vs_baseline" in row else ""))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results: {args.out}")
