@@ -31,7 +31,7 @@ class Served:
     >>> import streammem
     >>> served = Served(streammem.MemAE())
     >>> served.schema is None, served.reads_fields
-    (None, True)
+    (True, True)
     >>> served.learn_many([{"temp": 20.0 + i % 3, "line": "ab"[i % 2]} for i in range(40)])
     >>> served.schema
     Schema(numeric=('temp',), categorical=(('line', None),))
