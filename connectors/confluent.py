@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import confluent_kafka
@@ -182,7 +182,7 @@ class ConfluentConsumer:
         return ends
 
     def commit(
-        self, offsets: dict[TopicPartition, OffsetAndMetadata], timeout_ms: int | None = None
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], timeout_ms: int | None = None
     ) -> None:
         """Commit synchronously. librdkafka takes no timeout here: its ``socket.timeout.ms``
         bounds the request (:func:`make_confluent_consumer` sets it for this)."""

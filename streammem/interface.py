@@ -85,10 +85,10 @@ class Schema:
 class StreamDetector(Protocol):
     """A River anomaly detector that also reads, scores and learns batches, and saves safely."""
 
-    def score_one(self, x: Mapping[Hashable, Any]) -> float:
+    def score_one(self, x: Mapping[Any, Any]) -> float:
         """Score of one record (pure)."""
 
-    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+    def learn_one(self, x: Mapping[Any, Any]) -> None:
         """Learn one record."""
 
     def encode_many(self, X: Any) -> EncodedBatch:
@@ -115,7 +115,7 @@ class ServedDetector(StreamDetector, Protocol):
         before."""
 
     def with_schema(
-        self, records: Sequence[Mapping[Hashable, Any]], kinds: Mapping[Hashable, str] | None = None
+        self, records: Sequence[Mapping[Any, Any]], kinds: Mapping[Any, str] | None = None
     ) -> ServedDetector | None:
         """An unfitted copy that declares the schema ``records`` agree on (None if none)."""
 
@@ -125,7 +125,7 @@ class ServedDetector(StreamDetector, Protocol):
     def training_stats(self) -> TrainingStats:
         """Gradient steps, last losses, memory usage and the fit by field, as one value."""
 
-    def check_one(self, x: Mapping[Hashable, Any]) -> None:
+    def check_one(self, x: Mapping[Any, Any]) -> None:
         """Raise ``ValueError`` naming the field if ``x`` cannot be read; changes nothing."""
 
     def explain_many(self, X: Any) -> pd.DataFrame:

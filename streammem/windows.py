@@ -229,7 +229,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
                     names.append(f"{field}_{feature}")
         return names
 
-    def column_fields(self, X: Any) -> dict[str, Hashable]:
+    def column_fields(self, X: Any) -> dict[Hashable, Hashable]:
         """The reading field each window column of batch ``X`` summarises, ``{column: field}``
         (the windowed fields as :meth:`transform_many` picks them; pure).
 
@@ -249,14 +249,14 @@ class TimeWindow(river_base.MiniBatchTransformer):
             return WindowedFilter(self, other)
         return super().__or__(other)
 
-    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+    def learn_one(self, x: Mapping[Any, Any]) -> None:
         fields = self._fields([x])
         readings = self._read_records([x], fields)
         output = self._windows(readings)
         self._learn(readings, fields)
         self._last_learned = (x, output)
 
-    def transform_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+    def transform_one(self, x: Mapping[Any, Any]) -> dict[Hashable, Any]:
         fields = self._fields([x])
         last = self.__dict__.get("_last_learned")
         if last is not None and last[0] is x:
@@ -265,7 +265,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
             output = self._windows(self._read_records([x], fields))
         return {**dict(zip(self.columns(fields), output[0].tolist(), strict=True)), **self._rest(x)}
 
-    def learn_many(self, X: pd.DataFrame | Sequence[Mapping[Hashable, Any]]) -> None:
+    def learn_many(self, X: pd.DataFrame | Sequence[Mapping[Any, Any]]) -> None:
         """Append a batch of readings (a DataFrame or a list of records), in order."""
         if len(X) == 0:
             return
@@ -275,7 +275,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
         self._learn(readings, fields)
         self._last_learned = (X, output)
 
-    def transform_many(self, X: pd.DataFrame | Sequence[Mapping[Hashable, Any]]) -> Any:
+    def transform_many(self, X: pd.DataFrame | Sequence[Mapping[Any, Any]]) -> Any:
         """Windows of a batch (pure): a DataFrame (same index) for a DataFrame, a list of
         records for a list of records. Other columns pass through, the time field is dropped."""
         if len(X) == 0 and self.fields is None and "fields_" not in self.__dict__:
@@ -296,7 +296,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
             for row, x in zip(output.tolist(), X, strict=True)
         ]
 
-    def fit_fields(self, X: pd.DataFrame | Sequence[Mapping[Hashable, Any]]) -> list[Hashable]:
+    def fit_fields(self, X: pd.DataFrame | Sequence[Mapping[Any, Any]]) -> list[Hashable]:
         """Fix the windowed fields from a batch, unless declared or fixed already; returns them.
 
         ``ValueError`` if the batch holds no numeric field to window.
@@ -316,7 +316,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
     def _dropped(self) -> list[Hashable]:
         return [self.time_field] if self.time_field is not None else []
 
-    def _rest(self, x: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+    def _rest(self, x: Mapping[Any, Any]) -> dict[Hashable, Any]:
         skip = {*self._fields([x]), *self._dropped()}
         return {k: v for k, v in x.items() if k not in skip}
 
@@ -359,7 +359,7 @@ class TimeWindow(river_base.MiniBatchTransformer):
                 times.append(_time(self.time_field, x.get(self.time_field)))
         return _Readings(keys, np.array(times) if self.time_field is not None else None, values)
 
-    def _key_of(self, x: Mapping[Hashable, Any]) -> Hashable:
+    def _key_of(self, x: Mapping[Any, Any]) -> Hashable:
         if self.key is None:
             return None
         value = x.get(self.key)
@@ -584,24 +584,24 @@ class WindowedFilter(river_base.AnomalyFilter, river_base.Classifier):
     def classify(self, score: float) -> bool:
         return self.anomaly_filter.classify(score)
 
-    def score_one(self, x: Mapping[Hashable, Any]) -> float:
+    def score_one(self, x: Mapping[Any, Any]) -> float:
         return self.anomaly_filter.score_one(self.window.transform_one(x))
 
-    def p_value_one(self, x: Mapping[Hashable, Any]) -> float:
+    def p_value_one(self, x: Mapping[Any, Any]) -> float:
         """The filter's p-value of ``x``'s window (pure)."""
         return self.anomaly_filter.p_value_one(self.window.transform_one(x))
 
-    def predict_one(self, x: Mapping[Hashable, Any]) -> bool:
+    def predict_one(self, x: Mapping[Any, Any]) -> bool:
         """Whether ``x``'s window would raise an alert now (pure)."""
         return self.classify(self.score_one(x))
 
-    def predict_proba_one(self, x: Mapping[Hashable, Any]) -> dict[bool, float]:
+    def predict_proba_one(self, x: Mapping[Any, Any]) -> dict[bool, float]:
         """``{True: 1 - p, False: p}`` for the p-value of ``x``'s window (pure); see
         :class:`~streammem.AlertFilter`."""
         p_value = self.p_value_one(x)
         return {False: p_value, True: 1.0 - p_value}
 
-    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+    def learn_one(self, x: Mapping[Any, Any]) -> None:
         self.anomaly_filter.learn_one(self.window.transform_one(x))
         self.window.learn_one(x)
 
@@ -613,7 +613,7 @@ class WindowedFilter(river_base.AnomalyFilter, river_base.Classifier):
         """p-values of a batch's windows (pure)."""
         return self.anomaly_filter.p_values_many(self.window.transform_many(X))
 
-    def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
+    def explain_one(self, x: Mapping[Any, Any]) -> dict[Hashable, float]:
         """Each reading field's contribution to ``score_one(x)`` (pure): its window features'
         contributions summed, fields passed through as they are; they add up to the score."""
         window = self.window.transform_one(x)

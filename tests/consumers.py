@@ -11,7 +11,7 @@ from kafka.structs import OffsetAndMetadata
 
 
 class MemoryConsumer:
-    """The part of :class:`~kafka.KafkaConsumer` the daemon uses, over in-memory logs.
+    """A :class:`~connectors.source.StreamSource` over in-memory logs.
 
     Parameters
     ----------

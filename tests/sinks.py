@@ -5,7 +5,7 @@ from __future__ import annotations
 
 class ListSink:
     """Collects results and dead letters in lists (the :class:`connectors.Sink` protocol, and
-    the daemon's :class:`~streammem.service.daemon.FlushingSink`)."""
+    the daemon's :class:`~streammem.service.clients.FlushingSink`)."""
 
     def __init__(self) -> None:
         self.results: list[dict] = []

@@ -192,28 +192,28 @@ def test_resuming_checks_the_checkpoint_offset_against_the_broker(broker, tmp_pa
     """A checkpoint ahead of the commit skips what it covers (seeking past it); one beyond the
     log's end (10^12) while the commit is within it is a bad checkpoint, not log loss: it is
     skipped (it was reported as the broker losing its log, and the log read again)."""
-    broker.create_topic("resume", 2)
+    broker.create_topic("resume-offsets", 2)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     for i in range(20):
         event = {"temp": 20.0 + i % 3, "rpm": 900.0, "line": "ab"[i % 2]}
-        producer.send("resume", json.dumps(event).encode(), partition=i % 2)
+        producer.send("resume-offsets", json.dumps(event).encode(), partition=i % 2)
     producer.flush()
     producer.close()
     consumer = make_consumer(broker.bootstrap, "resume-group")
-    ahead, absurd = TopicPartition("resume", 0), TopicPartition("resume", 1)
+    ahead, absurd = TopicPartition("resume-offsets", 0), TopicPartition("resume-offsets", 1)
     consumer.assign([ahead, absurd])
     consumer.commit({tp: OffsetAndMetadata(2, "", -1) for tp in (ahead, absurd)})
     config = daemon_config(tmp_path, broker.bootstrap)
     store = CheckpointStore(config.checkpoint.dir)
-    store.save("resume-0", checkpoint(config, ahead, 7))
-    store.save("resume-1", checkpoint(config, absurd, 10**12))
+    store.save("resume-offsets-0", checkpoint(config, ahead, 7))
+    store.save("resume-offsets-1", checkpoint(config, absurd, 10**12))
     with caplog.at_level(logging.INFO):
         daemon, sink = run(config, consumer, {ahead: 10, absurd: 10})
     scored = {(r["partition"], r["offset"]) for r in sink.results}
     assert scored == {(0, o) for o in range(7, 10)} | {(1, o) for o in range(2, 10)}
     assert "offsets 2-6 were scored before the checkpoint" in caplog.text
     resets = daemon.metrics.registry.get_sample_value(
-        "streammem_offset_resets_total", {"topic": "resume", "partition": "1"}
+        "streammem_offset_resets_total", {"topic": "resume-offsets", "partition": "1"}
     )
     assert resets is None and fallbacks(daemon) == 1
     assert "its offset 1000000000000 is beyond the log's end 10" in caplog.text

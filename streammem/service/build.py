@@ -186,7 +186,7 @@ def _window_from_state(state: Any, configured: TimeWindow | None) -> TimeWindow 
         wanted = "features.window is set" if configured is not None else "no features.window"
         raise CheckpointError(f"the checkpoint has {saved}, and the config has {wanted}")
     window = streammem.from_state(state) if isinstance(state, Mapping) else None
-    if type(window) is not type(configured):
+    if window is None or type(window) is not type(configured):
         raise CheckpointError(
             f"its history is a {type(window).__name__}, and the config asks for a "
             f"{type(configured).__name__} (features.window or features.series)"

@@ -7,7 +7,7 @@ import re
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from streammem.persistence import (
     CheckpointError,
@@ -68,7 +68,8 @@ class CheckpointStore:
         ``keep``; ``OSError`` if it cannot be written (a checkpoint written but an old one
         left undeleted is only logged)."""
         taken = self._named(name)
-        number = int(_NAME.match(taken[0].name).group(1)) + 1 if taken else 0
+        newest = _NAME.match(taken[0].name) if taken else None  # _named lists only matches
+        number = int(newest.group(1)) + 1 if newest else 0
         path = self.root / _safe(name) / f"ckpt-{number:010d}.pt"
         save_checkpoint(state, path)
         for old in self.paths(name)[self.keep :]:
@@ -77,6 +78,12 @@ class CheckpointStore:
             except OSError as err:
                 log.warning("cannot delete the old checkpoint %s (%s)", old, err)
         return path
+
+    @overload
+    def load_latest(self, name: str, rebuild: None = None) -> dict[str, Any] | None: ...
+
+    @overload
+    def load_latest(self, name: str, rebuild: Callable[[dict[str, Any]], T]) -> T | None: ...
 
     def load_latest(
         self, name: str, rebuild: Callable[[dict[str, Any]], T] | None = None

@@ -449,7 +449,7 @@ def _check_schema_columns(config: Config) -> None:
     feature columns, or the window's columns of them), read from the file's schema alone."""
     source, schema, window = config.source, config.schema_, config.features.history
     declared = {"numeric": schema.numeric or [], "categorical": list(schema.categorical or {})}
-    if source.kind not in FILE_KINDS or not any(declared.values()):
+    if source.kind not in FILE_KINDS or source.path is None or not any(declared.values()):
         return
     try:
         if source.kind == "parquet":

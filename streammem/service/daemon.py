@@ -13,10 +13,12 @@ the commit exactly as the model that crashed would have.
 Model state is kept per partition so a rebalance moves a model with its partition: state is
 checkpointed when a partition is revoked and loaded after it is assigned, with its first message.
 
-The daemon is built from its collaborators: a consumer and a sink come from the factories it is
-given (by default those of ``kafka.client``: :func:`kafka_consumer` and :func:`kafka_sink` for
-kafka-python, :func:`confluent_consumer` and :func:`confluent_sink` for confluent-kafka), so it
-can run on any consumer and sink with the same interface.
+The daemon is built from its collaborators: a :class:`~connectors.source.StreamSource` and a
+:class:`~streammem.service.clients.FlushingSink` come from the factories it is given (by default
+those of ``kafka.client``, :mod:`streammem.service.clients`), so it runs on any source and sink
+with those contracts. What the offsets of each poll mean (a log that went on, a restart behind
+the commit, a lost log) is decided by the partition's
+:class:`~streammem.service.partition_log.PartitionLog`; the daemon carries it out.
 """
 
 from __future__ import annotations
@@ -28,49 +30,45 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from connectors import Sink
-from connectors.kafka import JsonDecoder, KafkaSink, make_consumer, make_producer
+from connectors import DeadLetter
+from connectors.kafka import JsonDecoder
+from connectors.source import StreamSource, log_bounds
 from streammem.metrics import ServiceMetrics
-from streammem.persistence import CheckpointError
 from streammem.service.backoff import Backoff
 from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.checkpoint import CheckpointStore
-from streammem.service.config import Config, ConfigError, KafkaConfig
+from streammem.service.clients import (
+    COMMIT_TIMEOUT_MS,
+    FlushingSink,
+    SinkFactory,
+    SourceFactory,
+    client_factories,
+)
+from streammem.service.config import Config, ConfigError
 from streammem.service.exposition import MetricsServer, serve_metrics
+from streammem.service.partition_log import PartitionLog, Step
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
 from streammem.training import preload_optimizer
 
-__all__ = [
-    "Daemon",
-    "FlushingSink",
-    "client_factories",
-    "confluent_consumer",
-    "confluent_sink",
-    "kafka_consumer",
-    "kafka_sink",
-]
+__all__ = ["Daemon"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# kafka-python's synchronous commit, flush and close wait forever for a broker that is gone:
-# bound them, so SIGTERM during an outage still exits (what is not committed replays).
-_COMMIT_TIMEOUT_MS = 10_000
+# kafka-python's synchronous flush and close wait forever for a broker that is gone: bound
+# them, so SIGTERM during an outage still exits (what is not committed replays).
 _SHUTDOWN_TIMEOUT_S = 10.0
 # A consumer that owns no partition yet (SIGTERM during a group join) has nothing to hand
 # over: its request to leave the group waits behind the join on the broker (3.5 s on Tansu,
 # 8 s seen), so it gets only this long, and the group drops it by its session timeout at worst.
 _LEAVE_WHILE_JOINING_MS = 500
-# One attempt to reach the broker; kafka-python's own 30 s kept SIGTERM waiting that long and
-# the retry counter at 0 while the broker was down.
-_BOOTSTRAP_TIMEOUT_MS = 1_000
 # An idle consumer's polls do not say whether the broker answers: ask it this often, this long.
 _PROBE_INTERVAL_S = 5.0
 _PROBE_TIMEOUT_MS = 2_000
@@ -79,102 +77,22 @@ _PROBE_TIMEOUT_MS = 2_000
 class _Discard:
     """Where relearned messages' results go: they were sent before the restart."""
 
-    def write(self, results: list) -> None:
+    def write(self, results: list[dict[str, Any]]) -> None:
         pass
 
-    def dead_letter(self, letters: list) -> None:
+    def dead_letter(self, letters: list[DeadLetter]) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-def _is_offset(value: Any) -> bool:
-    return type(value) is int and 0 <= value < 2**63
-
-
-class FlushingSink(Sink, Protocol):
-    """A :class:`~connectors.Sink` whose writes are confirmed by :meth:`flush`."""
-
-    def flush(self, timeout_s: float | None = None) -> None:
-        """Wait for every write so far; raise ``KafkaError`` if one failed."""
-
-    def close(self, timeout_s: float | None = None) -> None:
-        """Release the sink; ``timeout_s=0`` drops what is not written yet."""
-
-
-def kafka_consumer(kafka: KafkaConfig, listener: ConsumerRebalanceListener) -> KafkaConsumer:
-    """A consumer of ``kafka.input_topic`` in ``kafka.group_id`` that reports its rebalances
-    to ``listener``."""
-    consumer = make_consumer(
-        kafka.bootstrap_servers,
-        kafka.group_id,
-        max_poll_records=kafka.max_poll_records,
-        session_timeout_ms=kafka.session_timeout_ms,
-        bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS,
-    )
-    consumer.subscribe([kafka.input_topic], listener=listener)
-    return consumer
-
-
-def kafka_sink(kafka: KafkaConfig) -> KafkaSink:
-    """A sink producing to ``kafka.output_topic`` and ``kafka.dead_letter_topic``."""
-    producer = make_producer(kafka.bootstrap_servers, bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS)
-    return KafkaSink(producer, kafka.output_topic, kafka.dead_letter_topic)
-
-
-def confluent_consumer(kafka: KafkaConfig, listener: ConsumerRebalanceListener) -> Any:
-    """:func:`kafka_consumer` on confluent-kafka (``kafka.client: confluent``)."""
-    from connectors.confluent import ConfluentConsumer, check_reachable, make_confluent_consumer
-
-    settings = {
-        "session.timeout.ms": kafka.session_timeout_ms,
-        "socket.timeout.ms": _COMMIT_TIMEOUT_MS,  # bounds the commit, which takes no timeout
-    }
-    raw = make_confluent_consumer(kafka.bootstrap_servers, kafka.group_id, **settings)
-    try:
-        check_reachable(raw, _BOOTSTRAP_TIMEOUT_MS / 1000)
-    except KafkaError:
-        raw.close()
-        raise
-    consumer = ConfluentConsumer(raw, listener)
-    consumer.subscribe([kafka.input_topic])
-    return consumer
-
-
-def confluent_sink(kafka: KafkaConfig) -> FlushingSink:
-    """:func:`kafka_sink` on confluent-kafka (``kafka.client: confluent``)."""
-    from connectors.confluent import ConfluentSink, check_reachable, make_confluent_producer
-
-    producer = make_confluent_producer(kafka.bootstrap_servers)
-    check_reachable(producer, _BOOTSTRAP_TIMEOUT_MS / 1000)
-    return ConfluentSink(producer, kafka.output_topic, kafka.dead_letter_topic)
-
-
-def client_factories(kafka: KafkaConfig) -> tuple[Callable, Callable]:
-    """The consumer and sink factories of the client library ``kafka.client`` chooses."""
-    if kafka.library == "confluent":
-        return confluent_consumer, confluent_sink
-    return kafka_consumer, kafka_sink
-
-
 @dataclasses.dataclass
 class _Partition:
-    """A partition's model and the offsets it has reached."""
+    """A partition's model and where it stands in the partition's log."""
 
     pipeline: ScoringPipeline
-    position: int | None = None  # next offset to process; None until a message is seen
-    checkpointed: int | None = None
-    # Whether the checkpoint's offset was checked against the broker's log and commits.
-    verified: bool = False
-    # After the log moved backwards: offsets below this one are read a second time.
-    reread_below: int | None = None
-    # The group's committed offset (None: no commit) and the log's end, when it was loaded.
-    committed: int | None = None
-    end: int | None = None
-    # After a restart from a checkpoint older than the commit: offsets below this one were
-    # sent before the crash, and are learned again without sending their results.
-    relearn_below: int | None = None
+    log: PartitionLog
 
 
 class Daemon(ConsumerRebalanceListener):
@@ -187,11 +105,9 @@ class Daemon(ConsumerRebalanceListener):
     metrics
         Instruments to update; a fresh private registry by default.
     new_consumer
-        ``(config.kafka, daemon) -> consumer``: a consumer of the input topic (a
-        :class:`~kafka.KafkaConsumer`'s ``poll``, ``seek``, ``seek_to_beginning``,
-        ``assignment``, ``position``, ``committed``, ``highwater``, ``end_offsets``,
-        ``commit`` and ``close``) that tells the daemon, its rebalance listener, which
-        partitions it gets and loses; by default that of ``kafka.client``.
+        ``(config.kafka, daemon) -> source``: a :class:`~connectors.source.StreamSource` of
+        the input topic that tells the daemon, its rebalance listener, which partitions it
+        gets and loses; by default that of ``kafka.client``.
     new_sink
         ``config.kafka -> sink`` for results and dead letters; called again for a fresh sink
         after one fails; by default that of ``kafka.client``.
@@ -205,9 +121,8 @@ class Daemon(ConsumerRebalanceListener):
         config: Config,
         metrics: ServiceMetrics | None = None,
         *,
-        new_consumer: Callable[[KafkaConfig, ConsumerRebalanceListener], KafkaConsumer]
-        | None = None,
-        new_sink: Callable[[KafkaConfig], FlushingSink] | None = None,
+        new_consumer: SourceFactory | None = None,
+        new_sink: SinkFactory | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.config = config
@@ -236,8 +151,20 @@ class Daemon(ConsumerRebalanceListener):
         self._down_since: float | None = None
         self._failed_requests = 0
         self._revoked: set[TopicPartition] = set()  # in a rebalance, until assigned again
-        self._consumer: KafkaConsumer | None = None
-        self._sink: FlushingSink | None = None
+        self._source: StreamSource | None = None
+        self._out: FlushingSink | None = None
+
+    @property
+    def _consumer(self) -> StreamSource:
+        if self._source is None:
+            raise RuntimeError("the daemon is not connected: run() connects it")
+        return self._source
+
+    @property
+    def _sink(self) -> FlushingSink:
+        if self._out is None:
+            raise RuntimeError("the daemon is not connected: run() connects it")
+        return self._out
 
     def _checkpoint_store(self) -> CheckpointStore | None:
         folder = self.config.checkpoint.dir
@@ -261,7 +188,7 @@ class Daemon(ConsumerRebalanceListener):
         threading.Thread(target=preload_optimizer, name="preload", daemon=True).start()
         try:
             self._connect()
-            if self._consumer is not None:
+            if self._source is not None:
                 self._loop()
                 self._shutdown()
         finally:
@@ -291,7 +218,7 @@ class Daemon(ConsumerRebalanceListener):
             if consumer is not None:
                 consumer.close(autocommit=False)
             return
-        self._consumer, self._sink = consumer, sink
+        self._source, self._out = consumer, sink
         self._broker_answered()
         log.info("consuming %s as group %s (%s)", kafka.input_topic, kafka.group_id, kafka.library)
 
@@ -403,118 +330,63 @@ class Daemon(ConsumerRebalanceListener):
         for tp, offset in starts.items():
             self._consumer.seek(tp, offset)
             if tp in self.partitions:  # not if loading its model is what failed
-                self.partitions[tp].position = offset
+                self.partitions[tp].log.rewind(offset)
         self._sink.close(timeout_s=0)
         self._failures += 1
         what = f"a request to the broker failed ({err}); replaying from {starts}"
         self._broker_failed(what, self._failures)
         sink = self._retry(lambda: self.new_sink(self.config.kafka))
         if sink is not None:
-            self._sink = sink
+            self._out = sink
 
     def _process(self, tp: TopicPartition, messages: list) -> None:
         state = self._state(tp)
-        if not state.verified:
-            messages = self._resume(tp, state, messages)
-        else:
-            messages = self._check_continuity(tp, state, messages)
-        if messages and state.relearn_below is not None:
-            messages = self._relearn(tp, state, messages)
-        if messages:
-            self._count_reread(tp, state, messages)
-            batch = self.decoder.decode(messages)
+        step = state.log.step(messages, str(tp))
+        self._carry_out(tp, step)
+        if step.relearn:
+            self._relearn(tp, state, step.relearn)
+        if step.process:
+            if step.reread is not None:
+                self.metrics.offsets_reread.labels(tp.topic, str(tp.partition)).inc(step.reread)
+            batch = self.decoder.decode(step.process)
             self.total += state.pipeline.process(batch, self._sink)
-            state.position = messages[-1].offset + 1
+            state.log.reached(step.process[-1])
 
-    def _relearn(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
+    def _carry_out(self, tp: TopicPartition, step: Step) -> None:
+        """The seeks, counts and log lines a :class:`Step` asks for."""
+        if step.reset is not None:
+            self._reset(tp, step.reset)
+        if step.skipped is not None:
+            self._skipped(tp, *step.skipped)
+        if step.seek is not None:
+            self._consumer.seek(tp, step.seek)
+
+    def _relearn(self, tp: TopicPartition, state: _Partition, old: list) -> None:
         """Run the messages the crashed daemon had already sent through the model, as it ran
-        them (same results, same learning), sending nothing and counting them apart; returns
-        the messages after them."""
-        below = state.relearn_below
-        old = [m for m in messages if m.offset < below]
-        if old:
-            pipeline, metrics = state.pipeline, state.pipeline.metrics
-            pipeline.metrics = ServiceMetrics()  # not this daemon's events, alerts or letters
-            try:
-                pipeline.process(self.decoder.decode(old), _Discard())
-            finally:
-                pipeline.metrics = metrics
-            self.metrics.offsets_relearned.labels(tp.topic, str(tp.partition)).inc(len(old))
-            state.position = old[-1].offset + 1
-        if messages[-1].offset + 1 >= below:
-            state.relearn_below = None
-            log.info("%s: relearned up to offset %d; scoring from there", tp, below)
-        return [m for m in messages if m.offset >= below]
-
-    def _resume(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
-        """The messages of a partition's first poll that its model has not seen.
-
-        Results below the checkpoint's offset were flushed before it was written, so a crash
-        before the commit that followed it replays them: skip them, do not relearn them. But
-        only when the broker still holds the log the checkpoint came from: a log that ends
-        below the checkpoint, or a group with no commit at all, means the broker lost it (an
-        empty restart, a recreated topic), and every message is new.
-        """
-        committed, end = state.committed, state.end
-        checkpoint, first = state.checkpointed, messages[0].offset
-        state.verified = True
-        if checkpoint is not None and (committed is None or end < checkpoint):
-            evidence = f"checkpoint at {checkpoint}, committed {committed}, log end {end}"
-            self._reset(tp, max(checkpoint, committed or 0), evidence)
-            return []
-        reached = max(committed or 0, checkpoint or 0)
-        if committed is not None and first > reached:
-            self._skipped(tp, first - reached, first)
-        if checkpoint is not None and first > checkpoint:
-            log.info(
-                "%s: its checkpoint is at offset %d, the group's commit at %d: relearning "
-                "offsets %d-%d (sent before the restart) before scoring on",
-                tp,
-                checkpoint,
-                first,
-                checkpoint,
-                first - 1,
-            )
-            state.position, state.relearn_below = checkpoint, first
-            self._consumer.seek(tp, checkpoint)
-            return []
-        if checkpoint is None or first >= checkpoint:
-            return messages
-        log.info("%s: offsets %d-%d were scored before the checkpoint", tp, first, checkpoint - 1)
-        state.position = checkpoint
-        kept = [m for m in messages if m.offset >= checkpoint]
-        if not kept:
-            self._consumer.seek(tp, checkpoint)
-        return kept
-
-    def _check_continuity(self, tp: TopicPartition, state: _Partition, messages: list) -> list:
-        """The messages to process: none if one is below the position (the log was replaced,
-        and is read again from its start); a gap is counted: the broker no longer holds
-        (retention, compaction) or never delivered those offsets."""
-        first, last = messages[0].offset, messages[-1].offset
-        start = state.position
-        if start is not None and first < start:
-            self._reset(tp, start, f"offset {first} after {start - 1}")
-            return []
-        missing = last + 1 - (first if start is None else start) - len(messages)
-        if missing > 0:
-            self._skipped(tp, missing, last)
-        return messages
+        them (same results, same learning), sending nothing and counting them apart."""
+        pipeline, metrics = state.pipeline, state.pipeline.metrics
+        pipeline.metrics = ServiceMetrics()  # not this daemon's events, alerts or letters
+        try:
+            pipeline.process(self.decoder.decode(old), _Discard())
+        finally:
+            pipeline.metrics = metrics
+        self.metrics.offsets_relearned.labels(tp.topic, str(tp.partition)).inc(len(old))
+        state.log.reached(old[-1])
 
     def _check_log_ends(self) -> None:
-        """Catch a consumer past its partition's high watermark: the broker lost the log, or
-        the topic was re-created, below its position. Its fetches return nothing until the new
-        log grows past it, so every offset below would be passed over unread."""
+        """Catch a consumer past its partition's high watermark (see
+        :meth:`PartitionLog.beyond_end`)."""
         for tp in self._consumer.assignment() - self._revoked:
             end = self._consumer.highwater(tp)
             if end is None:  # no fetch answered yet
                 continue
             try:
-                position = self._consumer.position(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
+                position = self._consumer.position(tp, timeout_ms=COMMIT_TIMEOUT_MS)
             except KafkaError:  # revoked meanwhile, or the broker is gone: the next loop checks
                 continue
-            if position is not None and position > end:
-                self._reset(tp, position, f"position {position} beyond the log's end {end}")
+            evidence = PartitionLog.beyond_end(position, end)
+            if position is not None and evidence is not None:
+                self._reset(tp, self._state(tp).log.reset(position, evidence))
 
     def _skipped(self, tp: TopicPartition, count: int, before: int) -> None:
         self.metrics.offsets_skipped.labels(tp.topic, str(tp.partition)).inc(count)
@@ -526,9 +398,9 @@ class Daemon(ConsumerRebalanceListener):
             before,
         )
 
-    def _reset(self, tp: TopicPartition, reached: int, evidence: str) -> None:
-        """The broker's log moved backwards: keep the model, forget the offsets it had reached
-        (``reached``), and read the new log from its start."""
+    def _reset(self, tp: TopicPartition, evidence: str) -> None:
+        """The broker's log moved backwards (the partition's log has forgotten the offsets it
+        had reached): read the new log from its start, with the model kept."""
         self.metrics.offset_resets.labels(tp.topic, str(tp.partition)).inc()
         log.warning(
             "%s: the broker's log moved backwards (%s): it lost the log or the topic was "
@@ -536,22 +408,7 @@ class Daemon(ConsumerRebalanceListener):
             tp,
             evidence,
         )
-        state = self._state(tp)
-        state.verified = True
-        state.checkpointed = state.position = None
-        # The mark survives a rebalance in the checkpoint: it may be higher than this log's.
-        state.reread_below = max(reached, state.reread_below or 0)
         self._consumer.seek_to_beginning(tp)
-
-    def _count_reread(self, tp: TopicPartition, state: _Partition, messages: list) -> None:
-        """Count the offsets of a new log that the old one had already reached."""
-        below = state.reread_below
-        if below is None:
-            return
-        count = sum(1 for m in messages if m.offset < below)
-        self.metrics.offsets_reread.labels(tp.topic, str(tp.partition)).inc(count)
-        if messages[-1].offset + 1 >= below:
-            state.reread_below = None
 
     def _state(self, tp: TopicPartition) -> _Partition:
         if tp not in self.partitions:
@@ -561,25 +418,22 @@ class Daemon(ConsumerRebalanceListener):
     def _update_lag(self) -> None:
         for tp, state in self.partitions.items():
             highwater = self._consumer.highwater(tp)
-            if highwater is not None and state.position is not None:
-                lag = max(highwater - state.position, 0)
+            position = state.log.position
+            if highwater is not None and position is not None:
+                lag = max(highwater - position, 0)
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     # ------------------------------------------------------------------ offsets, checkpoints
     def _commit(self, tps: list[TopicPartition]) -> None:
-        # A partition still relearning is behind the group's commit: committing it would
-        # move the commit backwards, and a second crash would send those results again.
-        offsets = {
-            tp: OffsetAndMetadata(self.partitions[tp].position, "", -1)
-            for tp in tps
-            if tp in self.partitions
-            and self.partitions[tp].position is not None
-            and self.partitions[tp].relearn_below is None
-        }
+        offsets = {}
+        for tp in tps:
+            offset = self.partitions[tp].log.to_commit if tp in self.partitions else None
+            if offset is not None:
+                offsets[tp] = OffsetAndMetadata(offset, "", -1)
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
+            self._consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as err:
             # A rebalance took the partition away (its new owner replays these offsets), or
             # the broker is gone (the next commit covers them; a crash before it replays).
@@ -591,24 +445,21 @@ class Daemon(ConsumerRebalanceListener):
 
     def _checkpoint(self, tps: list[TopicPartition]) -> None:
         """Save the model of each partition that moved since its last checkpoint. Called only
-        after the results up to ``position`` are flushed, and before they are committed."""
+        after the results up to its position are flushed, and before they are committed."""
         self._last_checkpoint = time.monotonic()
         if self.store is None:
             return
         saved = False
         for tp in tps:
             state = self.partitions.get(tp)
-            if state is None or state.position is None or state.position == state.checkpointed:
-                continue
-            saved = self._save(tp, state) or saved
-        states = list(self.partitions.values())
-        current = states and all(
-            s.position is not None and s.position == s.checkpointed for s in states
-        )
+            if state is not None and state.log.moved:
+                saved = self._save(self.store, tp, state) or saved
+        logs = [state.log for state in self.partitions.values()]
+        current = logs and all(p.position is not None and not p.moved for p in logs)
         if saved or current:  # the age says how old the state on disk is: never a made-up 0
             self.metrics.record_checkpoint()
 
-    def _save(self, tp: TopicPartition, state: _Partition) -> bool:
+    def _save(self, store: CheckpointStore, tp: TopicPartition, state: _Partition) -> bool:
         """Write the partition's checkpoint; False if the disk refused it.
 
         A checkpoint that cannot be written does not stop the commit after it: the results
@@ -620,25 +471,24 @@ class Daemon(ConsumerRebalanceListener):
             **state.pipeline.state_dict(),
             "topic": tp.topic,
             "partition": tp.partition,
-            "offset": state.position,
-            "reread_below": state.reread_below,
+            **state.log.state(),
         }
         try:
-            self.store.save(self._model_name(tp), checkpoint)
+            store.save(self._model_name(tp), checkpoint)
         except OSError as err:
             self.metrics.checkpoint_failures.labels("save").inc()
-            fresh = state.checkpointed is None
-            resumes = "a fresh model" if fresh else f"offset {state.checkpointed}"
+            before = state.log.checkpointed
+            resumes = "a fresh model" if before is None else f"offset {before}"
             log.error(
                 "%s: cannot write the checkpoint at offset %d (%s); scoring and committing go "
                 "on, and a restart would resume from %s",
                 tp,
-                state.position,
+                state.log.position,
                 err,
                 resumes,
             )
             return False
-        state.checkpointed = state.position
+        state.log.saved()
         return True
 
     def _model_name(self, tp: TopicPartition) -> str:
@@ -647,7 +497,7 @@ class Daemon(ConsumerRebalanceListener):
     def _load(self, tp: TopicPartition) -> _Partition:
         """The partition's model from its newest checkpoint that rebuilds and fits the
         broker's log, else a fresh one."""
-        committed, end = self._log_bounds(tp)
+        committed, end = log_bounds(self._consumer, tp, COMMIT_TIMEOUT_MS)
         resumed = None
         if self.store is not None:
             try:
@@ -659,51 +509,19 @@ class Daemon(ConsumerRebalanceListener):
                 log.error("%s: cannot read its checkpoints (%s); starting a fresh model", tp, err)
         if resumed is None:
             pipeline = new_pipeline(self.config, self.metrics, (tp.topic, str(tp.partition)))
-            return _Partition(pipeline, committed=committed, end=end)
-        log.info("resumed %s from its checkpoint at offset %d", tp, resumed.checkpointed)
+            return _Partition(pipeline, PartitionLog(committed, end))
+        log.info("resumed %s from its checkpoint at offset %d", tp, resumed.log.checkpointed)
         return resumed
 
-    def _log_bounds(self, tp: TopicPartition) -> tuple[int | None, int]:
-        """The group's committed offset (None if it has none) and the end of the log."""
-        committed = self._consumer.committed(tp, timeout_ms=_COMMIT_TIMEOUT_MS)
-        # The high watermark of the last fetch; Tansu's ListOffsets (end_offsets) answers the
-        # last record batch's base offset + 1 instead.
-        end = self._consumer.highwater(tp)
-        if end is None:
-            end = self._consumer.end_offsets([tp], timeout_ms=_COMMIT_TIMEOUT_MS)[tp]
-        return (committed if committed is not None and committed >= 0 else None), end
-
     def _rebuild(
-        self, tp: TopicPartition, state: dict, committed: int | None, end: int
+        self, tp: TopicPartition, state: dict[str, Any], committed: int | None, end: int
     ) -> _Partition:
-        """The partition as a checkpoint left it; ``CheckpointError`` if it is not this
-        partition's, or its offset is not one this log reached.
-
-        An offset beyond the log's end is that of a bad checkpoint when the group's commit
-        is within the log (10^12 never was an offset of it); with no commit, or a commit
-        beyond the end too, it is the broker that lost its log (see :meth:`_resume`).
-        """
-        offset, reread_below = state.get("offset"), state.get("reread_below")
-        for key, value in (("offset", offset), ("reread_below", reread_below)):
-            if (value is not None or key == "offset") and not _is_offset(value):
-                raise CheckpointError(f"its {key} is {value!r}, not a Kafka offset")
-        if (state.get("topic"), state.get("partition")) != (tp.topic, tp.partition):
-            found = (state.get("topic"), state.get("partition"))
-            raise CheckpointError(f"it belongs to {found}, not to {tp}")
-        if committed is not None and committed <= end < offset:
-            raise CheckpointError(
-                f"its offset {offset} is beyond the log's end {end}, which holds the group's "
-                f"committed offset {committed}: the log never reached it"
-            )
+        """The partition as a checkpoint left it; ``CheckpointError`` if the checkpoint is not
+        this partition's or does not fit its log (:meth:`PartitionLog.from_checkpoint`), or its
+        model does not rebuild."""
+        offsets = PartitionLog.from_checkpoint(state, tp.topic, tp.partition, committed, end)
         labels = (tp.topic, str(tp.partition))
-        pipeline = pipeline_from_state(state, self.config, self.metrics, labels)
-        return _Partition(
-            pipeline,
-            checkpointed=offset,
-            reread_below=reread_below,
-            committed=committed,
-            end=end,
-        )
+        return _Partition(pipeline_from_state(state, self.config, self.metrics, labels), offsets)
 
     # ------------------------------------------------------------------ rebalancing
     # kafka-python runs these inside poll() on its IO thread, where blocking consumer calls
@@ -738,7 +556,7 @@ class Daemon(ConsumerRebalanceListener):
         except KafkaError as err:
             log.error("could not flush before exit (%s); uncommitted offsets will replay", err)
         joining = not self._consumer.assignment() - self._revoked
-        leave_ms = _LEAVE_WHILE_JOINING_MS if joining else _SHUTDOWN_TIMEOUT_S * 1000
+        leave_ms = _LEAVE_WHILE_JOINING_MS if joining else int(_SHUTDOWN_TIMEOUT_S * 1000)
         self._consumer.close(autocommit=False, timeout_ms=leave_ms)
         self._sink.close(timeout_s=_SHUTDOWN_TIMEOUT_S)
         log.info(

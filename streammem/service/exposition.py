@@ -77,7 +77,8 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
         connection.settimeout(self.timeout_s)
         return connection, client
 
-    def process_request(self, request: socket.socket, client_address: Any) -> None:
+    # A TCP server's requests are sockets (BaseServer's stubs allow a UDP server's tuples too).
+    def process_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
         if not self._slots.acquire(blocking=False):
             self.shutdown_request(request)  # every slot taken: close it now, hold nothing
             return
@@ -87,7 +88,7 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
             self._slots.release()
             raise
 
-    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
         # Shutting down a duplicate of the connection ends a read or write blocked on it.
         duplicate = request.dup()
         deadline = threading.Timer(self.timeout_s, _shut, (duplicate,))
@@ -100,7 +101,7 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
             duplicate.close()
             self._slots.release()
 
-    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+    def finish_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
         if self.tls is None:
             super().finish_request(request, client_address)
             return
@@ -124,15 +125,18 @@ def serve_metrics(registry: CollectorRegistry, config: MetricsConfig) -> Metrics
     Raises
     ------
     ConfigError
-        A certificate, key or password file that cannot be used, naming its key.
+        A certificate, key or password file that cannot be used, naming its key; no port.
     OSError
         The address cannot be bound (another process on the port).
 
     """
     app = make_wsgi_app(registry)
-    if config.basic_auth_username is not None:
-        password = _password(config.basic_auth_password_file)
-        app = _basic_auth(app, config.basic_auth_username, password)
+    username, password_file = config.basic_auth_username, config.basic_auth_password_file
+    if username is not None and password_file is not None:  # the config requires both or none
+        password = _password(password_file)
+        app = _basic_auth(app, username, password)
+    if config.port is None:
+        raise ConfigError("metrics.port is null: metrics are not served")
     server = MetricsServer(
         (config.address, config.port),
         app,

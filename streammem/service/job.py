@@ -23,6 +23,7 @@ from tqdm import tqdm
 from connectors import RecordBatch
 from connectors.csv import CsvSource
 from connectors.parquet import ParquetSink, ParquetSource
+from connectors.source import FileSource, FiniteSource
 from streammem.demo import SensorStream
 from streammem.fit import TrainingStats
 from streammem.interface import ServedDetector
@@ -133,7 +134,7 @@ class JobReport:
         return "\n".join(lines)
 
 
-def open_source(config: Config) -> SensorStream | ParquetSource | CsvSource:
+def open_source(config: Config) -> FiniteSource:
     """The configured finite source (the demo stream, a Parquet or CSV file)."""
     source = config.source
     if source.kind == "demo":
@@ -148,6 +149,7 @@ def open_source(config: Config) -> SensorStream | ParquetSource | CsvSource:
             demo.fault_length,
         )
     if source.kind in FILE_KINDS:
+        assert source.path is not None  # the config requires one for a file
         kind = ParquetSource if source.kind == "parquet" else CsvSource
         return kind(
             source.path,
@@ -179,7 +181,7 @@ class _Job:
     """Where a job stands: its source, sink, pipeline and the next row to score."""
 
     config: Config
-    source: SensorStream | ParquetSource | CsvSource
+    source: FiniteSource
     pipeline: ScoringPipeline
     store: CheckpointStore | None
     row: int = 0
@@ -188,7 +190,7 @@ class _Job:
     @property
     def identity(self) -> dict[str, Any] | None:
         """What a checkpoint must match to go on mid-file; None for the demo (not resumable)."""
-        if isinstance(self.source, SensorStream):
+        if not isinstance(self.source, FileSource):
             return None
         return {
             "source": str(self.source.path.resolve()),
@@ -197,22 +199,22 @@ class _Job:
         }
 
     def batches(self) -> Iterator[RecordBatch]:
-        if self.row:
-            return self.source.iter_from(self.row)
+        if self.row and isinstance(self.source, FileSource):  # only a file goes on at a row
+            return iter(self.source.iter_from(self.row))
         return iter(self.source)
 
     def open_sink(self) -> ParquetSink | _NullSink:
-        sink = self.config.sink
+        sink, output = self.config.sink, _output(self.config)
         if sink.kind == "none":
             return _NullSink()
-        if sink.kind != "parquet":
+        if output is None:
             raise ConfigError(f"sink.kind: {sink.kind!r} is served by `streammem serve`, not `run`")
         # Declared, not inferred: a first row group without alerts has no top_fields to type,
         # nor a warm-up's nulls a limit.
         results = [*_RESULT_FIELDS, *([_LIKELIHOOD] if self.pipeline.gives_likelihood else [])]
         results += [_TOP_FIELDS] if sink.top_fields else []
         schema = pa.schema([*self.source.origin_fields(), *results])
-        return ParquetSink(sink.path, sink.row_group_size, schema, self.sink_position)
+        return ParquetSink(output, sink.row_group_size, schema, self.sink_position)
 
     def save(self, sink: ParquetSink | _NullSink, finished: bool) -> None:
         """Checkpoint the model and the row reached, once the sink made its results durable."""
@@ -222,6 +224,12 @@ class _Job:
         job = {"row": self.row, "finished": finished, "sink": position, **(self.identity or {})}
         self.store.save(_CHECKPOINT_NAME, {**self.pipeline.state_dict(), "job": job})
         self.pipeline.metrics.record_checkpoint()
+
+
+def _output(config: Config) -> Path | None:
+    """The results file: a Parquet sink's path (the config requires one), else none."""
+    sink = config.sink
+    return Path(sink.path) if sink.kind == "parquet" and sink.path else None
 
 
 def _labels(config: Config) -> tuple[str, str]:
@@ -235,12 +243,10 @@ def _open_job(config: Config, metrics: ServiceMetrics) -> _Job:
     return job
 
 
-def _check_width(
-    detector: ServedDetector, source: SensorStream | ParquetSource | CsvSource
-) -> None:
+def _check_width(detector: ServedDetector, source: FiniteSource) -> None:
     """An image model reads each feature column as one pixel: refuse a file that does not
     hold its images, before anything runs (it failed on the first full batch before)."""
-    if detector.reads_fields or isinstance(source, SensorStream):
+    if detector.reads_fields or not isinstance(source, FileSource):
         return
     try:
         detector.model_input_shape(len(source.features))
@@ -284,9 +290,8 @@ def _go_on(job: _Job, progress: dict[str, Any]) -> None:
     if any(progress.get(key) != value for key, value in job.identity.items()):
         log.warning("the last checkpoint is of a run on another file: scoring from row 0")
         return
-    if job.config.sink.kind == "parquet" and not ParquetSink.resumable(
-        job.config.sink.path, progress["sink"]
-    ):
+    output = _output(job.config)
+    if output is not None and not ParquetSink.resumable(output, progress["sink"]):
         log.warning("the output of the interrupted run is gone: scoring from row 0")
         return
     job.row, job.sink_position = progress["row"], progress["sink"]
@@ -323,7 +328,7 @@ def run_job(
     sink.close()
     job.save(sink, finished=True)
     seconds = time.perf_counter() - started
-    output = Path(config.sink.path) if config.sink.kind == "parquet" else None
+    output = _output(config)
     letters = sink.dead_letter_path if isinstance(sink, ParquetSink) else None
     label = _label(job)
     report = JobReport(total, seconds, output, None, resumed_at, letters, len(job.source), label)
@@ -337,9 +342,9 @@ def run_job(
 def _label(job: _Job) -> str | None:
     """The column of the results that holds the source's label, if it has one (the demo's
     readings carry ``is_anomaly``)."""
-    if isinstance(job.source, SensorStream):
-        return job.config.source.label
-    return job.source.label
+    if isinstance(job.source, FileSource):
+        return job.source.label
+    return job.config.source.label
 
 
 def _stop(job: _Job, sink: ParquetSink | _NullSink, between_batches: bool) -> None:

@@ -36,12 +36,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from river import base as river_base
 
 from connectors import DeadLetter, RecordBatch, Sink
 from streammem.alerts import AlertFilter, Judged
 from streammem.calibration import Calibrator, TailLikelihood
 from streammem.explain import Ranked, TopFields
-from streammem.interface import ServedDetector, StreamDetector
+from streammem.interface import ServedDetector
 from streammem.metrics import ServiceMetrics
 from streammem.service.agreement import LabelAgreement, label_values
 from streammem.service.backoff import Backoff
@@ -158,6 +159,7 @@ class ScoringPipeline:
             sink.write(outcome.results())
             if outcome.explained:
                 judged = outcome.judged
+                assert judged.top_fields is not None  # a Judged always has them
                 self.metrics.record_top_fields(judged.top_fields, judged.alerts.tolist())
             self.metrics.record_batch(
                 outcome.judged.scores.tolist(),
@@ -199,15 +201,15 @@ class ScoringPipeline:
         return _Outcome(letters=[*batch.dead_letters, *failed])
 
     def _score_and_learn(self, batch: RecordBatch) -> _Outcome:
-        readings = None
-        if self.window is not None:
-            batch, readings = _windowed(self.window, batch)
+        window, readings = self.window, None
+        if window is not None:
+            batch, readings = _windowed(window, batch)
         scorer = self._scorer(batch)
         chunks, invalid = _Validator(scorer, batch).run()
         explain = self._explain(readings)
         judged = self._judge(chunks, learn=scorer is self.model, scorer=scorer, explain=explain)
-        if readings is not None:
-            self._learn_window([readings[i] for chunk in chunks for i in chunk.rows])
+        if window is not None and readings is not None:
+            self._learn_window(window, [readings[i] for chunk in chunks for i in chunk.rows])
         origins = [batch.origins[i] for chunk in chunks for i in chunk.rows]
         explained = self.top_fields is not None
         letters = [*batch.dead_letters, *invalid]
@@ -221,12 +223,12 @@ class ScoringPipeline:
     def _explain(self, readings: list[Mapping] | None) -> TopFields:
         """What to explain in this batch: under a window, by the readings' fields."""
         explain = self.top_fields if self.top_fields is not None else TopFields(0)
-        if not (readings and explain.k):
+        if self.window is None or not (readings and explain.k):
             return explain
         return dataclasses.replace(explain, fold_into=self.window.column_fields(readings))
 
     @property
-    def detector(self) -> StreamDetector:
+    def detector(self) -> river_base.AnomalyDetector:
         """The detector itself, as the alert filter holds it."""
         return self.alerts.anomaly_detector
 
@@ -234,7 +236,9 @@ class ScoringPipeline:
         """Score, judge and learn with ``model`` from now on (the filter holds the detector
         itself, as River's filters do)."""
         self.model = model
-        self.alerts.anomaly_detector = model.detector if isinstance(model, Served) else model
+        # Not Served: a detector class that has the contract itself, a River AnomalyDetector.
+        held = model.detector if isinstance(model, Served) else model
+        self.alerts.anomaly_detector = held  # type: ignore[assignment]
 
     @property
     def calibrator(self) -> Calibrator:
@@ -301,8 +305,10 @@ class ScoringPipeline:
                 *fields,
             )
         held = collections.Counter(k for r in sample for k in r)
-        fields = {*numeric, *categorical}
-        left_out = [str(k) for k, n in held.items() if 2 * n > len(sample) and k not in fields]
+        schema_fields = {*numeric, *categorical}
+        left_out = [
+            str(k) for k, n in held.items() if 2 * n > len(sample) and k not in schema_fields
+        ]
         if left_out:
             log.warning(
                 "fields %s, held by most records, are not in the schema: no number or text in "
@@ -313,6 +319,7 @@ class ScoringPipeline:
         return candidate
 
     def _held_for(self, records: int) -> None:
+        assert self.schema_held is not None  # counted only while provisional
         self.schema_held += records
         if self.schema_held >= self.confirm_records:
             self.schema_held = None
@@ -341,8 +348,7 @@ class ScoringPipeline:
         judged.top_fields = explain.of(scorer, chunk.table, judged.alerts)
         return judged
 
-    def _learn_window(self, readings: list[Mapping]) -> None:
-        window = self.window
+    def _learn_window(self, window: TimeWindow, readings: list[Mapping]) -> None:
         evicted, gaps = window.evictions(), window.gaps
         if readings:
             window.learn_many(readings)
@@ -411,6 +417,7 @@ class _Outcome:
             for result, p in zip(results, judged.p_values.tolist(), strict=True):
                 result["likelihood"] = 1.0 - p
         if self.explained:
+            assert judged.top_fields is not None  # a Judged always has them
             for result, ranked in zip(results, judged.top_fields, strict=True):
                 result["top_fields"] = _top_fields_record(ranked)
         return results
@@ -508,7 +515,7 @@ def _windowed(window: TimeWindow, batch: RecordBatch) -> tuple[RecordBatch, list
         for i, problem in enumerate(problems)
         if problem is not None
     ]
-    readings = [batch.records[i] for i in kept]
+    readings: list[Mapping] = [batch.records[i] for i in kept]
     windowed = RecordBatch(
         window.transform_many(readings) if readings else [],
         [batch.origins[i] for i in kept],

@@ -94,10 +94,10 @@ def score_figure(
     _alerts(ax, index, scores, alerts, top)
     ax.set_yscale("log")
     ax.set_ylabel("anomaly score (log)")
-    if tail_ax is not None:
+    if tail_ax is not None and likelihood is not None:
         _likelihood(tail_ax, index, likelihood, alerts)
     title = f"{len(scores)} events, {int(alerts.sum())} alerts"
-    if labelled is not None:
+    if labelled is not None and anomalous is not None:
         kinds = None
         if kind_column in table.column_names:
             kinds = np.asarray(table.column(kind_column).to_pylist(), dtype=object)

@@ -9,7 +9,7 @@ class has the two members itself, the service holds detectors directly and this 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ class Served:
     Schema(numeric=('temp',), categorical=(('line', None),))
     """
 
-    def __init__(self, detector: MemoryDetector) -> None:
+    def __init__(self, detector: object) -> None:
         if not isinstance(detector, MemoryDetector):
             raise TypeError(f"the service runs streammem detectors, got {type(detector).__name__}")
         self.detector = detector
@@ -65,7 +65,7 @@ class Served:
 
     # ------------------------------------------------------------------ passed through
     def with_schema(
-        self, records: Sequence[Mapping[Hashable, Any]], kinds: Mapping[Hashable, str] | None = None
+        self, records: Sequence[Mapping[Any, Any]], kinds: Mapping[Any, str] | None = None
     ) -> Served | None:
         copy = self.detector.with_schema(records, kinds)
         return Served(copy) if copy is not None else None
@@ -76,7 +76,7 @@ class Served:
     def training_stats(self) -> TrainingStats:
         return self.detector.training_stats()
 
-    def check_one(self, x: Mapping[Hashable, Any]) -> None:
+    def check_one(self, x: Mapping[Any, Any]) -> None:
         self.detector.check_one(x)
 
     def explain_many(self, X: Any) -> pd.DataFrame:
@@ -85,10 +85,10 @@ class Served:
     def model_input_shape(self, width: int) -> tuple[int, ...]:
         return self.detector.model_input_shape(width)
 
-    def score_one(self, x: Mapping[Hashable, Any]) -> float:
+    def score_one(self, x: Mapping[Any, Any]) -> float:
         return self.detector.score_one(x)
 
-    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+    def learn_one(self, x: Mapping[Any, Any]) -> None:
         self.detector.learn_one(x)
 
     def encode_many(self, X: Any) -> EncodedBatch:
