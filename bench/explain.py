@@ -298,16 +298,24 @@ def _alert_row(detector: Any, vectors: pd.DataFrame, rows: np.ndarray) -> int:
 
 
 # ---------------------------------------------------------------------------------- report
+BREAK_TARGETS = {("correlated", "rows"): 0.85}
+
+
 def targets(cells: pd.DataFrame, model: str) -> list[str]:
-    """The issue's quality targets, met or missed, per stream and input."""
+    """The issues' quality targets, met or missed, per stream and input (correlation breaks:
+    0.85 on the correlated stream's rows, issue 28; 0.5 elsewhere, the earlier target)."""
     lines = []
     for (stream, kind_input), group in cells.groupby(["stream", "input"], sort=False):
         top1 = group.pivot(index="kind", columns="method", values="top1")
         ours, z = top1[model], top1["largest |z|"]
         behind = [k for k in z.index if z[k] < 0.9 and ours[k] <= z[k]]
+        breaks = BREAK_TARGETS.get((stream, kind_input), 0.5)
         checks = [
             (f"spikes top-1 {ours['spike']:.2f} >= 0.95", ours["spike"] >= 0.95),
-            (f"correlation breaks top-1 {ours['break']:.2f} >= 0.5", ours["break"] >= 0.5),
+            (
+                f"correlation breaks top-1 {ours['break']:.2f} >= {breaks:g}",
+                ours["break"] >= breaks,
+            ),
             (
                 "ahead of largest |z| on every kind where it is below 0.9"
                 + (f" (not on {', '.join(behind)})" if behind else ""),
