@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.datasets import data_root
+from bench.nab_measure import RECOMPUTED
 from bench.nab_score import (
     NAB,
     Profile,
@@ -21,15 +22,6 @@ from bench.nab_score import (
 )
 
 STANDARD = Profile(tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
-
-#: The shared folder's README: NAB's own optimise / score / normalise code on these 41 files.
-RECOMPUTED = {
-    "numenta": (75.52, 70.68, 78.99),
-    "ARTime": (74.60, 66.49, 79.42),
-    "randomCutForest": (59.40, 49.10, 65.86),
-    "knncad": (58.53, 48.64, 63.50),
-    "windowedGaussian": (41.42, 26.48, 48.45),
-}
 
 
 def _series(n: int, windows: list[tuple[int, int]], name: str = "s") -> Series:
