@@ -20,11 +20,10 @@ each record should take part in a step (its *visits*):
 
 The defaults were chosen on :mod:`bench.generators`' correlated-sensor streams (time-ordered,
 with regimes that come back) and the 35 ADBench dev sets: a replay window of 16,384 records (2,048
-let the model forget a regime before it came back: R² 0.81 against 0.93), four visits per record
-once mature (the old half a visit spent almost every step on the first 8,192 records and left
-the model unable to follow a stream in time order), Adam at 3e-3, and no trimming (trimming the
-worst-rebuilt quarter of a batch kept a model from learning new regions of normal data: R² 0.94
-against 0.99); see ``bench/results/stream/ablations``.
+let the model forget a regime before it came back: worst field's R² 0.93 against 0.97), four
+visits per record once mature (one: 0.89; eight: 0.98 at twice the cost), Adam at 3e-3, and no
+trimming (trimming the worst-rebuilt quarter of a batch kept a model from learning new regions
+of normal data: 0.92); see ``bench/results/sensors/ablations``.
 
 Like River's ``optimizer=``, the knobs travel as one value, so a detector takes
 ``schedule=Schedule(budget=4)`` and a new knob is added here once.
