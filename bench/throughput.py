@@ -225,12 +225,12 @@ class Competitor:
 # ---------------------------------------------------------------------------------- report
 def run(args: argparse.Namespace) -> dict:
     kdd_events(args.warmup + args.events)  # cached once, before any worker reads it
-    with contextlib.ExitStack() as stack:
-        tree = (
-            stack.enter_context(checkout(args.baseline, args.warmup + args.events))
-            if (args.baseline)
-            else None
-        )
+    baseline = (
+        checkout(args.baseline, args.warmup + args.events)
+        if args.baseline
+        else contextlib.nullcontext()
+    )
+    with baseline as tree:
         rows = _measure_plan(args, tree)
     return {
         "command": "python -m bench.throughput " + " ".join(sys.argv[1:]),
