@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import confluent_kafka
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
@@ -121,10 +121,9 @@ class ConfluentConsumer:
         polled: dict[tuple[str, int], list[Message]] = {}
         for message in messages:
             error = message.error()
-            if error is None:
-                polled.setdefault((message.topic(), message.partition()), []).append(
-                    Message(message)
-                )
+            if error is None:  # a delivered message always has its topic and partition
+                where = (cast(str, message.topic()), cast(int, message.partition()))
+                polled.setdefault(where, []).append(Message(message))
             elif error.fatal():
                 raise ConfluentError(error.str())
             else:  # a topic not there yet, a partition's fetch failing: librdkafka retries

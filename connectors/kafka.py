@@ -21,7 +21,7 @@ from connectors import DeadLetter, RecordBatch, bounded_text
 try:  # the fast extra (streammem[fast]); json alone reads the same messages the same way
     import orjson
 except ImportError:
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # the module or nothing: checked where used
 
 __all__ = [
     "MAX_REQUEST_BYTES",
@@ -104,7 +104,9 @@ class JsonDecoder:
 
     def decode(self, messages: Iterable[ConsumerRecord]) -> RecordBatch:
         """Records and their origins; every message that cannot be read becomes a dead letter."""
-        batch = RecordBatch([], [], payloads=[], keys=[])
+        payloads: list[bytes] = []
+        keys: list[bytes | None] = []
+        batch = RecordBatch([], [], payloads=payloads, keys=keys)
         for message in messages:
             origin = {"topic": message.topic, "partition": message.partition}
             origin["offset"] = message.offset
@@ -125,8 +127,8 @@ class JsonDecoder:
                 origin[self.label_field] = _plain_label(event[self.label_field])
             batch.records.append(record)
             batch.origins.append(origin)
-            batch.payloads.append(message.value)
-            batch.keys.append(message.key)
+            payloads.append(message.value)
+            keys.append(message.key)
         return batch
 
     @staticmethod
@@ -170,7 +172,11 @@ class JsonDecoder:
         return record
 
     def _timestamp(self, message: ConsumerRecord, event: dict[str, Any]) -> int | float | str:
-        value = event.get(self.timestamp_field, message.timestamp)
+        value = (
+            message.timestamp
+            if self.timestamp_field is None
+            else event.get(self.timestamp_field, message.timestamp)
+        )
         if isinstance(value, str):
             return bounded_text(value, _MAX_ORIGIN_CHARS)
         if (isinstance(value, int) and abs(value) < 2**63) or (
@@ -285,7 +291,7 @@ def dead_letter_message(
     them when they would not fit one produce request of ``max_record_bytes``."""
     headers = [
         ("streammem-reason", letter.reason.encode()),
-        ("streammem-error", utf8(letter.detail)),
+        ("streammem-error", letter.detail.encode("utf-8", "backslashreplace")),
         ("streammem-origin", encode_result(letter.origin)),
     ]
     value, key = letter.payload, letter.key

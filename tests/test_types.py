@@ -1,4 +1,4 @@
-"""The service and the source contracts type-check (mypy, configured in pyproject.toml), so a
+"""The service and the connectors type-check (mypy, configured in pyproject.toml), so a
 renamed detector, encoder or client member fails CI instead of the service at run time."""
 
 from __future__ import annotations
