@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from bench.cells import Cell, CellResult
-from bench.cli import BENCH_DIR, parse_ints
+from bench.cli import BENCH_DIR, bench_parser, parse_ints, report_dir
 from bench.papers import PaperTable, tables_for
 from bench.runner import run_cell
 from bench.tables import committed_cells, lookup, read_runs, record_run, runs_for
@@ -236,10 +236,12 @@ def iter_cells(args: argparse.Namespace) -> Iterator[tuple[Ablation, Cell]]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line flags (see ``--help``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.ablations",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = bench_parser(
+        __name__,
+        __doc__,
+        quick="tiny subsets, one epoch",
+        data="mnist/, kddcup99/, ...",
+        out="papers",
     )
     parser.add_argument("--group", help=", ".join(g.name for g in GROUPS) + " (default all)")
     parser.add_argument("--variants", help="variant names, e.g. AE-signed,AE-sigmoid")
@@ -249,18 +251,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("STREAMMEM_THREADS", "1"))
     )
-    parser.add_argument("--quick", action="store_true", help="tiny subsets, one epoch (tests)")
-    parser.add_argument("--data-root", help="folder holding mnist/, kddcup99/, ...")
     parser.add_argument("--cache-dir", type=Path, help="cell cache (default bench/cache/cells)")
-    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
     parser.add_argument("--no-report", action="store_true", help="train only, write no report")
     parser.add_argument("--report-only", action="store_true", help="train nothing")
     args = parser.parse_args(argv)
     sub = Path("quick") if args.quick else Path()
     args.cache_dir = args.cache_dir or BENCH_DIR / "cache" / sub / "cells"
-    args.out = args.out or (
-        BENCH_DIR / "cache" / "quick" / "results" if args.quick else BENCH_DIR / "results"
-    )
+    args.out = report_dir(args, "papers", BENCH_DIR / "cache" / "quick" / "results")
     return args
 
 

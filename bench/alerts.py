@@ -43,7 +43,7 @@ import pandas as pd
 from tqdm import tqdm
 
 import streammem
-from bench.cli import BENCH_DIR
+from bench.cli import BENCH_DIR, bench_parser, report_dir
 from bench.sensors import RunningZ
 from bench.skab import SKAB
 from bench.stream import QUICK_DATASETS, all_streams, load_stream, warmup_events
@@ -294,12 +294,13 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.alerts", description=__doc__.split("\n")[0]
+    parser = bench_parser(
+        __name__,
+        __doc__,
+        quick="about a minute",
+        data="adbench/, kddcup99/ and skab/",
+        out="alerts",
     )
-    parser.add_argument("--quick", action="store_true", help="CI smoke run (about a minute)")
-    parser.add_argument("--data-root", help="folder holding adbench/, kddcup99/ and skab/")
-    parser.add_argument("--out", type=Path, help="report folder (default: results/alerts)")
     return parser.parse_args(argv)
 
 
@@ -315,9 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     adbench = quick_sets if args.quick else list(adbench_streams(all_streams(), root))
     quality_streams = [demo, *skab_streams(skab_files, root, README_WINDOW), *adbench]
     quality = pd.DataFrame(quality_rows(quality_streams))
-    out = args.out or (
-        BENCH_DIR / "cache" / "alerts" if args.quick else BENCH_DIR / "results" / "alerts"
-    )
+    out = report_dir(args, "alerts", BENCH_DIR / "cache" / "alerts")
     command = "python -m bench.alerts" + (" --quick" if args.quick else "")
     print(f"report: {write_report(feeding, quality, out, command)}")
     return 0

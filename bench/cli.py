@@ -2,14 +2,68 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["BENCH_DIR", "parse_ints", "split_list"]
+__all__ = ["BENCH_DIR", "RESULTS", "bench_parser", "parse_ints", "report_dir", "split_list"]
 
 #: The bench folder: its ``cache/`` and ``results/`` are the commands' default places.
 BENCH_DIR = Path(__file__).resolve().parent
+#: The committed reports: one folder per benchmark (``papers/`` for reproduce and ablations).
+RESULTS = BENCH_DIR / "results"
+
+
+def bench_parser(
+    module: str,
+    doc: str | None,
+    *,
+    quick: str | None = None,
+    data: str | None = None,
+    download: bool = False,
+    out: str | None = None,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """The parser every bench command starts from, so that the flags they share are spelt,
+    and mean, the same in each.
+
+    ``module`` is the command's module (``"bench.stream"``, run as ``python -m bench stream``);
+    the description is the first paragraph of ``doc``. ``quick`` (what the smoke run does) adds
+    ``--quick``, ``data`` (the folders read) ``--data-root``, ``download`` ``--download``, and
+    ``out`` (the report folder under ``bench/results/``) ``--out``.
+
+    Examples
+    --------
+    >>> parser = bench_parser("bench.demo", "A demo.", quick="one set", out="demo")
+    >>> parser.prog, parser.parse_args(["--quick"])
+    ('python -m bench demo', Namespace(quick=True, out=None))
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"python -m bench {module.removeprefix('bench.')}",
+        description=(doc or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
+    )
+    if quick:
+        parser.add_argument("--quick", action="store_true", help=f"CI smoke run: {quick}")
+    if data:
+        parser.add_argument("--data-root", help=f"folder holding {data} (or env STREAMMEM_DATA)")
+    if download:
+        parser.add_argument("--download", action="store_true", help="fetch missing files")
+    if out:
+        parser.add_argument(
+            "--out", type=Path, help=f"report folder (default: bench/results/{out})"
+        )
+    return parser
+
+
+def report_dir(args: argparse.Namespace, name: str, quick_dir: Path) -> Path:
+    """Where a command writes its report: ``--out``, else ``quick_dir`` for ``--quick`` (under
+    the git-ignored cache), else ``bench/results/<name>``."""
+    if args.out is not None:
+        return args.out
+    return quick_dir if args.quick else RESULTS / name
 
 
 def split_list(text: str | None, default: Sequence[str]) -> list[str]:

@@ -44,7 +44,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from bench.cli import BENCH_DIR, split_list
+from bench.cli import BENCH_DIR, bench_parser, report_dir, split_list
 from bench.generators import FAULT_KINDS, CorrelatedSensors
 from bench.references import StreamingPCA
 from bench.stream import BATCH, floor_scores, iforest_asd_scores, parse_contender
@@ -233,17 +233,11 @@ def _figure(traces: dict, path: Path) -> Path:
 
 # ---------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.correlated",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__name__, __doc__, quick="one short stream", out="sensors")
     parser.add_argument("--contenders", help=f"comma-separated (default: {','.join(CONTENDERS)})")
     parser.add_argument("--data-seeds", default=",".join(map(str, DATA_SEEDS)))
     parser.add_argument("--model-seeds", default=",".join(map(str, MODEL_SEEDS)))
     parser.add_argument("--events", type=int, default=60_000)
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: one short stream")
-    parser.add_argument("--out", type=Path, help="report folder (default: results/sensors)")
     return parser.parse_args(argv)
 
 
@@ -269,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if data_seed == data_seeds[0] and name not in traces["runs"]:
             traces["runs"][name], traces["frame"] = trace, stream.frame
-    out = args.out or BENCH_DIR / ("cache/correlated/quick" if args.quick else "results/sensors")
+    out = report_dir(args, "sensors", BENCH_DIR / "cache" / "correlated" / "quick")
     command = "python -m bench.correlated " + shlex.join(argv if argv is not None else sys.argv[1:])
     written = write_report(pd.DataFrame(cells), traces, out, command.strip())
     print((out / "correlated.md").read_text())

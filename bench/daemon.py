@@ -58,6 +58,7 @@ import pandas as pd
 import yaml
 from kafka import KafkaConsumer, KafkaProducer
 
+from bench.cli import bench_parser
 from bench.throughput import kdd_events
 from connectors import DeadLetter, RecordBatch
 from connectors.kafka import JsonDecoder
@@ -437,7 +438,7 @@ def _clients(text: str) -> list[str]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--daemons", type=int, default=1, help="serve processes in one group")
     parser.add_argument(

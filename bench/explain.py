@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 import streammem
-from bench.cli import BENCH_DIR
+from bench.cli import BENCH_DIR, bench_parser, report_dir
 from bench.generators import CorrelatedSensors
 from bench.skab import SKAB
 from streammem.demo import SensorStream
@@ -410,16 +410,9 @@ def draw(cells: pd.DataFrame, path: Path, model: str) -> Path:
 
 # ---------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.explain",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="CI smoke run (< 1 minute)")
+    parser = bench_parser(__name__, __doc__, quick="under a minute", data="skab/", out="explain")
     parser.add_argument("--faults", type=int, help="faults per kind (default 60; quick 12)")
     parser.add_argument("--model", default="MemAE", help="detector class, with defaults")
-    parser.add_argument("--data-root", help="folder holding skab/")
-    parser.add_argument("--out", type=Path, help="report folder (default: results/explain)")
     return parser.parse_args(argv)
 
 
@@ -438,10 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{stream.name}, {'window' if windowed else 'rows'}", flush=True)
             cells += evaluate(stream, windowed, n_faults, args.model)
     frame = pd.DataFrame(cells)
-    default_out = BENCH_DIR / ("cache/explain/quick" if quick else "results/explain")
+    out = report_dir(args, "explain", BENCH_DIR / "cache" / "explain" / "quick")
     command = "python -m bench.explain " + shlex.join(argv if argv is not None else sys.argv[1:])
-    written = write_report(frame, args.out or default_out, command.strip(), args.model)
-    print((args.out or default_out).joinpath("explain.md").read_text())
+    written = write_report(frame, out, command.strip(), args.model)
+    print(out.joinpath("explain.md").read_text())
     print(f"reports: {', '.join(str(p) for p in written)}")
     return 0
 

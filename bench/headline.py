@@ -12,17 +12,17 @@ bench and then ``--write`` keeps the two in step; no number in it is typed by ha
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
 from collections import defaultdict
 from pathlib import Path
 
+from bench.cli import RESULTS, bench_parser
+
 __all__ = ["README", "table", "write"]
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-RESULTS = ROOT / "bench" / "results"
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 _SEED = re.compile(r"\[seed=\d+\]$")
@@ -120,7 +120,7 @@ def shown(readme: Path = README) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.headline", description=__doc__)
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--write", action="store_true", help="rewrite the table in README.md")
     args = parser.parse_args(argv)
     if args.write:

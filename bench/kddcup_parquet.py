@@ -18,7 +18,6 @@ anomaly class: attacks are the majority the model learns as normal. ``streammem 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.cli import bench_parser
 from bench.datasets import KDDCUP99
 from bench.makers import run_maker, write_frame
 
@@ -49,14 +49,8 @@ def make_kddcup_parquet(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.kddcup_parquet", description=__doc__.splitlines()[0]
-    )
+    parser = bench_parser(__name__, __doc__, data="kddcup99/", download=True)
     parser.add_argument("--output", default="data/kddcup.parquet", help="the file to write")
-    parser.add_argument(
-        "--data-root", help="folder holding kddcup99/ (or env STREAMMEM_DATA; see bench)"
-    )
-    parser.add_argument("--download", action="store_true", help="fetch missing files upstream")
     parser.add_argument("--file-order", action="store_true", help="keep the upstream row order")
     args = parser.parse_args(argv)
     return run_maker(

@@ -11,7 +11,6 @@ normal images and the recall. The upstream files are used only after their MD5 m
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.cli import bench_parser
 from bench.datasets import MNIST
 from bench.makers import run_maker, write_frame
 
@@ -54,11 +54,8 @@ def make_mnist_parquet(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.mnist_parquet", description=__doc__.splitlines()[0]
-    )
+    parser = bench_parser(__name__, __doc__, data="mnist/")
     parser.add_argument("--output", default="data/mnist.parquet", help="the file to write")
-    parser.add_argument("--data-root", help="folder holding mnist/ (or env STREAMMEM_DATA)")
     parser.add_argument("--normal-digit", type=int, default=1, choices=range(10))
     parser.add_argument("--anomaly-rate", type=float, default=0.02)
     parser.add_argument("--events", type=int, default=6000)

@@ -62,7 +62,7 @@ import pandas as pd
 from tqdm import tqdm
 
 import streammem
-from bench.cli import BENCH_DIR, parse_ints, split_list
+from bench.cli import BENCH_DIR, bench_parser, parse_ints, report_dir, split_list
 from bench.nab_measure import Cell, check_scorer
 from bench.nab_report import write_report
 from bench.nab_score import (
@@ -277,22 +277,15 @@ def _run_cell_job(args: tuple) -> Cell:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.nab",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__name__, __doc__, quick="4 series", data="nab/", out="nab")
     parser.add_argument(
         "--contenders", help="comma-separated (default: all); NAME#SEED runs that seed only"
     )
     parser.add_argument("--seeds", help="model seeds, e.g. 42,1,2 (the default)")
     parser.add_argument("--series", help="comma-separated NAB files (default: all 41)")
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 series")
     parser.add_argument("--jobs", type=int, default=1, help="cells run in parallel")
     parser.add_argument("--no-vus", action="store_true", help="skip VUS-PR (slow)")
-    parser.add_argument("--data-root", help="folder holding nab/")
     parser.add_argument("--cache-dir", type=Path, default=BENCH_DIR / "cache" / "nab")
-    parser.add_argument("--out", type=Path, help="report folder (default: results/nab)")
     return parser.parse_args(argv)
 
 
@@ -334,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bar.set_postfix_str(f"{job[0]} seed {job[1]}")
                 cells.append(_run_cell_job(job))
                 bar.update()
-    out = args.out or (cache_dir / "report" if args.quick else BENCH_DIR / "results" / "nab")
+    out = report_dir(args, "nab", cache_dir / "report")
     command = "python -m bench.nab " + shlex.join(argv if argv is not None else sys.argv[1:])
     written = write_report(
         cells, corpus, nab, checks, out, command, time.perf_counter() - started, not args.no_vus

@@ -10,7 +10,6 @@ so its plot marks the windows caught and missed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.cli import bench_parser
 from bench.makers import run_maker, write_frame
 from bench.nab_score import NAB
 
@@ -48,14 +48,11 @@ def _text(stamps: pd.Series) -> pd.Series:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.nab_parquet", description=__doc__.splitlines()[0]
-    )
+    parser = bench_parser(__name__, __doc__, data="nab/")
     parser.add_argument("--output", default="data/nab.parquet", help="the file to write")
     parser.add_argument(
         "--series", help=f"comma-separated NAB files (default: {','.join(DEFAULT_SERIES)})"
     )
-    parser.add_argument("--data-root", help="folder holding nab/ (or env STREAMMEM_DATA)")
     args = parser.parse_args(argv)
     series = args.series.split(",") if args.series else DEFAULT_SERIES
     return run_maker(

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from bench.cells import Cell
-from bench.cli import BENCH_DIR, parse_ints
+from bench.cli import BENCH_DIR, bench_parser, parse_ints, report_dir
 from bench.papers import PaperTable, tables_for
 from bench.report import write_reports
 from bench.runner import run_cell
@@ -47,10 +47,13 @@ def _names(text: str | None) -> list[str] | None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line flags (see ``--help``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.reproduce",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = bench_parser(
+        __name__,
+        __doc__,
+        quick="tiny subsets, one epoch",
+        data="mnist/, cifar-10/, ...",
+        download=True,
+        out="papers",
     )
     parser.add_argument("--paper", help="memae, memgan, memorizer (comma-separated; default all)")
     parser.add_argument("--dataset", help="mnist, fashion, kmnist, cifar10, kddcup (default all)")
@@ -70,13 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=int(os.environ.get("STREAMMEM_THREADS", "1")),
         help="torch CPU threads (env STREAMMEM_THREADS, default 1)",
     )
-    parser.add_argument("--quick", action="store_true", help="tiny subsets, one epoch (CI smoke)")
-    parser.add_argument(
-        "--data-root", help="folder holding mnist/, cifar-10/, ... (or env STREAMMEM_DATA)"
-    )
-    parser.add_argument("--download", action="store_true", help="fetch missing files from upstream")
     parser.add_argument("--cache-dir", type=Path, help="cell cache (default bench/cache/cells)")
-    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
     parser.add_argument("--no-report", action="store_true", help="train only, write no report")
     parser.add_argument(
         "--report-only",
@@ -86,9 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     sub = Path("quick") if args.quick else Path()
     args.cache_dir = args.cache_dir or BENCH_DIR / "cache" / sub / "cells"
-    args.out = args.out or (
-        BENCH_DIR / "cache" / "quick" / "results" if args.quick else BENCH_DIR / "results"
-    )
+    args.out = report_dir(args, "papers", BENCH_DIR / "cache" / "quick" / "results")
     return args
 
 

@@ -69,7 +69,7 @@ import pandas as pd
 from river import base as river_base
 from tqdm import tqdm
 
-from bench.cli import BENCH_DIR, split_list
+from bench.cli import BENCH_DIR, bench_parser, report_dir, split_list
 from bench.datasets import DataMissing
 from bench.sensors_cells import (
     ABLATION,
@@ -309,19 +309,13 @@ def check_protocol(results: Sequence[CellResult]) -> list[Check]:
 
 # ---------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.sensors",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = bench_parser(
+        __name__, __doc__, quick="4 files", data="skab/", download=True, out="sensors"
     )
     parser.add_argument("--contenders", help="comma-separated (default: headline + ablation)")
     parser.add_argument("--columns", default=",".join(COLUMNS), help=",".join(COLUMNS))
     parser.add_argument("--files", help="comma-separated SKAB files, e.g. valve1/0 (default: 34)")
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 files")
-    parser.add_argument("--data-root", help="folder holding skab/")
-    parser.add_argument("--download", action="store_true", help="fetch missing files")
     parser.add_argument("--cache-dir", type=Path, default=BENCH_DIR / "cache" / "sensors")
-    parser.add_argument("--out", type=Path, help="report folder (default: results/sensors)")
     parser.add_argument("--no-report", action="store_true", help="run cells only")
     return parser.parse_args(argv)
 
@@ -337,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = split_list(args.files, QUICK_FILES if args.quick else SKAB.file_names())
     skab = SKAB(args.data_root, args.download)
     cache_dir = args.cache_dir / "quick" if args.quick else args.cache_dir
-    out = args.out or (cache_dir / "report" if args.quick else BENCH_DIR / "results" / "sensors")
+    out = report_dir(args, "sensors", cache_dir / "report")
     cells = [(c, col) for c in contenders for col in columns if col in c.columns]
     results = []
     started = time.perf_counter()

@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from bench.cli import split_list
+from bench.cli import bench_parser, report_dir, split_list
 from bench.datasets import KDDCUP99, ADBench, DataMissing
 from bench.stream_report import StreamResult, write_reports
 
@@ -566,20 +566,19 @@ def run_cell(
 
 # ---------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.stream",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = bench_parser(
+        __name__,
+        __doc__,
+        quick="4 small sets",
+        data="adbench/ and kddcup99/",
+        download=True,
+        out="stream",
         epilog="Contenders: " + ", ".join(CONTENDERS),
     )
     parser.add_argument("--datasets", help="comma-separated streams (default: all 36)")
     parser.add_argument("--contenders", help="comma-separated contenders (default: all)")
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 small sets")
     parser.add_argument("--max-events", type=int, default=MAX_EVENTS)
-    parser.add_argument("--data-root", help="folder holding adbench/ and kddcup99/")
-    parser.add_argument("--download", action="store_true", help="fetch missing files")
     parser.add_argument("--cache-dir", type=Path, default=BENCH_DIR / "cache" / "stream")
-    parser.add_argument("--out", type=Path, help="report folder (default: results/stream)")
     parser.add_argument("--no-report", action="store_true", help="run cells only")
     return parser.parse_args(argv)
 
@@ -590,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = split_list(args.contenders, QUICK_CONTENDERS if args.quick else list(CONTENDERS))
     contenders = [parse_contender(name) for name in names]
     cache_dir = args.cache_dir / "quick" if args.quick else args.cache_dir
-    out = args.out or (cache_dir / "report" if args.quick else BENCH_DIR / "results" / "stream")
+    out = report_dir(args, "stream", cache_dir / "report")
     results = []
     started = time.perf_counter()
     cells = [(d, c) for c in contenders for d in datasets]

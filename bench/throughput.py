@@ -52,8 +52,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS = BENCH_DIR / "results"
+from bench.cli import BENCH_DIR, RESULTS, bench_parser
+
+OUT_DIR = RESULTS / "throughput"
 DEFAULT_BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -342,11 +343,7 @@ def _plot_curve(points: list[dict], floor: float | None, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.throughput",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__name__, __doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=3_000)
     parser.add_argument("--batch", type=int, default=256)
@@ -359,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
                         default=list(DEFAULT_BUDGETS))  # fmt: skip
     parser.add_argument("--quality", type=Path, default=ABLATIONS,
                         help="bench.stream cells.csv holding MemAE at each budget")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "throughput.json")
     parser.add_argument("--plot-only", action="store_true",
                         help="redraw the curve: --out's speeds, --quality's AUROC")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
