@@ -123,11 +123,11 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         """Whether ``score`` raises an alert now (never while the calibrator warms up)."""
         return bool(self.judge(np.array([score], dtype=np.float64)).alerts[0])
 
-    def p_value_one(self, x: Mapping[Hashable, Any]) -> float:
+    def p_value_one(self, x: Mapping[Any, Any]) -> float:
         """Conformal p-value of ``x``'s score: small means unusual. Pure."""
         return float(self.calibrator_.p_values(np.array([self.score_one(x)]))[0])
 
-    def predict_one(self, x: Mapping[Hashable, Any]) -> bool:
+    def predict_one(self, x: Mapping[Any, Any]) -> bool:
         """Whether ``x`` would raise an alert now (pure).
 
         Examples
@@ -139,7 +139,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         """
         return self.classify(self.score_one(x))
 
-    def predict_proba_one(self, x: Mapping[Hashable, Any]) -> dict[bool, float]:
+    def predict_proba_one(self, x: Mapping[Any, Any]) -> dict[bool, float]:
         """``{True: 1 - p, False: p}`` for ``x``'s conformal p-value ``p`` (pure)."""
         return _probabilities(self.p_value_one(x))
 
@@ -154,7 +154,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         p_values = self.p_values_many(X)
         return pd.DataFrame({False: p_values, True: 1.0 - p_values}, index=_index(X))
 
-    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+    def learn_one(self, x: Mapping[Any, Any]) -> None:
         judged = self.judge(np.array([self.score_one(x)], dtype=np.float64))
         self.calibrator_.learn_many(judged.scores)
         if not (self.protect_anomaly_detector and judged.alerts[0]):
@@ -180,7 +180,7 @@ class AlertFilter(river_base.AnomalyFilter, river_base.Classifier):
         """Score, judge and learn a batch, as :meth:`process_many` does."""
         self.process_many(X)
 
-    def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
+    def explain_one(self, x: Mapping[Any, Any]) -> dict[Hashable, float]:
         """Each field's contribution to ``score_one(x)`` (the detector's ``explain_one``)."""
         return self._explainer("explain_one")(x)
 
@@ -338,7 +338,7 @@ def _rows(X: Any, start: int, stop: int) -> Any:
     return X[start:stop]
 
 
-def _records(X: Any) -> list[Mapping[Hashable, Any]]:
+def _records(X: Any) -> list[Mapping[Any, Any]]:
     if isinstance(X, pd.DataFrame):
         return X.to_dict("records")
     if isinstance(X, np.ndarray):

@@ -48,7 +48,7 @@ def fold(parts: np.ndarray, owners: Sequence[Hashable]) -> tuple[np.ndarray, lis
     return np.add.reduceat(grouped, starts, axis=1), names
 
 
-def fold_frame(frame: pd.DataFrame, fields: Mapping[Hashable, Hashable]) -> pd.DataFrame:
+def fold_frame(frame: pd.DataFrame, fields: Mapping[Any, Hashable]) -> pd.DataFrame:
     """``frame``'s columns summed into the field ``fields`` maps each to (others keep their
     name): a window's columns back into the readings' fields.
 
@@ -110,7 +110,7 @@ class TopFields:
 
     k: int = 3
     every_record: bool = False
-    fold_into: Mapping[Hashable, Hashable] | None = None
+    fold_into: Mapping[Any, Hashable] | None = None
 
     def __post_init__(self) -> None:
         check_integer("top_fields", self.k, 0)

@@ -114,8 +114,8 @@ def is_missing(value: Any) -> bool:
 
 
 def schema_example(
-    rows: pd.DataFrame | Sequence[Mapping[Hashable, Any]],
-    kinds: Mapping[Hashable, str] | None = None,
+    rows: pd.DataFrame | Sequence[Mapping[Any, Any]],
+    kinds: Mapping[Any, str] | None = None,
 ) -> dict[Hashable, Any]:
     """One record that stands for a whole batch when a schema is fixed from it.
 
@@ -295,7 +295,7 @@ class FeatureEncoder(base.Transformer):
     def __init__(
         self,
         numeric: Sequence[Hashable] | None = None,
-        categorical: Mapping[Hashable, Sequence[str] | None] | None = None,
+        categorical: Mapping[Any, Sequence[str] | None] | None = None,
         scaling: str | None = "robust",
         scaling_window: int = 16384,
         soft_clip: float | None = 5.0,
@@ -364,7 +364,7 @@ class FeatureEncoder(base.Transformer):
         if self.soft_clip is not None and not self.soft_clip > 0:
             raise ValueError(f"soft_clip must be > 0 or None, got {self.soft_clip}")
 
-    def fit_schema(self, example: Mapping[Hashable, Any]) -> None:
+    def fit_schema(self, example: Mapping[Any, Any]) -> None:
         """Fix the schema from declared fields, else from one example record."""
         self.check_params()
         declared_cat = dict(self.categorical) if self.categorical is not None else None
@@ -400,8 +400,8 @@ class FeatureEncoder(base.Transformer):
 
     def declared_from(
         self,
-        records: Sequence[Mapping[Hashable, Any]],
-        kinds: Mapping[Hashable, str] | None = None,
+        records: Sequence[Mapping[Any, Any]],
+        kinds: Mapping[Any, str] | None = None,
     ) -> FeatureEncoder | None:
         """An unfitted copy that declares the schema ``records`` agree on (fields declared
         here stay as declared; learned vocabularies stay learned); None if they agree on no
@@ -493,7 +493,7 @@ class FeatureEncoder(base.Transformer):
             and len(self.vocabulary_[field]) < self.capacity_[field]
         )
 
-    def _check_keys(self, x: Mapping[Hashable, Any]) -> None:
+    def _check_keys(self, x: Mapping[Any, Any]) -> None:
         if self.extra == "error" and len(x) != len(self._fields):
             extras = [k for k in x if k not in self._fields]
             if extras:
@@ -503,7 +503,7 @@ class FeatureEncoder(base.Transformer):
             absent = [k for k in self._fields if k not in x]
             raise ValueError(f"missing field(s) {absent}")
 
-    def vectorize_one(self, x: Mapping[Hashable, Any], learn: bool = False) -> np.ndarray:
+    def vectorize_one(self, x: Mapping[Any, Any], learn: bool = False) -> np.ndarray:
         """Raw (unscaled) vector; ``learn`` lets learned vocabularies grow during warm-up."""
         if not isinstance(x, Mapping):
             raise ValueError(f"a record must be a dict, got {type(x).__name__}")
@@ -525,7 +525,7 @@ class FeatureEncoder(base.Transformer):
             self.n_learned_ += 1
         return vec
 
-    def _take_last_read(self, x: Mapping[Hashable, Any]) -> np.ndarray | None:
+    def _take_last_read(self, x: Mapping[Any, Any]) -> np.ndarray | None:
         """The vector :meth:`encode_one` last made of this very record, if learning it would give
         the same: ``score_one(x)`` then ``learn_one(x)``, a stream's per-event path, reads once.
 
@@ -537,7 +537,7 @@ class FeatureEncoder(base.Transformer):
         vec = last[2]
         return None if self._unknown_slots and vec[self._unknown_slots].any() else vec
 
-    def _plain_numbers(self, x: Mapping[Hashable, Any]) -> np.ndarray | None:
+    def _plain_numbers(self, x: Mapping[Any, Any]) -> np.ndarray | None:
         """The numeric fields at C speed when all are present, finite floats or modest ints
         (the common case); None sends the record down the checking path."""
         try:
@@ -553,7 +553,7 @@ class FeatureEncoder(base.Transformer):
         # NaN fails the comparison; inf and huge ints go to the checking path too
         return numbers if (np.abs(numbers) < _LARGEST_PLAIN).all() else None
 
-    def check_one(self, x: Mapping[Hashable, Any]) -> None:
+    def check_one(self, x: Mapping[Any, Any]) -> None:
         """Raise ``ValueError`` naming the field if ``x`` cannot be encoded; changes nothing."""
         (self if self.is_fitted else self.clone()).vectorize_one(x)
 
@@ -665,10 +665,10 @@ class FeatureEncoder(base.Transformer):
         return out
 
     # ------------------------------------------------------------------ River API
-    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+    def learn_one(self, x: Mapping[Any, Any]) -> None:
         self.update_scaler(self.vectorize_one(x, learn=True)[None, :])
 
-    def encode_one(self, x: Mapping[Hashable, Any]) -> np.ndarray:
+    def encode_one(self, x: Mapping[Any, Any]) -> np.ndarray:
         """Scaled float32 vector for one record (pure; the reading is kept for a ``learn_one``
         of the same record, see :meth:`_take_last_read`)."""
         encoder = self if self.is_fitted else self.clone()
@@ -677,7 +677,7 @@ class FeatureEncoder(base.Transformer):
             self._last_read = (x, tuple(x.items()), vec)
         return encoder.scale(vec)
 
-    def transform_one(self, x: Mapping[Hashable, Any]) -> dict[str, float]:
+    def transform_one(self, x: Mapping[Any, Any]) -> dict[str, float]:
         encoder = self if self.is_fitted else self.clone()
         values = encoder.encode_one(x)
         return dict(zip(encoder.columns_, values.tolist(), strict=True))

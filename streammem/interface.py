@@ -55,7 +55,7 @@ class Schema:
     def of(
         cls,
         numeric: Sequence[Hashable],
-        categorical: Mapping[Hashable, Sequence[str] | None],
+        categorical: Mapping[Any, Sequence[str] | None],
     ) -> Schema:
         return cls(
             tuple(numeric),

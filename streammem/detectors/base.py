@@ -282,8 +282,8 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def with_schema(
         self,
-        records: Sequence[Mapping[Hashable, Any]],
-        kinds: Mapping[Hashable, str] | None = None,
+        records: Sequence[Mapping[Any, Any]],
+        kinds: Mapping[Any, str] | None = None,
     ) -> MemoryDetector | None:
         """An unfitted copy whose encoder declares the schema ``records`` agree on, by the
         rule of :func:`~streammem.features.schema_example`; None if they agree on no field."""
@@ -383,7 +383,7 @@ class MemoryDetector(river_base.AnomalyDetector):
             encoder = self.encoder_ = self.new_encoder()
         return encoder
 
-    def learn_one(self, x: Mapping[Hashable, Any]) -> None:
+    def learn_one(self, x: Mapping[Any, Any]) -> None:
         encoder = self._learning_encoder()
         self._learn_raw(encoder.vectorize_one(x, learn=True)[None, :])
 
@@ -488,11 +488,11 @@ class MemoryDetector(river_base.AnomalyDetector):
         return tensor.reshape(-1, *self.input_shape_).to(self.device_)
 
     # ------------------------------------------------------------------ scoring
-    def check_one(self, x: Mapping[Hashable, Any]) -> None:
+    def check_one(self, x: Mapping[Any, Any]) -> None:
         """Raise ``ValueError`` naming the field if ``x`` cannot be encoded; changes nothing."""
         self._encoder.check_one(x)
 
-    def score_one(self, x: Mapping[Hashable, Any]) -> float:
+    def score_one(self, x: Mapping[Any, Any]) -> float:
         vector = self._encoder.encode_one(x)
         if "model_" not in self.__dict__:
             return 0.0
@@ -601,7 +601,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         return parts, encoder
 
     # ------------------------------------------------------------------ explanations
-    def explain_one(self, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
+    def explain_one(self, x: Mapping[Any, Any]) -> dict[Hashable, float]:
         """Each field's contribution to ``score_one(x)``; they add up to it (pure).
 
         See :meth:`explain_many` for what a contribution is.
