@@ -106,9 +106,6 @@ def pipeline_from_state(
     if not isinstance(detector, MemoryDetector):
         raise CheckpointError(f"its detector is a {type(detector).__name__}, not a detector")
     _check_schema(Served(detector), config.schema_)
-    held = state.get("schema_held")  # absent from older checkpoints: their schema is fixed
-    if held is not None and (type(held) is not int or held < 0):
-        raise CheckpointError(f"its schema_held is {held!r}, not a count of records")
     alerts = AlertFilter(
         detector,
         streammem.from_state(state["calibrator"]),
@@ -126,12 +123,10 @@ def pipeline_from_state(
         configured=configured,
         label=config.source.label,
     )
-    pipeline.schema_held = None if configured.schema is not None else held
-    sample = state.get("schema_sample")  # absent from older checkpoints
     try:
-        pipeline.load_schema_sample(sample if isinstance(sample, str) else None)
-    except ValueError as err:  # json's own errors are ValueErrors too
-        raise CheckpointError(f"its schema_sample cannot be read: {err}") from err
+        pipeline.schema_stage.load_state(state, declared=configured.schema is not None)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
     return pipeline
 
 

@@ -25,7 +25,6 @@ dead-lettered before anything else sees it.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import logging
@@ -46,6 +45,7 @@ from streammem.interface import ServedDetector
 from streammem.metrics import ServiceMetrics
 from streammem.service.agreement import LabelAgreement, label_values
 from streammem.service.backoff import Backoff
+from streammem.service.schema_stage import SchemaStage
 from streammem.service.served import Served
 from streammem.windows import TimeWindow
 
@@ -90,13 +90,19 @@ class ScoringPipeline:
         How long to wait before each new try; ``Backoff()`` if None.
     schema_records
         Records a schema is inferred from, at least (unless the detector's encoder declares
-        it): they need not come in one batch. See :meth:`_scorer` for the rule.
+        it): they need not come in one batch. See :mod:`~streammem.service.schema_stage`.
     confirm_records
         Records an inferred schema must keep holding for before it is fixed; until then it is
         revised when most of the latest records disagree with it.
     configured
         The detector as configured, into a copy of which schemas are inferred; the alert
         filter's own if None (a resumed pipeline's has its schema already).
+
+    Attributes
+    ----------
+    schema_stage
+        The :class:`~streammem.service.schema_stage.SchemaStage` that decides, before each
+        batch, which detector reads it.
     labels
         (topic, partition) of this model's gauges.
     window
@@ -130,17 +136,13 @@ class ScoringPipeline:
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.backoff = Backoff() if backoff is None else backoff
-        self.schema_records = schema_records
         self.labels = labels
         self.window = window
         self.top_fields = top_fields
-        self.confirm_records = confirm_records
         self.label = label
-        self._configured = self.model if configured is None else configured
-        # Records the inferred schema has held for while provisional; None when there is
-        # none yet, or once it is fixed (or declared).
-        self.schema_held: int | None = None
-        self._sample: list[Mapping] = []
+        self.schema_stage = SchemaStage(
+            self.model if configured is None else configured, schema_records, confirm_records
+        )
 
     def process(self, batch: RecordBatch, sink: Sink) -> BatchSummary:
         """Run one batch through the whole path; results and dead letters go to ``sink``.
@@ -244,86 +246,15 @@ class ScoringPipeline:
     def calibrator(self) -> Calibrator:
         return self.alerts.calibrator_
 
-    # ------------------------------------------------------------------ schema
-    # Only this section infers, revises and fixes the schema (and state_dict saves its stage).
     def _scorer(self, batch: RecordBatch) -> ServedDetector:
-        """The detector that validates and scores ``batch``.
-
-        A declared or fixed schema is never changed: the detector itself. Otherwise, before
-        each batch, the schema is inferred from the batch's records and those just before
-        them, ``schema_records`` at least: each field takes the type most of them agree on
-        (see :func:`~streammem.features.schema_example`), so a minority cannot set it.
-
-        1. Until ``schema_records`` records have been seen, a throw-away clone on that
-           schema judges the records (an untrained model scores them 0); nothing is learned.
-        2. Then the schema is adopted, provisionally: the model learns on it, and records
-           that do not fit it are dead letters. When the latest records infer another one
-           (most of them disagree with it: the stream started with wrong-typed records), it
-           is revised, and the model starts again on the new one (logged, and counted in
-           ``streammem_schema_revisions_total``).
-        3. Once it has held for ``confirm_records`` more records, it is fixed.
-        """
-        if self.schema_held is None and self.model.schema is not None:
-            return self.model
-        records = [r for r in batch.records if isinstance(r, Mapping)]
-        sample = [*self._sample, *records][-max(self.schema_records, len(records)) :]
-        self._sample = sample[-self.schema_records :]
-        candidate = self._configured.with_schema(sample, batch.kinds)
-        enough = len(sample) >= self.schema_records and candidate is not None
-        if self.schema_held is None:  # none adopted yet
-            if enough and candidate is not None:
-                return self._adopt(candidate, sample)
-            return candidate or self.model
-        if enough and candidate is not None and candidate.schema != self.model.schema:
-            return self._adopt(candidate, sample, revised=True)
-        self._held_for(len(records))
-        return self.model
-
-    def _adopt(
-        self, candidate: ServedDetector, sample: list[Mapping], revised: bool = False
-    ) -> ServedDetector:
-        self._install(candidate)
-        self.schema_held = 0
-        schema = candidate.schema
-        numeric = list(schema.numeric) if schema is not None else []
-        categorical = [k for k, _ in schema.categorical] if schema is not None else []
-        fields = (len(numeric), _shorten(numeric), len(categorical), _shorten(categorical))
-        if revised:
+        """The detector that validates and scores ``batch``: the schema stage's choice, which
+        is installed as the model when the stage adopts it."""
+        step = self.schema_stage.step(self.model, batch.records, batch.kinds)
+        if step.adopted:
+            self._install(step.scorer)
+        if step.revised:
             self.metrics.schema_revisions.labels(*self.labels).inc()
-            log.warning(
-                "schema revised: most of the last %d records disagree with the provisional "
-                "one; the model starts again on %d numeric %s, %d categorical %s",
-                len(sample),
-                *fields,
-            )
-        else:
-            log.info(
-                "schema inferred from %d records, provisional until %d more agree: %d numeric "
-                "%s, %d categorical %s",
-                len(sample),
-                self.confirm_records,
-                *fields,
-            )
-        held = collections.Counter(k for r in sample for k in r)
-        schema_fields = {*numeric, *categorical}
-        left_out = [
-            str(k) for k, n in held.items() if 2 * n > len(sample) and k not in schema_fields
-        ]
-        if left_out:
-            log.warning(
-                "fields %s, held by most records, are not in the schema: no number or text in "
-                "them, or left out of the declared one",
-                left_out,
-            )
-        self._held_for(0)
-        return candidate
-
-    def _held_for(self, records: int) -> None:
-        assert self.schema_held is not None  # counted only while provisional
-        self.schema_held += records
-        if self.schema_held >= self.confirm_records:
-            self.schema_held = None
-            log.info("schema fixed: %d records agreed on it", self.confirm_records)
+        return step.scorer
 
     def _judge(
         self, chunks: list[_Chunk], learn: bool, scorer: ServedDetector, explain: TopFields
@@ -365,24 +296,15 @@ class ScoringPipeline:
         return self.n_updates > 0
 
     def state_dict(self) -> dict:
-        """Detector, calibrator and window state, how long an inferred schema has held and,
-        while it may still change, the records it is inferred from (as JSON text), loadable
-        with ``torch.load(weights_only=True)``."""
-        fixed = self.schema_held is None and self.model.schema is not None
+        """Detector, calibrator and window state, and the schema stage's (how long an inferred
+        schema has held and, while it may still change, its sample), loadable with
+        ``torch.load(weights_only=True)``."""
         return {
             "detector": self.model.state_dict(),
             "calibrator": self.calibrator.state_dict(),
             "window": self.window.state_dict() if self.window is not None else None,
-            "schema_held": self.schema_held,
-            "schema_sample": None if fixed else json.dumps(self._sample, default=str),
+            **self.schema_stage.state_dict(self.model),
         }
-
-    def load_schema_sample(self, text: str | None) -> None:
-        """Take back the records an inferred schema is read from (``state_dict``'s)."""
-        sample = json.loads(text) if text is not None else []
-        if not isinstance(sample, list) or not all(isinstance(r, dict) for r in sample):
-            raise ValueError("the schema sample is not a list of records")
-        self._sample = sample
 
 
 @dataclasses.dataclass
@@ -533,11 +455,6 @@ def _window_problem(window: TimeWindow, record: Any) -> str | None:
     except ValueError as err:
         return str(err)
     return None
-
-
-def _shorten(fields: list) -> str:
-    """A field list for a log line: an image's 784 pixel names would flood it."""
-    return repr(fields) if len(fields) <= 12 else f"[{', '.join(map(repr, fields[:10]))}, ...]"
 
 
 def _table(records: list[dict]) -> pd.DataFrame:
