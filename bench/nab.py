@@ -110,7 +110,7 @@ def _detector(name: str, seed: int, **params: Any) -> Any:
     return getattr(streammem, name)(seed=seed, **params)
 
 
-def _judged(judged: streammem.calibration.Judged) -> tuple[np.ndarray, np.ndarray]:
+def _judged(judged: streammem.alerts.calibration.Judged) -> tuple[np.ndarray, np.ndarray]:
     return 1.0 - judged.p_values, judged.alerts.astype(bool)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Hashable
 import numpy as np
 import pandas as pd
 
-from streammem.fit import FitTracker
+from streammem.learning.fit import FitTracker
 
 __all__ = ["StreamingPCA"]
 

@@ -34,7 +34,7 @@ from bench.protocols import (
 )
 from bench.streaming import stream_scores
 from bench.zoo import TrainConfig, build_model, trace_epochs
-from streammem.training import make_trainer
+from streammem.learning.training import make_trainer
 
 __all__ = [
     "cached_arrays",

@@ -176,8 +176,7 @@ _PACKAGES = {
 
 
 # What a detector's scores depend on (not the service, the CLI or the alert wrapper).
-_SCORING_SOURCES = ("detectors", "nn", "features.py", "inference.py", "replay.py",
-                    "schedule.py", "training.py", "fit.py")  # fmt: skip
+_SCORING_SOURCES = ("detectors", "nn", "features", "learning")
 
 
 @lru_cache(maxsize=1)

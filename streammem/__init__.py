@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from streammem.alerts import AlertFilter
-from streammem.calibration import (
+from streammem.alerts.calibration import (
     Calibrator,
     ConformalCalibrator,
     QuantileThreshold,
     TailLikelihood,
 )
+from streammem.alerts.filter import AlertFilter
 from streammem.detectors import (
     AE,
     RFTM,
@@ -18,10 +18,10 @@ from streammem.detectors import (
     MemoryDetector,
 )
 from streammem.explain import TopFields
-from streammem.features import FeatureEncoder
+from streammem.features.encoder import FeatureEncoder
 from streammem.interface import StreamDetector
+from streammem.learning.schedule import Schedule
 from streammem.persistence import from_state, load, save
-from streammem.schedule import Schedule
 from streammem.series import SeriesFeatures, for_series
 from streammem.windows import TimeWindow, WindowedFilter
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from streammem.checks import check_integer
-from streammem.features import EncodedBatch, select_rows, to_frame_or_array
+from streammem.features.encoder import EncodedBatch, select_rows, to_frame_or_array
 
 __all__ = ["TopFields", "fold", "fold_frame", "top_fields"]
 

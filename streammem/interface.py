@@ -19,8 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from streammem.features import EncodedBatch
-from streammem.fit import TrainingStats
+from streammem.features.encoder import EncodedBatch
+from streammem.learning.fit import TrainingStats
 
 __all__ = [
     "Schema",

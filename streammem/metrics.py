@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from streammem.fit import TrainingStats
+from streammem.learning.fit import TrainingStats
 from streammem.windows import EVICTION_REASONS
 
 __all__ = ["DEAD_LETTER_REASONS", "MODEL_LABELS", "SCORE_BUCKETS", "ServiceMetrics"]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from streammem.calibration import Calibrator, TailLikelihood
+from streammem.alerts.calibration import Calibrator, TailLikelihood
 from streammem.checks import check_integer
 from streammem.persistence import stateful
 from streammem.windows import TimeWindow, WindowedFilter, _Readings
@@ -239,7 +239,7 @@ def for_series(
     >>> (likelihood[1498:1503] > 0.99).tolist()  # in the tail from the spike on
     [False, False, True, True, True]
     """
-    from streammem.alerts import AlertFilter
+    from streammem.alerts.filter import AlertFilter
     from streammem.detectors import MemAE
 
     window = SeriesFeatures(key=key, fields=fields, time_field=time_field, **features)

@@ -50,10 +50,10 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from river import base as river_base
 
-from streammem.alerts import Judged
+from streammem.alerts.filter import Judged
 from streammem.checks import check_integer, is_real
 from streammem.explain import TopFields, fold_frame
-from streammem.features import is_missing, parse_number, schema_example
+from streammem.features.encoder import is_missing, parse_number, schema_example
 from streammem.persistence import from_state, stateful
 from streammem.reprs import describe
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from streammem.learning.training import make_trainer
 from streammem.nn.baselines import (
     DenoisingAENet,
     MNADNet,
@@ -14,7 +15,6 @@ from streammem.nn.baselines import (
     SSPCABNet,
     VAENet,
 )
-from streammem.training import make_trainer
 
 SHAPE = (1, 28, 28)
 SMALL = {"hidden_sizes": (32,), "latent_size": 16}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import streammem
-from streammem.calibration import (
+from streammem.alerts.calibration import (
     ConformalCalibrator,
     QuantileThreshold,
 )

@@ -22,7 +22,7 @@ from river import base as river_base
 
 import streammem
 from streammem.detectors.base import MemoryDetector
-from streammem.inference import numpy_reconstructor
+from streammem.learning.inference import numpy_reconstructor
 
 DETECTORS = sorted(
     (

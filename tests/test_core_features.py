@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import streammem
-from streammem.features import FeatureEncoder
+from streammem.features.encoder import FeatureEncoder
 
 KDD_LIKE = {"duration": 0.0, "src_bytes": 181.0, "protocol_type": "tcp", "service": "http"}
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from streammem.inference import numpy_reconstructor
+from streammem.learning.inference import numpy_reconstructor
+from streammem.learning.training import make_trainer
 from streammem.nn.models import AENet, MemAENet, MemorizerNet, RFTMNet
-from streammem.training import make_trainer
 
 SMALL = {"hidden_sizes": (12, 10), "latent_size": 6}
 CASES = {

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from streammem.learning.training import make_trainer
 from streammem.nn.models import AENet, MemAENet
-from streammem.training import make_trainer
 
 
 def shell(n: int, low: float, high: float, basis: np.ndarray, rng) -> torch.Tensor:

@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import streammem
-from streammem.replay import ReplayWindow
-from streammem.schedule import Schedule
+from streammem.features.replay import ReplayWindow
+from streammem.learning.schedule import Schedule
 
 DETECTORS = ["AE", "MemAE", "Memorizer", "RFTM"]
 

@@ -30,13 +30,13 @@ from sinks import ListSink
 import streammem
 from connectors.kafka import make_consumer
 from connectors.tansu import free_port
+from streammem.learning.training import preload_optimizer
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError, load_checkpoint, save_checkpoint
 from streammem.service.build import new_pipeline
 from streammem.service.checkpoint import CheckpointStore
 from streammem.service.config import Config, parse_config
 from streammem.service.daemon import Daemon
-from streammem.training import preload_optimizer
 
 TP = TopicPartition("events", 0)
 EVENT = json.dumps({"temp": 20.0, "rpm": 900.0, "line": "a"}).encode()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streammem.features import FeatureEncoder
+from streammem.features.encoder import FeatureEncoder
 
 ROWS = [{"a": 1.0, "b": 10.0}, {"a": 3.0, "b": 30.0}]
 

@@ -49,7 +49,7 @@ def one_at_a_time() -> tuple[np.ndarray, np.ndarray]:
     return np.array(scores), np.array(flags)
 
 
-def fed_in_chunks(sizes: list[int], form: str) -> streammem.alerts.Judged:
+def fed_in_chunks(sizes: list[int], form: str) -> streammem.alerts.filter.Judged:
     frame, alerts, parts, start = readings(), new_filter(), [], 0
     while start < len(frame):
         size = sizes[len(parts) % len(sizes)]
@@ -57,7 +57,7 @@ def fed_in_chunks(sizes: list[int], form: str) -> streammem.alerts.Judged:
         batch = chunk.to_dict("records") if form == "records" else chunk
         parts.append(alerts.process_many(batch))
         start += size
-    return streammem.calibration.Judged.concat(parts)
+    return streammem.alerts.calibration.Judged.concat(parts)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

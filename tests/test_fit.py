@@ -8,7 +8,7 @@ import pytest
 
 import streammem
 from bench.generators import CorrelatedSensors
-from streammem.fit import FitTracker
+from streammem.learning.fit import FitTracker
 
 LEARNED = 12_000
 

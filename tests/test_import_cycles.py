@@ -1,4 +1,5 @@
-"""No import cycles among the modules of streammem/, connectors/ and bench/.
+"""No import cycles among the modules of streammem/, connectors/ and bench/, and the layers of
+streammem/ import only downwards.
 
 Every import counts, also those inside functions or under ``TYPE_CHECKING``: moving an import
 into a function hides a cycle from Python, not from the reader.
@@ -59,3 +60,50 @@ def test_no_module_imports_itself_through_others():
         graphlib.TopologicalSorter(import_graph()).prepare()
     except graphlib.CycleError as err:
         raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
+
+
+#: The layers, lowest first; a module belongs to the layer of its longest matching prefix and
+#: imports only from its own layer or those below. The package root is the public API: the
+#: service builds detectors through it, nothing below may.
+LAYERS = (
+    ("streammem.checks", "streammem.reprs", "streammem.persistence", "streammem.evaluation"),
+    ("streammem.nn",),
+    ("streammem.learning",),
+    ("streammem.features",),
+    ("streammem.interface", "streammem.explain"),
+    ("streammem.detectors",),
+    ("streammem.alerts",),
+    ("streammem.windows", "streammem.series"),
+    ("streammem", "streammem.demo", "streammem.metrics", "connectors"),
+    ("streammem.service",),
+    ("streammem.cli", "streammem.__main__"),
+)
+
+
+def layer_of(module: str) -> int | None:
+    matches = [
+        (len(prefix), level)
+        for level, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    return max(matches)[1] if matches else None
+
+
+def test_the_layers_import_only_downwards():
+    graph = {m: deps for m, deps in import_graph().items() if not m.startswith("bench")}
+    unplaced = sorted(m for m in graph if layer_of(m) is None)
+    assert not unplaced, f"modules in no layer (add them to LAYERS): {unplaced}"
+    upwards = sorted(
+        f"{module} -> {dep}"
+        for module, deps in graph.items()
+        for dep in deps
+        if layer_of(dep) > layer_of(module)
+    )
+    assert not upwards, f"imports from a higher layer: {upwards}"
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of("streammem.features.encoder") < layer_of("streammem.alerts.filter")
+    assert layer_of("streammem.service.build") > layer_of("streammem")  # the public API
+    assert layer_of("streammem.cli") > layer_of("streammem.service.daemon")

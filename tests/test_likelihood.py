@@ -8,7 +8,7 @@ import pytest
 
 import streammem
 from streammem import TailLikelihood
-from streammem.calibration import Judged
+from streammem.alerts.calibration import Judged
 
 
 def _scores(n: int = 6000, seed: int = 0) -> np.ndarray:

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
+from streammem.learning.training import MemGANTrainer, make_trainer
 from streammem.nn.memgan import MemGANNet
-from streammem.training import MemGANTrainer, make_trainer
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.tansu import free_port
-from streammem.fit import TrainingStats
+from streammem.learning.fit import TrainingStats
 from streammem.metrics import DEAD_LETTER_REASONS, ServiceMetrics
 from streammem.service.config import ConfigError, MetricsConfig
 from streammem.service.exposition import serve_metrics

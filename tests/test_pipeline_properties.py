@@ -24,8 +24,8 @@ from sinks import ListSink
 import streammem
 from connectors import RecordBatch
 from connectors.kafka import JsonDecoder
-from streammem.alerts import AlertFilter
-from streammem.calibration import ConformalCalibrator
+from streammem.alerts.calibration import ConformalCalibrator
+from streammem.alerts.filter import AlertFilter
 from streammem.metrics import ServiceMetrics
 from streammem.service.pipeline import ScoringPipeline
 

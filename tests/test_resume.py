@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streammem
-from streammem.calibration import Judged
+from streammem.alerts.calibration import Judged
 
 N_EVENTS = 700
 # replay and scaling windows far shorter than the stream: saves land before and after they wrap

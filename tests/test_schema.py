@@ -22,9 +22,9 @@ import streammem
 from connectors import RecordBatch, SourceError
 from connectors.kafka import JsonDecoder
 from connectors.parquet import ParquetSource
-from streammem.alerts import AlertFilter
-from streammem.calibration import ConformalCalibrator
-from streammem.features import FeatureEncoder, schema_example
+from streammem.alerts.calibration import ConformalCalibrator
+from streammem.alerts.filter import AlertFilter
+from streammem.features.encoder import FeatureEncoder, schema_example
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.build import new_pipeline, pipeline_from_state

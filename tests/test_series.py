@@ -79,7 +79,7 @@ def test_for_series_gives_the_same_alerts_whatever_the_feeding_and_flags_the_spi
     ).process_many(frame)
     model = for_series(time_field="ts", key="host", detector=streammem.MemAE(**SERIES_NET))
     parts = [model.process_many(frame.iloc[i : i + 97]) for i in range(0, len(frame), 97)]
-    chunked = streammem.calibration.Judged.concat(parts)
+    chunked = streammem.alerts.calibration.Judged.concat(parts)
     np.testing.assert_array_equal(chunked.alerts, whole.alerts)
     np.testing.assert_allclose(chunked.p_values, whole.p_values, rtol=1e-5, atol=1e-7)
     assert whole.alerts[700] and whole.alerts.sum() <= 10

@@ -8,8 +8,8 @@ from sinks import ListSink
 
 import streammem
 from connectors import RecordBatch
-from streammem.alerts import AlertFilter
-from streammem.calibration import ConformalCalibrator
+from streammem.alerts.calibration import ConformalCalibrator
+from streammem.alerts.filter import AlertFilter
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import load_checkpoint
 from streammem.service.checkpoint import CheckpointStore

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streammem.detectors.base import MemoryDetector
-from streammem.features import FeatureEncoder
+from streammem.features.encoder import FeatureEncoder
+from streammem.learning.schedule import Schedule
 from streammem.nn.models import AENet
-from streammem.schedule import Schedule
 
 __all__ = ["AE"]
 

@@ -1,11 +1,11 @@
 """The streaming estimator shared by every model: River's AnomalyDetector over a torch model.
 
-Data path: a record is vectorised by a :class:`~streammem.features.FeatureEncoder`; ``learn_one``
-/ ``learn_many`` update the encoder's scaling statistics at once, add the record to a replay
-window, and take the gradient steps the :class:`~streammem.schedule.Schedule` owes, each on a
-mini-batch drawn from that window. ``score_one`` / ``score_many`` never change state. For MLP
-models on CPU both run a NumPy snapshot of the model (torch stays off the per-event path, and its
-per-call overhead off small batches); conv models and GPUs score with torch.
+Data path: a record is vectorised by a :class:`~streammem.FeatureEncoder`; ``learn_one`` /
+``learn_many`` update the encoder's scaling statistics at once, add the record to a replay
+window, and take the gradient steps the :class:`~streammem.Schedule` owes, each on a mini-batch
+drawn from that window. ``score_one`` / ``score_many`` never change state. For MLP models on CPU
+both run a NumPy snapshot of the model (torch stays off the per-event path, and its per-call
+overhead off small batches); conv models and GPUs score with torch.
 
 What a score means: 0.0 before anything is learned. From the first learned record on, for records
 the encoder centres (robust or standard scaling, the tabular default), a sum over the encoded
@@ -48,15 +48,15 @@ from threadpoolctl import ThreadpoolController
 
 from streammem.checks import check_choice, check_integer
 from streammem.explain import fold
-from streammem.features import EncodedBatch, FeatureEncoder, to_frame_or_array
-from streammem.fit import FitTracker, TrainingStats
-from streammem.inference import numpy_reconstructor
+from streammem.features.encoder import EncodedBatch, FeatureEncoder, to_frame_or_array
+from streammem.features.replay import ReplayWindow
+from streammem.learning.fit import FitTracker, TrainingStats
+from streammem.learning.inference import numpy_reconstructor
+from streammem.learning.schedule import Schedule
+from streammem.learning.training import Trainer, make_trainer
 from streammem.nn.models import ReconstructionModel
 from streammem.persistence import CheckpointError, save, stateful
-from streammem.replay import ReplayWindow
 from streammem.reprs import describe
-from streammem.schedule import Schedule
-from streammem.training import Trainer, make_trainer
 
 __all__ = ["MemoryDetector"]
 
@@ -116,7 +116,7 @@ class MemoryDetector(river_base.AnomalyDetector):
     ----------
     schedule
         How the detector learns from the stream: replay window, gradient steps per record
-        (``budget``), batch size, learning rate; ``None``: :class:`~streammem.schedule.Schedule`'s
+        (``budget``), batch size, learning rate; ``None``: :class:`~streammem.Schedule`'s
         defaults (the class's own for image models).
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
@@ -144,7 +144,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         cost fit on streams: R² 0.85 against 0.99 on correlated sensors, see the committed
         ablations), on for the conv backbones (the papers' nets).
     encoder
-        How records become vectors; by default a :class:`~streammem.features.FeatureEncoder`
+        How records become vectors; by default a :class:`~streammem.features.encoder.FeatureEncoder`
         that scales numbers robustly (``mlp``) or passes pixels through (conv backbones).
     """
 
@@ -741,7 +741,7 @@ class MemoryDetector(river_base.AnomalyDetector):
     @property
     def fit_r2_(self) -> dict[Hashable, float]:
         """How well the model rebuilds each field of records before it learns them: R² over
-        the last few thousand records (see :class:`~streammem.fit.FitTracker`), by field as
+        the last few thousand records (see :class:`~streammem.learning.fit.FitTracker`), by field as
         the records name it (a categorical field's columns pooled); NaN for a field that has
         not varied, and empty before anything is learned. Label-free: check it before tuning
         a threshold; a field near 0 is one the model has not learned.

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from streammem.checks import check_choice, check_integer, check_number
 from streammem.detectors.base import MemoryDetector
-from streammem.features import FeatureEncoder
+from streammem.features.encoder import FeatureEncoder
+from streammem.learning.schedule import Schedule
 from streammem.nn.models import MemAENet
-from streammem.schedule import Schedule
 
 __all__ = ["MemAE"]
 

@@ -7,9 +7,9 @@ from typing import ClassVar
 
 from streammem.checks import check_integer
 from streammem.detectors.base import MemoryDetector
-from streammem.features import FeatureEncoder
+from streammem.features.encoder import FeatureEncoder
+from streammem.learning.schedule import Schedule
 from streammem.nn.memgan import MemGANNet
-from streammem.schedule import Schedule
 
 __all__ = ["MemGAN"]
 

@@ -2,8 +2,8 @@
 
 Each is a :class:`~streammem.nn.models.ReconstructionModel` whose auxiliary losses (already
 weighted) come back in :attr:`ModelOutput.losses`, so the plain
-:class:`~streammem.training.ReconstructionTrainer` trains them. The Memorizer paper gives none of
-their hyper-parameters; the defaults below are ours (``research/papers.md`` §2, §6).
+:class:`~streammem.learning.training.ReconstructionTrainer` trains them. The Memorizer paper
+gives none of their hyper-parameters; the defaults below are ours (``research/papers.md`` §2, §6).
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ Losses (Algorithm 1, unweighted): adversarial (Eq. 3, non-saturating for E and G
 ``‖x − G(P(E(x)))‖₂`` (Eq. 4), projection ``‖E(x) − P(E(x))‖₂`` (Eq. 6) and mutual information
 ``−Σ α log α'`` with ``α' = softmax(M E(G(Mᵀα)))`` (Eq. 7). D minimises the adversarial loss; E
 minimises its adversarial term + cycle + projection + MI; G its adversarial term + cycle + MI; M
-cycle + projection + MI. One :class:`~streammem.training.MemGANTrainer` step updates D, then E, G
-and M from one shared forward pass (Algorithm 1 recomputes between the E, G and M updates; we do
-not).
+cycle + projection + MI. One :class:`~streammem.learning.training.MemGANTrainer` step updates D,
+then E, G and M from one shared forward pass (Algorithm 1 recomputes between the E, G and M
+updates; we do not).
 
 The network layouts are our choice (the paper's supplement with them was not found): DCGAN-style
 convolutions for 1x28x28 and 3x32x32 inputs, width ``width``, inputs in [-1, 1] (G ends in tanh).

@@ -2,8 +2,9 @@
 
 Each model is a pure ``nn.Module``: ``forward(x)`` returns a :class:`ModelOutput` with the
 reconstruction and the model's own auxiliary losses (already weighted); ``anomaly_score(x)`` is the
-per-sample reconstruction error. How a model is optimised lives in :mod:`streammem.training`
-(:func:`~streammem.training.make_trainer` picks a model's strategy); nothing here knows of it.
+per-sample reconstruction error. How a model is optimised lives in
+:mod:`streammem.learning.training` (:func:`~streammem.learning.training.make_trainer` picks a
+model's strategy); nothing here knows of it.
 """
 
 from __future__ import annotations

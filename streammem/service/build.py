@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import streammem
-from streammem.alerts import AlertFilter
-from streammem.calibration import Calibrator
+from streammem.alerts.calibration import Calibrator
+from streammem.alerts.filter import AlertFilter
 from streammem.detectors.base import MemoryDetector
 from streammem.explain import TopFields
 from streammem.interface import ServedDetector

@@ -232,12 +232,12 @@ class FeaturesConfig(_Section):
 
 
 class CalibrationConfig(_Section):
-    """How scores become p-values and alerts: :mod:`streammem.calibration`."""
+    """How scores become p-values and alerts: :mod:`streammem.alerts.calibration`."""
 
     method: Literal["conformal", "quantile", "likelihood"] = "conformal"
     alpha: _UnitInterval = 0.01  # likelihood: alert when 1 - likelihood < alpha
     quantile: _UnitInterval = 0.99
-    window_size: PositiveInt | None = None  # None: 3 / alpha (see streammem.calibration)
+    window_size: PositiveInt | None = None  # None: 3 / alpha (see streammem.alerts.calibration)
     min_reference: PositiveInt | None = None  # None: 1 / alpha (likelihood: 200)
     tail_share: Annotated[float, Field(gt=0, le=0.5)] = 0.1  # likelihood: the peaks' share
     learn_on_alert: bool = False

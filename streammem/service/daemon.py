@@ -39,6 +39,7 @@ from kafka.structs import OffsetAndMetadata
 from connectors import DeadLetter
 from connectors.kafka import JsonDecoder
 from connectors.source import StreamSource, log_bounds
+from streammem.learning.training import preload_optimizer
 from streammem.metrics import ServiceMetrics
 from streammem.service.backoff import Backoff
 from streammem.service.build import new_pipeline, pipeline_from_state
@@ -54,7 +55,6 @@ from streammem.service.config import Config, ConfigError
 from streammem.service.exposition import MetricsServer, serve_metrics
 from streammem.service.partition_log import PartitionLog, Step
 from streammem.service.pipeline import BatchSummary, ScoringPipeline
-from streammem.training import preload_optimizer
 
 __all__ = ["Daemon"]
 

@@ -25,8 +25,8 @@ from connectors.csv import CsvSource
 from connectors.parquet import ParquetSink, ParquetSource
 from connectors.source import FileSource, FiniteSource
 from streammem.demo import SensorStream
-from streammem.fit import TrainingStats
 from streammem.interface import ServedDetector
+from streammem.learning.fit import TrainingStats
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
 from streammem.service.agreement import LabelAgreement

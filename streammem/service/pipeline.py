@@ -38,8 +38,8 @@ import pandas as pd
 from river import base as river_base
 
 from connectors import DeadLetter, RecordBatch, Sink
-from streammem.alerts import AlertFilter, Judged
-from streammem.calibration import Calibrator, TailLikelihood
+from streammem.alerts.calibration import Calibrator, TailLikelihood
+from streammem.alerts.filter import AlertFilter, Judged
 from streammem.explain import Ranked, TopFields
 from streammem.interface import ServedDetector
 from streammem.metrics import ServiceMetrics

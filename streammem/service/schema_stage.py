@@ -13,8 +13,8 @@ it, and is the only place that does:
 3. Once it has held for ``confirm_records`` more records, it is fixed.
 
 Each field takes the type most of the sample agrees on (see
-:func:`~streammem.features.schema_example`), so a minority of records cannot set it. The stage
-compares schemas as values (:class:`~streammem.interface.Schema`) and reads detectors only
+:func:`~streammem.features.schema_example`), so a minority of records cannot set it. The
+stage compares schemas as values (:class:`~streammem.interface.Schema`) and reads detectors only
 through :class:`~streammem.interface.ServedDetector`; the pipeline installs what it adopts and
 counts the revisions.
 """

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from streammem.detectors.base import MemoryDetector
-from streammem.features import EncodedBatch
-from streammem.fit import TrainingStats
+from streammem.features.encoder import EncodedBatch
 from streammem.interface import Schema
+from streammem.learning.fit import TrainingStats
 
 __all__ = ["Served"]
 

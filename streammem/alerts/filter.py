@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from river import base as river_base
 
-from streammem.calibration import Calibrator, ConformalCalibrator, Judged
+from streammem.alerts.calibration import Calibrator, ConformalCalibrator, Judged
 from streammem.explain import TopFields
-from streammem.features import EncodedBatch, select_rows, to_frame_or_array
+from streammem.features.encoder import EncodedBatch, select_rows, to_frame_or_array
 from streammem.interface import is_stream_detector, records_until_update
 from streammem.persistence import from_state, stateful
 from streammem.reprs import describe

@@ -49,8 +49,8 @@ import pandas as pd
 import pyarrow as pa
 from river import base
 
+from streammem.features.replay import ReplayWindow
 from streammem.persistence import stateful
-from streammem.replay import ReplayWindow
 from streammem.reprs import describe
 
 __all__ = [
