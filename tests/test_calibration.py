@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import inspect
 import io
 
 import numpy as np
 import pytest
+import river
 import torch
 
 import streammem
@@ -110,3 +112,30 @@ def test_a_sequence_is_judged_as_one_score_at_a_time(make):
     finite = np.isfinite(scores)
     assert judged.alerts.sum() > 5
     np.testing.assert_array_equal(judged.alerts[finite], (scores > judged.limits)[finite])
+
+
+@pytest.mark.parametrize(
+    "calibrator",
+    [
+        streammem.ConformalCalibrator(alpha=0.1, window_size=50),
+        streammem.QuantileThreshold(q=0.9, window_size=50),
+        streammem.TailLikelihood(alpha=0.05, window_size=80, tail_share=0.2),
+    ],
+    ids=lambda c: type(c).__name__,
+)
+def test_calibrators_are_river_estimators_with_one_score_forms(calibrator):
+    """Parameters come from the signature (clone, state), and the one-score methods give what
+    the batch methods give."""
+    assert isinstance(calibrator, river.base.Base)
+    declared = inspect.signature(type(calibrator)).parameters
+    params = calibrator.state_dict()["params"]
+    assert params == {name: getattr(calibrator, name) for name in declared}
+    fresh = calibrator.clone()
+    assert fresh.state_dict()["params"] == params and len(fresh.reference_) == 0
+    scores = np.random.default_rng(0).normal(size=120)
+    for score in scores[:100]:
+        calibrator.learn_one(float(score))
+    fresh.learn_many(scores[:100])
+    assert list(calibrator.reference_) == list(fresh.reference_)
+    ones = [calibrator.p_value_one(float(s)) for s in scores[100:]]
+    assert ones == fresh.p_values(scores[100:]).tolist()

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from river import base as river_base
 
 from streammem.checks import check_integer, check_number
 from streammem.persistence import CheckpointError, stateful
@@ -91,8 +92,12 @@ class Judged:
         )
 
 
-class Calibrator:
+class Calibrator(river_base.Base):
     """Base class: a rolling window of reference scores and the empirical p-values it implies.
+
+    A River estimator: its parameters are its ``__init__`` arguments, read from the signature
+    (``_get_params``, ``clone``), so a new one is declared once; ``learn_one`` and
+    ``p_value_one`` are the one-score forms of ``learn_many`` and ``p_values``.
 
     Parameters
     ----------
@@ -151,6 +156,14 @@ class Calibrator:
     def is_warm(self) -> bool:
         """Whether the reference window holds enough scores to flag anything."""
         return len(self.reference_) >= self.min_reference_
+
+    def learn_one(self, score: float) -> None:
+        """Add one score to the reference window (a non-finite one is skipped)."""
+        self.learn_many([score])
+
+    def p_value_one(self, score: float) -> float:
+        """The p-value of one score against the reference window (pure)."""
+        return float(self.p_values(np.array([score], dtype=np.float64))[0])
 
     def learn_many(self, scores: Iterable[float]) -> None:
         """Add scores to the reference window (non-finite ones are skipped)."""
@@ -244,7 +257,7 @@ class Calibrator:
         """Parameters and window as plain types, loadable with ``torch.load(weights_only=True)``."""
         return {
             "class": type(self).__name__,
-            "params": self._params(),
+            "params": self._get_params(),
             "reference": list(self.reference_),
         }
 
@@ -260,9 +273,6 @@ class Calibrator:
             state["reference"], maxlen=calibrator.window_size_
         )
         return calibrator
-
-    def _params(self) -> dict:
-        return {"window_size": self.window_size, "min_reference": self.min_reference}
 
     def __repr__(self) -> str:
         tail = self._tail_name
@@ -359,9 +369,6 @@ class ConformalCalibrator(Calibrator):
         kth = width - needed
         return np.partition(windows, kth, axis=1)[:, kth]
 
-    def _params(self) -> dict:
-        return {**super()._params(), "alpha": self.alpha}
-
     _tail_name = "alpha"
 
 
@@ -413,9 +420,6 @@ class QuantileThreshold(Calibrator):
 
     def _limits_of_full(self, windows: np.ndarray) -> np.ndarray:
         return np.quantile(windows, self.q, axis=1)
-
-    def _params(self) -> dict:
-        return {**super()._params(), "q": self.q}
 
     _tail_name = "(1 - q)"
 
@@ -554,9 +558,6 @@ class TailLikelihood(Calibrator):
 
     def _limit_at(self, ordered: np.ndarray) -> float:
         return float(self._limit(*_fit_tail(ordered[None], self.tail_share))[0])
-
-    def _params(self) -> dict:
-        return {**super()._params(), "alpha": self.alpha, "tail_share": self.tail_share}
 
 
 def _fit_tail(windows: np.ndarray, tail_share: float) -> tuple[np.ndarray, ...]:
