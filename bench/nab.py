@@ -11,7 +11,8 @@ scored by :mod:`bench.nab_score` (NAB's scoring, written from its definition):
   the contender's likelihood in [0, 1], and one threshold is optimised over the corpus, as NAB
   does. streammem runs its default recipe for metric series, ``streammem.for_series(
   time_field="timestamp")`` (:class:`streammem.SeriesFeatures` in front of the detector and a
-  :class:`streammem.TailLikelihood`), with each memory detector, three seeds each;
+  :class:`streammem.TailLikelihood`), with each memory detector built by
+  ``streammem.series_detector`` (the recipe's settings), three seeds each;
   ``<detector>@raw`` is the README's earlier recipe, ``AlertFilter(<detector>())`` on the raw
   value with the anomaly score ``1 - p`` (conformal). References, through the same
   ``TailLikelihood``: ``floor`` (no model: the value's squared z-score under the running mean
@@ -73,8 +74,10 @@ from bench.stream import floor_scores
 
 __all__ = [
     "DEFAULT_CONTENDERS",
+    "TIME",
     "main",
     "run_cell",
+    "series_frame",
 ]
 
 DETECTORS = ("MemAE", "AE", "Memorizer", "RFTM")
@@ -99,7 +102,7 @@ TIME = "timestamp"
 KEY = "series"
 
 
-def _frame(series: Series) -> pd.DataFrame:
+def series_frame(series: Series) -> pd.DataFrame:
     """A series as a stream of readings: its time in seconds and its value."""
     seconds = series.timestamps.astype("int64").to_numpy() / 1e9
     return pd.DataFrame({TIME: seconds, "value": series.values})
@@ -110,14 +113,19 @@ def _detector(name: str, seed: int, **params: Any) -> Any:
     return getattr(streammem, name)(seed=seed, **params)
 
 
+def _series_detector(name: str, seed: int, **params: Any) -> Any:
+    """The recipe's detector of that class (its series settings), as ``for_series`` builds."""
+    return streammem.series_detector(getattr(streammem, name), seed=seed, **params)
+
+
 def _judged(judged: streammem.alerts.calibration.Judged) -> tuple[np.ndarray, np.ndarray]:
     return 1.0 - judged.p_values, judged.alerts.astype(bool)
 
 
 def _recipe(name: str, seed: int) -> Callable[[Series], tuple[np.ndarray, np.ndarray]]:
     def run(series: Series) -> tuple[np.ndarray, np.ndarray]:
-        model = streammem.for_series(time_field=TIME, detector=_detector(name, seed))
-        return _judged(model.process_many(_frame(series)))
+        model = streammem.for_series(time_field=TIME, detector=_series_detector(name, seed))
+        return _judged(model.process_many(series_frame(series)))
 
     return run
 
@@ -125,7 +133,7 @@ def _recipe(name: str, seed: int) -> Callable[[Series], tuple[np.ndarray, np.nda
 def _raw(name: str, seed: int) -> Callable[[Series], tuple[np.ndarray, np.ndarray]]:
     def run(series: Series) -> tuple[np.ndarray, np.ndarray]:
         model = streammem.AlertFilter(_detector(name, seed))
-        return _judged(model.process_many(_frame(series)[["value"]]))
+        return _judged(model.process_many(series_frame(series)[["value"]]))
 
     return run
 
@@ -137,7 +145,7 @@ def _calibrated(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _series_features(series: Series) -> np.ndarray:
     features = streammem.SeriesFeatures(time_field=TIME)
-    frame = _frame(series)
+    frame = series_frame(series)
     return features.transform_many(frame).to_numpy(dtype=np.float64)
 
 
@@ -184,9 +192,11 @@ def _shared(name: str, seed: int, corpus: Sequence[Series]) -> dict[str, tuple]:
     """The corpus as one keyed stream through one model (the key a categorical field)."""
     encoder = streammem.FeatureEncoder(max_categories=max(32, len(corpus)))
     model = streammem.for_series(
-        time_field=TIME, key=KEY, detector=_detector(name, seed, encoder=encoder)
+        time_field=TIME, key=KEY, detector=_series_detector(name, seed, encoder=encoder)
     )
-    parts = [_frame(s).assign(**{KEY: s.name}, _rank=np.arange(len(s)) / len(s)) for s in corpus]
+    parts = [
+        series_frame(s).assign(**{KEY: s.name}, _rank=np.arange(len(s)) / len(s)) for s in corpus
+    ]
     stream = pd.concat(parts, ignore_index=True).sort_values("_rank", kind="stable")
     judged = model.process_many(stream.drop(columns="_rank").reset_index(drop=True))
     likelihood, alerts = _judged(judged)

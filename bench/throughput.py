@@ -26,6 +26,12 @@ and ``explain_many`` in turn on each of the same ``--batch``-row DataFrames of t
 (checked out into a temporary worktree and timed by that tree's own worker, on the same cached
 events, in the same run): rows ``MemAE@REF``, and each row's ratio to its baseline's events/s.
 
+``--series`` adds what the metric-series recipe costs: on the 41 shared NAB series, one after
+another with a fresh model each (as ``bench.nab`` runs them; no warm-up, the young phase
+included), ``process_many`` in batches of ``--batch`` readings, of ``streammem.for_series()``
+(its features, detector and likelihood) against the raw-value path, ``AlertFilter(MemAE())`` on
+the value alone; reported as events/s of each and the recipe's share of the raw path's.
+
 ``--curve`` adds the quality / speed curve of the learning schedule: for each ``--budgets``
 value, MemAE's mean AUROC on the 35 ADBench streams (read from the committed ``bench.stream``
 ablation cells, ``--quality``) against its events/s measured here, plotted to
@@ -138,8 +144,50 @@ def explain_cost(model: Any, frames: list[pd.DataFrame]) -> dict:
     return {**seconds, "explain_over_score": seconds["explain_s"] / seconds["score_s"]}
 
 
+SERIES_PATHS = ("series-raw", "series-recipe")
+
+
+def nab_frames(root: str | None = None) -> list[pd.DataFrame]:
+    """The 41 shared NAB series as the readings ``bench.nab`` streams (time and value)."""
+    from bench.nab import series_frame
+    from bench.nab_score import NAB
+
+    return [series_frame(series) for series in NAB(root).series()]
+
+
+def series_cost(path: str, batch: int, root: str | None = None) -> dict:
+    """Events/s of the raw-value path or the recipe over every NAB series; in the worker."""
+    import streammem
+    from bench.nab import TIME
+
+    frames = nab_frames(root)
+    recipe = path == "series-recipe"
+    inputs = [frame if recipe else frame[["value"]] for frame in frames]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for frame in inputs:
+        model = (
+            streammem.for_series(time_field=TIME)
+            if recipe
+            else streammem.AlertFilter(streammem.MemAE())
+        )
+        for start in range(0, len(frame), batch):
+            model.process_many(frame.iloc[start : start + batch])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n_events = sum(map(len, frames))
+    return {
+        "contender": "for_series()" if recipe else "AlertFilter(MemAE()) on the value",
+        "path": path,
+        "events": n_events,
+        "events_per_s": n_events / wall,
+        "events_per_cpu_s": n_events / cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def measure(contender: str, path: str, n_events: int, warmup: int, batch: int) -> dict:
     """Warm one contender up, then time it; runs inside the worker process."""
+    if path in SERIES_PATHS:
+        return series_cost(path, batch, os.environ.get("STREAMMEM_DATA"))
     frame = kdd_events(warmup + n_events)
     warm, timed = frame.iloc[:warmup], frame.iloc[warmup:]
     model = (
@@ -276,6 +324,21 @@ def _measure_plan(args: argparse.Namespace, tree: Path | None) -> list[dict]:
     return rows
 
 
+def series_rows(args: argparse.Namespace) -> list[dict]:
+    """The raw-value path and the recipe over the NAB series, each in its own worker, and
+    the recipe's events/s as a share of the raw path's (same run)."""
+    if args.data_root:
+        os.environ["STREAMMEM_DATA"] = args.data_root  # the workers read it
+    print("metric series (41 NAB files):", flush=True)
+    rows = [run_worker("series", path, args) for path in SERIES_PATHS]
+    raw, recipe = rows
+    recipe["share_of_raw"] = recipe["events_per_s"] / raw["events_per_s"]
+    for row in rows:
+        print(f"  {row['contender']:<36} {row['events_per_s']:>10,.0f} events/s", flush=True)
+    print(f"  the recipe runs at {recipe['share_of_raw']:.2f}x the raw path's events/s")
+    return rows
+
+
 ABLATIONS = RESULTS / "stream" / "ablations" / "cells.csv"
 
 
@@ -343,7 +406,7 @@ def _plot_curve(points: list[dict], floor: float | None, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = bench_parser(__name__, __doc__)
+    parser = bench_parser(__name__, __doc__, data="nab/ (for --series)")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=3_000)
     parser.add_argument("--batch", type=int, default=256)
@@ -352,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", help="a git revision to time the same models at")
     parser.add_argument("--curve", action="store_true", help="quality / speed by budget")
     parser.add_argument("--explain", action="store_true", help="explain_many / score_many cost")
+    parser.add_argument("--series", action="store_true", help="the metric-series recipe's cost")
     parser.add_argument("--budgets", type=lambda t: [float(b) for b in t.split(",")],
                         default=list(DEFAULT_BUDGETS))  # fmt: skip
     parser.add_argument("--quality", type=Path, default=ABLATIONS,
@@ -379,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
         for row in result["explain"]:
             print(f"  {row['contender']:<18} explain_many / score_many "
                   f"{row['explain_over_score']:.2f}x (same batches, same run)")  # fmt: skip
+    if args.series:
+        result["series"] = series_rows(args)
     if args.curve:
         print("quality / speed by budget:", flush=True)
         result["curve"] = curve(args, args.out.parent)

@@ -22,7 +22,7 @@ from streammem.features.encoder import FeatureEncoder
 from streammem.interface import StreamDetector
 from streammem.learning.schedule import Schedule
 from streammem.persistence import from_state, load, save
-from streammem.series import SeriesFeatures, for_series
+from streammem.series import SeriesFeatures, for_series, series_detector
 from streammem.windows import TimeWindow, WindowedFilter
 
 __version__ = "0.1.0"
@@ -51,4 +51,5 @@ __all__ = [
     "from_state",
     "load",
     "save",
+    "series_detector",
 ]

@@ -67,22 +67,26 @@ def test_transforms_are_pure_and_feeding_does_not_change_the_features():
     np.testing.assert_allclose(pd.DataFrame(rows)[expected.columns], expected)
 
 
-# The spike check holds for the 64-32 net; the one-layer default misses this spike (a known
-# regression of the series recipe since the learning changes: bench/results/nab, issue 29).
-SERIES_NET = {"hidden_sizes": (64, 32)}
-
-
 def test_for_series_gives_the_same_alerts_whatever_the_feeding_and_flags_the_spike():
     frame = _readings()
-    whole = for_series(
-        time_field="ts", key="host", detector=streammem.MemAE(**SERIES_NET)
-    ).process_many(frame)
-    model = for_series(time_field="ts", key="host", detector=streammem.MemAE(**SERIES_NET))
+    whole = for_series(time_field="ts", key="host").process_many(frame)
+    model = for_series(time_field="ts", key="host")
     parts = [model.process_many(frame.iloc[i : i + 97]) for i in range(0, len(frame), 97)]
     chunked = streammem.alerts.calibration.Judged.concat(parts)
     np.testing.assert_array_equal(chunked.alerts, whole.alerts)
     np.testing.assert_allclose(chunked.p_values, whole.p_values, rtol=1e-5, atol=1e-7)
     assert whole.alerts[700] and whole.alerts.sum() <= 10
+
+
+def test_the_recipe_builds_its_own_detector_settings():
+    model = for_series()
+    detector = model.anomaly_filter.anomaly_detector
+    assert detector.schedule == streammem.series.SERIES_SCHEDULE
+    assert detector.radius_quantile is None  # no trust region: every code read from memory
+    ae = streammem.series_detector(streammem.AE, seed=3)
+    assert (ae.seed, ae.schedule) == (3, streammem.series.SERIES_SCHEDULE)
+    mine = streammem.series_detector(radius_quantile=0.9)  # params win over the recipe's
+    assert mine.radius_quantile == 0.9
 
 
 def test_recipe_round_trips_through_save_and_load(tmp_path):

@@ -13,6 +13,7 @@ from streammem.explain import TopFields
 from streammem.interface import ServedDetector
 from streammem.metrics import ServiceMetrics
 from streammem.persistence import CheckpointError
+from streammem.series import series_settings
 from streammem.service.config import CalibrationConfig, Config, SchemaConfig
 from streammem.service.pipeline import ScoringPipeline
 from streammem.service.served import Served
@@ -29,9 +30,12 @@ __all__ = [
 
 
 def new_detector(config: Config) -> MemoryDetector:
-    """The configured detector; its encoder declares the fields ``schema`` names, and
-    applies its ``missing`` / ``nonfinite`` policies."""
-    detector = config.model.build()
+    """The configured detector (under ``features.series``, with the recipe's settings, which
+    ``model.params`` override); its encoder declares the fields ``schema`` names, and applies
+    its ``missing`` / ``nonfinite`` policies."""
+    recipe = config.features.series is not None  # the metric-series recipe's detector
+    detector_class = getattr(streammem, config.model.name)
+    detector = config.model.build(series_settings(detector_class) if recipe else None)
     schema = config.schema_
     declared = {"numeric": schema.numeric, "categorical": schema.categorical}
     declared = {part: fields for part, fields in declared.items() if fields is not None}

@@ -126,9 +126,10 @@ class ModelConfig(_Section):
             raise _Located(f"params: {err}") from err
         return self
 
-    def build(self) -> Any:
-        """The configured detector, unfitted (``params.schedule`` as a :class:`Schedule`)."""
-        params = dict(self.params)
+    def build(self, defaults: Mapping[str, Any] | None = None) -> Any:
+        """The configured detector, unfitted (``params.schedule`` as a :class:`Schedule`);
+        ``defaults``: settings the params override (the series recipe's)."""
+        params = {**(defaults or {}), **self.params}
         if isinstance(params.get("schedule"), Mapping):
             params["schedule"] = streammem.Schedule(**params["schedule"])
         return getattr(streammem, self.name)(**params)
