@@ -147,20 +147,22 @@ def explain_cost(model: Any, frames: list[pd.DataFrame]) -> dict:
 SERIES_PATHS = ("series-raw", "series-recipe")
 
 
-def nab_frames(root: str | None = None) -> list[pd.DataFrame]:
-    """The 41 shared NAB series as the readings ``bench.nab`` streams (time and value)."""
+def nab_frames(root: str | None = None, names: list[str] | None = None) -> list[pd.DataFrame]:
+    """The shared NAB series (all 41 unless ``names``) as ``bench.nab`` streams them."""
     from bench.nab import series_frame
     from bench.nab_score import NAB
 
-    return [series_frame(series) for series in NAB(root).series()]
+    return [series_frame(series) for series in NAB(root).series(names)]
 
 
-def series_cost(path: str, batch: int, root: str | None = None) -> dict:
-    """Events/s of the raw-value path or the recipe over every NAB series; in the worker."""
+def series_cost(
+    path: str, batch: int, root: str | None = None, names: list[str] | None = None
+) -> dict:
+    """Events/s of the raw-value path or the recipe over the NAB series; in the worker."""
     import streammem
     from bench.nab import TIME
 
-    frames = nab_frames(root)
+    frames = nab_frames(root, names)
     recipe = path == "series-recipe"
     inputs = [frame if recipe else frame[["value"]] for frame in frames]
     wall, cpu = time.perf_counter(), time.process_time()

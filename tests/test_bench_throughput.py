@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import streammem
-from bench.throughput import explain_cost, river_baseline
+from bench.nab_score import NAB
+from bench.throughput import SERIES_PATHS, explain_cost, river_baseline, series_cost
 
 
 def test_explain_cost_is_the_ratio_of_two_times_on_the_same_batches():
@@ -30,3 +31,17 @@ def test_rivers_baseline_selects_the_fields_by_name():
     assert "['duration', 'src_bytes'] | MinMaxScaler" in text
     assert "['flag', 'protocol_type', 'service'] | OneHotEncoder" in text
     assert "extra" not in text and "SelectType" not in text
+
+
+@pytest.mark.skipif(
+    not (NAB().root / "nab" / "labels" / "combined_windows.json").is_file(),
+    reason="the shared NAB files are not here",
+)
+def test_the_series_cost_runs_the_raw_path_and_the_recipe_on_the_same_readings():
+    names = ["realAdExchange/exchange-2_cpc_results.csv"]
+    raw, recipe = (series_cost(path, 256, names=names) for path in SERIES_PATHS)
+    assert raw["events"] == recipe["events"] == len(NAB().series(names)[0].values)
+    assert (raw["contender"], recipe["contender"]) == (
+        "AlertFilter(MemAE()) on the value",
+        "for_series()",
+    )
