@@ -6,8 +6,18 @@ import argparse
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["BENCH_DIR", "RESULTS", "bench_parser", "parse_ints", "report_dir", "split_list"]
+__all__ = [
+    "BENCH_DIR",
+    "RESULTS",
+    "bench_parser",
+    "parse_ints",
+    "report_dir",
+    "split_list",
+    "streammem_value",
+    "variant_params",
+]
 
 #: The bench folder: its ``cache/`` and ``results/`` are the commands' default places.
 BENCH_DIR = Path(__file__).resolve().parent
@@ -80,6 +90,40 @@ def split_list(text: str | None, default: Sequence[str]) -> list[str]:
     if not text:
         return list(default)
     return [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
+
+
+def streammem_value(source: str) -> Any:
+    """A parameter's value as a command line writes it: a Python expression over the names
+    ``streammem`` exports (``Schedule(budget=2)``, ``(64, 32)``, ``None``), without builtins.
+
+    Examples
+    --------
+    >>> streammem_value("Schedule(budget=2)").budget, streammem_value("(64, 32)")
+    (2, (64, 32))
+    """
+    import streammem
+
+    namespace: dict[str, Any] = {name: getattr(streammem, name) for name in streammem.__all__}
+    namespace["__builtins__"] = {}
+    return eval(source, namespace)  # our own command line's text, no builtins
+
+
+def variant_params(text: str) -> dict[str, Any]:
+    """The parameters of a variant's brackets, ``key=expr;key=expr`` (see
+    :func:`streammem_value`); a typo fails here, before anything runs.
+
+    Examples
+    --------
+    >>> sorted(variant_params("radius_quantile=None; schedule=Schedule(trim=0.25)"))
+    ['radius_quantile', 'schedule']
+    >>> variant_params("")
+    {}
+    """
+    params = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, _, value = part.partition("=")
+        params[key.strip()] = streammem_value(value.strip())
+    return params
 
 
 def parse_ints(text: str | None) -> list[int] | None:

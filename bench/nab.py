@@ -63,7 +63,7 @@ import pandas as pd
 from tqdm import tqdm
 
 import streammem
-from bench.cli import BENCH_DIR, bench_parser, parse_ints, report_dir, split_list
+from bench.cli import BENCH_DIR, bench_parser, parse_ints, report_dir, split_list, variant_params
 from bench.nab_measure import Cell, check_scorer
 from bench.nab_report import write_report
 from bench.nab_score import (
@@ -122,17 +122,20 @@ def _judged(judged: streammem.alerts.calibration.Judged) -> tuple[np.ndarray, np
     return 1.0 - judged.p_values, judged.alerts.astype(bool)
 
 
-def _recipe(name: str, seed: int) -> Callable[[Series], tuple[np.ndarray, np.ndarray]]:
+def _recipe(
+    name: str, seed: int, **params: Any
+) -> Callable[[Series], tuple[np.ndarray, np.ndarray]]:
     def run(series: Series) -> tuple[np.ndarray, np.ndarray]:
-        model = streammem.for_series(time_field=TIME, detector=_series_detector(name, seed))
+        detector = _series_detector(name, seed, **params)
+        model = streammem.for_series(time_field=TIME, detector=detector)
         return _judged(model.process_many(series_frame(series)))
 
     return run
 
 
-def _raw(name: str, seed: int) -> Callable[[Series], tuple[np.ndarray, np.ndarray]]:
+def _raw(name: str, seed: int, **params: Any) -> Callable[[Series], tuple[np.ndarray, np.ndarray]]:
     def run(series: Series) -> tuple[np.ndarray, np.ndarray]:
-        model = streammem.AlertFilter(_detector(name, seed))
+        model = streammem.AlertFilter(_detector(name, seed, **params))
         return _judged(model.process_many(series_frame(series)[["value"]]))
 
     return run
@@ -204,7 +207,11 @@ def _shared(name: str, seed: int, corpus: Sequence[Series]) -> dict[str, tuple]:
     return {s.name: (likelihood[names == s.name], alerts[names == s.name]) for s in corpus}
 
 
-_PATTERN = re.compile(r"^(?:(?P<shared>shared):)?(?P<name>\w+)(?:@(?P<input>raw|series))?$")
+#: ``[shared:]NAME[params][@raw|@series]``; ``MemAE[radius_quantile=0.999]``: the recipe's
+#: detector with those parameters over its series settings (see :func:`~bench.cli.variant_params`).
+_PATTERN = re.compile(
+    r"^(?:(?P<shared>shared):)?(?P<name>\w+)(?:\[(?P<params>[^\]]*)\])?(?:@(?P<input>raw|series))?$"
+)
 
 
 def _runner(contender: str, seed: int) -> Callable[[Series], tuple[np.ndarray, np.ndarray]]:
@@ -213,7 +220,10 @@ def _runner(contender: str, seed: int) -> Callable[[Series], tuple[np.ndarray, n
         raise ValueError(f"cannot read contender {contender!r}")
     name, given = match["name"], match["input"]
     if name in DETECTORS:
-        return _raw(name, seed) if given == "raw" else _recipe(name, seed)
+        params = variant_params(match["params"] or "")
+        return _raw(name, seed, **params) if given == "raw" else _recipe(name, seed, **params)
+    if match["params"] is not None:
+        raise ValueError(f"{contender!r}: only the detectors take parameters")
     references = {
         ("floor", None): _floor,
         ("floor", "series"): _floor_series,

@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from bench.cli import bench_parser, report_dir, split_list
+from bench.cli import bench_parser, report_dir, split_list, streammem_value
 from bench.datasets import KDDCUP99, ADBench, DataMissing
 from bench.stream_report import StreamResult, write_reports
 
@@ -149,11 +149,7 @@ class Contender:
     params: tuple[tuple[str, str], ...] = ()  # (name, source text) of constructor overrides
 
     def kwargs(self) -> dict[str, Any]:
-        import streammem
-
-        namespace = {name: getattr(streammem, name) for name in streammem.__all__}
-        namespace["__builtins__"] = {}
-        return {k: eval(v, namespace) for k, v in self.params}  # our own CLI's text, no builtins
+        return {key: streammem_value(value) for key, value in self.params}
 
     def fingerprint(self) -> str:
         """What, besides the data, decides this contender's scores."""
