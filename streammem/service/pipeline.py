@@ -97,12 +97,6 @@ class ScoringPipeline:
     configured
         The detector as configured, into a copy of which schemas are inferred; the alert
         filter's own if None (a resumed pipeline's has its schema already).
-
-    Attributes
-    ----------
-    schema_stage
-        The :class:`~streammem.service.schema_stage.SchemaStage` that decides, before each
-        batch, which detector reads it.
     labels
         (topic, partition) of this model's gauges.
     window
@@ -114,6 +108,12 @@ class ScoringPipeline:
     label
         The origin field holding each record's known-anomaly label (``source.label``), for
         the summaries' false-alarm rate and recall; records without one are not counted.
+
+    Attributes
+    ----------
+    schema_stage
+        The :class:`~streammem.service.schema_stage.SchemaStage` that decides, before each
+        batch, which detector reads it.
 
     """
 
