@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ __all__ = [
     "split_list",
     "streammem_value",
     "variant_params",
+    "variant_sources",
 ]
 
 #: The bench folder: its ``cache/`` and ``results/`` are the commands' default places.
@@ -108,9 +110,26 @@ def streammem_value(source: str) -> Any:
     return eval(source, namespace)  # our own command line's text, no builtins
 
 
+def variant_sources(text: str) -> tuple[tuple[str, str], ...]:
+    """A variant's brackets, ``key=expr;key=expr``, as (key, expression text) pairs; a typo
+    in an expression fails here, before anything runs.
+
+    Examples
+    --------
+    >>> variant_sources("hidden_sizes=(64, 32); schedule=Schedule(trim=0.25)")
+    (('hidden_sizes', '(64, 32)'), ('schedule', 'Schedule(trim=0.25)'))
+    """
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, _, value = part.partition("=")
+        ast.parse(value.strip(), mode="eval")  # a readable error for a typo
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
 def variant_params(text: str) -> dict[str, Any]:
-    """The parameters of a variant's brackets, ``key=expr;key=expr`` (see
-    :func:`streammem_value`); a typo fails here, before anything runs.
+    """The parameters of a variant's brackets (:func:`variant_sources`), evaluated by
+    :func:`streammem_value`.
 
     Examples
     --------
@@ -119,11 +138,7 @@ def variant_params(text: str) -> dict[str, Any]:
     >>> variant_params("")
     {}
     """
-    params = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        key, _, value = part.partition("=")
-        params[key.strip()] = streammem_value(value.strip())
-    return params
+    return {key: streammem_value(value) for key, value in variant_sources(text)}
 
 
 def parse_ints(text: str | None) -> list[int] | None:

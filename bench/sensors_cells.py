@@ -4,7 +4,6 @@ contenders (parsed from the command line), the columns, a cell's result and a pr
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cli import BENCH_DIR
+from bench.cli import BENCH_DIR, streammem_value, variant_sources
 from bench.skab import Counts
 
 __all__ = [
@@ -91,9 +90,7 @@ class Contender:
     def new_detector(self) -> Any:
         import streammem
 
-        namespace = {name: getattr(streammem, name) for name in streammem.__all__}
-        namespace["__builtins__"] = {}
-        kwargs = {k: eval(v, namespace) for k, v in self.params}  # our own CLI's text
+        kwargs = {key: streammem_value(value) for key, value in self.params}
         return getattr(streammem, self.model)(**kwargs)
 
     def fingerprint(self) -> str:
@@ -142,12 +139,7 @@ def parse_contender(text: str) -> Contender:
             f"unknown contender {name!r}; choose from {[*LEADERBOARD_MODELS, 'flag-all']}, "
             f"nomodel or {list(DETECTORS)}"
         )
-    pairs = []
-    for part in filter(None, (p.strip() for p in (params or "").split(";"))):
-        key, _, value = part.partition("=")
-        ast.parse(value.strip(), mode="eval")  # a readable error for a typo, before any run
-        pairs.append((key.strip(), value.strip()))
-    contender = Contender(text, "streammem", name, tuple(pairs), window)
+    contender = Contender(text, "streammem", name, variant_sources(params or ""), window)
     if window is not None:
         contender.new_window().check_params()
     return contender

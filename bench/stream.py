@@ -45,7 +45,6 @@ Two budgets of MemAE against the floor on three sets::
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -65,7 +64,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from bench.cli import bench_parser, report_dir, split_list, streammem_value
+from bench.cli import bench_parser, report_dir, split_list, streammem_value, variant_sources
 from bench.datasets import KDDCUP99, ADBench, DataMissing
 from bench.stream_report import StreamResult, write_reports
 
@@ -450,12 +449,7 @@ def parse_contender(text: str) -> Contender:
     base = CONTENDERS.get(match["base"])
     if base is None or base.group != "streammem":
         raise ValueError(f"{text!r}: only streammem detectors take parameters")
-    params = []
-    for part in filter(None, (p.strip() for p in match["params"].split(";"))):
-        key, _, value = part.partition("=")
-        ast.parse(value.strip(), mode="eval")  # a readable error for a typo, before any run
-        params.append((key.strip(), value.strip()))
-    return dataclasses.replace(base, name=text, params=tuple(params))
+    return dataclasses.replace(base, name=text, params=variant_sources(match["params"]))
 
 
 def available(contender: Contender) -> bool:

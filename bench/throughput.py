@@ -189,7 +189,7 @@ def series_cost(
 def measure(contender: str, path: str, n_events: int, warmup: int, batch: int) -> dict:
     """Warm one contender up, then time it; runs inside the worker process."""
     if path in SERIES_PATHS:
-        return series_cost(path, batch, os.environ.get("STREAMMEM_DATA"))
+        return series_cost(path, batch)  # the data root: STREAMMEM_DATA, as every loader reads
     frame = kdd_events(warmup + n_events)
     warm, timed = frame.iloc[:warmup], frame.iloc[warmup:]
     model = (
