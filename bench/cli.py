@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +116,8 @@ def variant_sources(text: str) -> tuple[tuple[str, str], ...]:
 
     Examples
     --------
-    >>> variant_sources("hidden_sizes=(64, 32); schedule=Schedule(trim=0.25)")
-    (('hidden_sizes', '(64, 32)'), ('schedule', 'Schedule(trim=0.25)'))
+    >>> variant_sources("network=Network(hidden_sizes=(64, 32)); schedule=Schedule(trim=0.25)")
+    (('network', 'Network(hidden_sizes=(64, 32))'), ('schedule', 'Schedule(trim=0.25)'))
     """
     pairs = []
     for part in filter(None, (p.strip() for p in text.split(";"))):
@@ -129,7 +129,7 @@ def variant_sources(text: str) -> tuple[tuple[str, str], ...]:
 
 def variant_params(text: str) -> dict[str, Any]:
     """The parameters of a variant's brackets (:func:`variant_sources`), evaluated by
-    :func:`streammem_value`.
+    :func:`variant_kwargs`.
 
     Examples
     --------
@@ -138,7 +138,23 @@ def variant_params(text: str) -> dict[str, Any]:
     >>> variant_params("")
     {}
     """
-    return {key: streammem_value(value) for key, value in variant_sources(text)}
+    return variant_kwargs(variant_sources(text))
+
+
+def variant_kwargs(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """(key, expression text) pairs evaluated by :func:`streammem_value`; the network's
+    settings given one by one, as in the commands committed before :class:`streammem.Network`
+    (``MemAE[hidden_sizes=(64,32)]``), are read into ``network``, so those commands still run.
+
+    Examples
+    --------
+    >>> variant_kwargs([("hidden_sizes", "(64, 32)")])["network"].hidden_sizes
+    (64, 32)
+    """
+    from streammem.nn.network import fold_network_params
+
+    params = {key: streammem_value(value) for key, value in pairs}
+    return fold_network_params(params, accepted=("network",))
 
 
 def parse_ints(text: str | None) -> list[int] | None:

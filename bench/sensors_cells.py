@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cli import BENCH_DIR, streammem_value, variant_sources
+from bench.cli import BENCH_DIR, variant_kwargs, variant_sources
 from bench.skab import Counts
 
 __all__ = [
@@ -90,8 +90,7 @@ class Contender:
     def new_detector(self) -> Any:
         import streammem
 
-        kwargs = {key: streammem_value(value) for key, value in self.params}
-        return getattr(streammem, self.model)(**kwargs)
+        return getattr(streammem, self.model)(**variant_kwargs(self.params))
 
     def fingerprint(self) -> str:
         """What, besides the data, decides this contender's results."""

@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from bench.cli import bench_parser, report_dir, split_list, streammem_value, variant_sources
+from bench.cli import bench_parser, report_dir, split_list, variant_kwargs, variant_sources
 from bench.datasets import KDDCUP99, ADBench, DataMissing
 from bench.stream_report import StreamResult, write_reports
 
@@ -148,7 +148,7 @@ class Contender:
     params: tuple[tuple[str, str], ...] = ()  # (name, source text) of constructor overrides
 
     def kwargs(self) -> dict[str, Any]:
-        return {key: streammem_value(value) for key, value in self.params}
+        return variant_kwargs(self.params)
 
     def fingerprint(self) -> str:
         """What, besides the data, decides this contender's scores."""

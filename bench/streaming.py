@@ -24,6 +24,7 @@ import numpy as np
 
 from bench.cells import Cell, TaskData
 from bench.zoo import train_config
+from streammem.nn.network import fold_network_params
 
 __all__ = ["CHUNK", "build_estimator", "estimator_params", "stream_scores"]
 
@@ -43,14 +44,16 @@ def _estimator_class(name: str) -> type:
 def estimator_params(cell: Cell) -> tuple[dict[str, Any], list[str]]:
     """Constructor kwargs for the cell's estimator and the model kwargs it cannot take."""
     cls = _estimator_class(cell.spec.estimator or "")
-    accepted = set(inspect.signature(cls).parameters)
+    accepted = tuple(inspect.signature(cls).parameters)
     model_kwargs = dict(cell.spec.kwargs)
-    if model_kwargs.get("backbone", "mlp") == "mlp" and "hidden_sizes" in accepted:
+    if model_kwargs.get("backbone", "mlp") == "mlp" and "network" in accepted:
         model_kwargs = _MLP_DEFAULTS | model_kwargs
     if "temperature" in accepted:  # the papers' addressing, not the streaming default
         model_kwargs = {"temperature": 1.0} | model_kwargs
-    dropped = sorted(k for k in model_kwargs if k not in accepted)
-    kwargs = {k: v for k, v in model_kwargs.items() if k in accepted}
+    # The offline nets take the network's settings one by one; the estimators as a Network.
+    folded = fold_network_params(model_kwargs, accepted)
+    dropped = sorted(k for k in folded if k not in accepted)
+    kwargs = {k: v for k, v in folded.items() if k in accepted}
     return kwargs, dropped
 
 
@@ -59,6 +62,9 @@ def build_estimator(cell: Cell, input_shape: tuple[int, ...], device: str) -> An
     from streammem import FeatureEncoder, Schedule
 
     kwargs, _ = estimator_params(cell)
+    estimator_class = _estimator_class(cell.spec.estimator or "")
+    accepted = tuple(inspect.signature(estimator_class).parameters)
+    kwargs = fold_network_params({**kwargs, "input_shape": input_shape}, accepted)
     config = train_config(cell.protocol, cell.spec)
     schedule = Schedule(
         budget=cell.steps_per_batch(),
@@ -69,13 +75,12 @@ def build_estimator(cell: Cell, input_shape: tuple[int, ...], device: str) -> An
         min_records=config.batch_size,
         trim=0.0,
     )
-    return _estimator_class(cell.spec.estimator or "")(
+    return estimator_class(
         **kwargs,
         schedule=schedule,
         seed=cell.seed,
         device=device,
         num_threads=None,
-        input_shape=input_shape,
         encoder=FeatureEncoder(scaling=None),
     )
 

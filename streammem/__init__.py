@@ -21,6 +21,7 @@ from streammem.explain import TopFields
 from streammem.features.encoder import FeatureEncoder
 from streammem.interface import StreamDetector
 from streammem.learning.schedule import Schedule
+from streammem.nn.network import Network
 from streammem.persistence import from_state, load, save
 from streammem.series import SeriesFeatures, for_series, series_detector
 from streammem.windows import TimeWindow, WindowedFilter
@@ -38,6 +39,7 @@ __all__ = [
     "MemGAN",
     "Memorizer",
     "MemoryDetector",
+    "Network",
     "QuantileThreshold",
     "Schedule",
     "SeriesFeatures",

@@ -10,6 +10,7 @@ from bench.cells import Cell, TaskData
 from bench.runner import fit, score
 from bench.streaming import estimator_params, stream_scores
 from bench.zoo import TrainConfig, build_model, model_specs
+from streammem import Network
 
 
 def spec(protocol: str, dataset: str, name: str):
@@ -19,12 +20,17 @@ def spec(protocol: str, dataset: str, name: str):
 def test_estimator_gets_the_model_hyper_parameters():
     cell = Cell("mnist", "one_class", spec("one_class", "mnist", "MemAE"), "streaming", 0, 0)
     kwargs, dropped = estimator_params(cell)
-    assert kwargs == {"backbone": "conv28", "num_slots": 100, "temperature": 1.0}
+    assert kwargs == {
+        "network": Network(backbone="conv28"),
+        "num_slots": 100,
+        "temperature": 1.0,
+    }
     assert dropped == []
     roco = Cell("mnist", "roco", spec("roco", "mnist", "AE"), "streaming", 0, 0)
     kwargs, dropped = estimator_params(roco)
-    assert kwargs["hidden_sizes"] == (512, 256) and kwargs["latent_size"] == 128
-    assert kwargs["output_activation"] == "block" and dropped == []
+    network = kwargs["network"]
+    assert network.hidden_sizes == (512, 256) and network.latent_size == 128
+    assert network.output_activation == "block" and dropped == []
 
 
 @pytest.mark.parametrize(

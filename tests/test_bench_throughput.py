@@ -12,7 +12,7 @@ from bench.throughput import SERIES_PATHS, explain_cost, river_baseline, series_
 
 
 def test_explain_cost_is_the_ratio_of_two_times_on_the_same_batches():
-    detector = streammem.MemAE(hidden_sizes=(8,), latent_size=4)
+    detector = streammem.MemAE(network=streammem.Network(hidden_sizes=(8,), latent_size=4))
     frames = [pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) % 3})] * 2
     detector.learn_many(frames[0])
     cost = explain_cost(detector, frames)

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+import streammem
 from streammem.cli import main
-from streammem.service.config import ConfigError, load_config, parse_config
+from streammem.service.config import ConfigError, ModelConfig, load_config, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,11 +59,16 @@ def test_each_problem_is_one_line_naming_its_key_and_what_is_allowed():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"latent_size": 0}, "model.params: latent_size must be an integer >= 1 or None, got 0"),
         (
-            {"backbone": "conv28", "activation": "tanh"},
-            "model.params: activation='tanh' applies to the 'mlp' backbone only",
+            {"network": {"latent_size": 0}},
+            "model.params.network.latent_size must be an integer >= 1 or None, got 0",
         ),
+        (
+            {"network": {"backbone": "conv28", "activation": "tanh"}},
+            "model.params.network.activation='tanh' applies to the 'mlp' backbone only",
+        ),
+        ({"network": {"width": 3}}, "model.params.network.width: unknown key; allowed keys"),
+        ({"network": [64]}, "model.params.network: expected a mapping of Network fields, got list"),
         ({"schedule": {"budget": -1}}, "model.params.schedule.budget must be a number >= 0"),
         ({"schedule": {"epochs": 3}}, "model.params.schedule.epochs: unknown key; allowed keys"),
         ({"encoder": {}}, "model.params.encoder: not a parameter of MemAE; allowed keys are"),
@@ -74,14 +80,24 @@ def test_model_params_are_checked_by_building_the_detector(params, message):
 
 
 def test_a_bad_model_param_stops_the_run_before_it_reads_a_row(tmp_path, capsys):
-    path = parquet_job(tmp_path, model={"name": "MemAE", "params": {"latent_size": -3}})
+    params = {"network": {"latent_size": -3}}
+    path = parquet_job(tmp_path, model={"name": "MemAE", "params": params})
     assert main(["run", "--config", str(path), "--no-progress"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
-        "streammem: configuration error: model.params: latent_size must be an integer >= 1 "
-        "or None, got -3"
+        "streammem: configuration error: model.params.network.latent_size must be an integer "
+        ">= 1 or None, got -3"
     )
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_network_settings_written_the_old_way_still_build_with_a_warning():
+    params = {"num_slots": 10, "hidden_sizes": [8], "latent_size": 4}
+    with pytest.warns(DeprecationWarning, match=r"\['hidden_sizes', 'latent_size'\] belong under"):
+        config = ModelConfig(name="MemAE", params=params)
+    detector = config.build()
+    assert detector.network == streammem.Network(hidden_sizes=(8,), latent_size=4)
+    assert detector.num_slots == 10
 
 
 def parquet_job(tmp_path: Path, **sections: dict) -> Path:

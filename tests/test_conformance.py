@@ -37,7 +37,8 @@ DETECTORS = sorted(
 # Small, fast settings per detector (all constructor parameters); image-only detectors get
 # flattened 1x28x28 images as records, the others tabular records with a categorical field.
 SMALL = streammem.Schedule(batch_size=16, min_records=16)
-FAST = {"schedule": SMALL, "hidden_sizes": (16,), "latent_size": 8, "device": "cpu"}
+NET = streammem.Network(hidden_sizes=(16,), latent_size=8)
+FAST = {"schedule": SMALL, "network": NET, "device": "cpu"}
 IMAGE_ONLY = {
     "MemGAN": {
         "num_units": 5,
@@ -334,7 +335,9 @@ class TestConformance:
 def test_image_detector_takes_nchw_arrays():
     torch.manual_seed(0)
     schedule = streammem.Schedule(batch_size=8, min_records=8)
-    det = streammem.MemAE(backbone="conv28", schedule=schedule, num_slots=20, device="cpu")
+    det = streammem.MemAE(
+        network=streammem.Network(backbone="conv28"), schedule=schedule, num_slots=20, device="cpu"
+    )
     images = np.random.default_rng(0).random((24, 1, 28, 28), dtype=np.float32)
     det.learn_many(images)
     assert det.n_updates_ > 0 and det.input_shape_ == (1, 28, 28)
@@ -344,7 +347,7 @@ def test_image_detector_takes_nchw_arrays():
 
 
 def test_conv_backbone_rejects_wrong_width():
-    det = streammem.MemAE(backbone="conv32", device="cpu")
+    det = streammem.MemAE(network=streammem.Network(backbone="conv32"), device="cpu")
     with pytest.raises(ValueError, match="input_shape"):
         det.learn_many(np.zeros((4, 784), dtype=np.float32))
 
@@ -361,7 +364,8 @@ def test_cuda_without_cuda_is_a_clear_error():
 )
 @pytest.mark.parametrize("output_activation", ["sigmoid", "block"])
 def test_mlp_activations_reach_the_model_and_its_numpy_copy(cls, output_activation):
-    det = make(cls, activation="tanh", output_activation=output_activation)
+    network = dataclasses.replace(NET, activation="tanh", output_activation=output_activation)
+    det = make(cls, network=network)
     data = records(48)
     det.learn_many(pd.DataFrame(data))
     kinds = {type(m) for m in det.model_.modules()}
@@ -381,9 +385,8 @@ def test_mlp_activations_reach_the_model_and_its_numpy_copy(cls, output_activati
     ],
 )
 def test_conv_backbone_rejects_mlp_only_activations(overrides, message):
-    det = streammem.MemAE(backbone="conv28", device="cpu", **overrides)
-    with pytest.raises(ValueError, match=message):
-        det.learn_many(np.zeros((4, 784), dtype=np.float32))
+    with pytest.raises(ValueError, match=message):  # where the network is written
+        streammem.Network(backbone="conv28", **overrides)
 
 
 # ---------------------------------------------------------------------- every public object
@@ -401,6 +404,7 @@ def public_objects() -> dict[str, object]:
         "FeatureEncoder": streammem.FeatureEncoder(),
         "TimeWindow": streammem.TimeWindow(),
         "Schedule": streammem.Schedule(),
+        "Network": streammem.Network(),
         "TopFields": streammem.TopFields(),
     }
 

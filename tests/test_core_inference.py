@@ -53,10 +53,10 @@ def test_conv_models_are_not_mirrored():
 
 
 def test_detector_scores_with_numpy_equal_torch_across_chunks(monkeypatch):
-    from streammem import MemAE
+    from streammem import MemAE, Network
     from streammem.detectors import base
 
-    det = MemAE(hidden_sizes=(12,), latent_size=6, num_slots=7, device="cpu")
+    det = MemAE(network=Network(hidden_sizes=(12,), latent_size=6), num_slots=7, device="cpu")
     rows = np.random.default_rng(0).normal(size=(80, 5)).astype(np.float32)
     det.learn_many(rows)
     monkeypatch.setattr(base, "_SCORE_CHUNK", 7)  # several chunks and a ragged last one

@@ -11,7 +11,8 @@ import streammem
 from streammem.explain import TopFields
 
 SMALL = streammem.Schedule(batch_size=16, min_records=16)
-FAST = {"schedule": SMALL, "hidden_sizes": (16,), "latent_size": 8, "device": "cpu"}
+NET = streammem.Network(hidden_sizes=(16,), latent_size=8)
+FAST = {"schedule": SMALL, "network": NET, "device": "cpu"}
 TABULAR = [streammem.AE, streammem.MemAE, streammem.Memorizer, streammem.RFTM]
 FIELDS = ["a", "b", "c", "d", "proto"]
 

@@ -89,7 +89,9 @@ def valid_event(rng: random.Random, i: int) -> dict[str, Any]:
 
 
 def new_pipeline() -> ScoringPipeline:
-    detector = streammem.MemAE(num_slots=10, hidden_sizes=(8,), latent_size=4)
+    detector = streammem.MemAE(
+        num_slots=10, network=streammem.Network(hidden_sizes=(8,), latent_size=4)
+    )
     calibrator = ConformalCalibrator(alpha=0.05, window_size=200, min_reference=20)
     return ScoringPipeline(AlertFilter(detector, calibrator), ServiceMetrics())
 

@@ -94,7 +94,9 @@ CASES = [
 def warmed() -> tuple[ScoringPipeline, JsonDecoder]:
     """A pipeline that has learned 300 valid events in polls of 100, like the daemon's."""
     rng = random.Random(0)
-    detector = streammem.MemAE(num_slots=20, hidden_sizes=(16,), latent_size=4)
+    detector = streammem.MemAE(
+        num_slots=20, network=streammem.Network(hidden_sizes=(16,), latent_size=4)
+    )
     calibrator = ConformalCalibrator(alpha=0.01, window_size=500, min_reference=50)
     pipeline = ScoringPipeline(AlertFilter(detector, calibrator), ServiceMetrics())
     decoder = JsonDecoder(max_message_bytes=100_000)

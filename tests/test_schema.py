@@ -43,7 +43,9 @@ def message(value: bytes, offset: int) -> SimpleNamespace:
 
 
 def fresh_pipeline(**kwargs) -> ScoringPipeline:
-    detector = streammem.MemAE(num_slots=10, hidden_sizes=(8,), latent_size=4)
+    detector = streammem.MemAE(
+        num_slots=10, network=streammem.Network(hidden_sizes=(8,), latent_size=4)
+    )
     return ScoringPipeline(AlertFilter(detector, ConformalCalibrator()), ServiceMetrics(), **kwargs)
 
 

@@ -14,7 +14,8 @@ from streammem.service.served import Served
 
 def served(**encoder) -> Served:
     declared = streammem.FeatureEncoder(**encoder) if encoder else None
-    return Served(streammem.MemAE(hidden_sizes=(8,), latent_size=4, encoder=declared))
+    network = streammem.Network(hidden_sizes=(8,), latent_size=4)
+    return Served(streammem.MemAE(network=network, encoder=declared))
 
 
 def readings(n: int, temp="number") -> list[dict]:

@@ -62,6 +62,7 @@ def test_a_column_the_model_rebuilds_well_counts_a_small_miss_loudly():
 
 def test_only_records_the_encoder_centres_are_measured_against_the_fit():
     assert streammem.MemAE().measures_against_fit
-    assert not streammem.MemAE(backbone="conv28").measures_against_fit  # pixels: error alone
+    pixels = streammem.Network(backbone="conv28")
+    assert not streammem.MemAE(network=pixels).measures_against_fit  # error alone
     minmax = streammem.FeatureEncoder(scaling="minmax")  # maps to [0, 1]: no centre
     assert not streammem.MemAE(encoder=minmax).measures_against_fit

@@ -21,7 +21,7 @@ from streammem.service.build import new_pipeline, pipeline_from_state
 from streammem.service.config import parse_config
 from streammem.service.job import run_job
 
-MODEL = {"name": "MemAE", "params": {"num_slots": 10, "hidden_sizes": [8]}}
+MODEL = {"name": "MemAE", "params": {"num_slots": 10, "network": {"hidden_sizes": [8]}}}
 
 
 def trained_state(calibration: dict) -> dict:

@@ -260,7 +260,7 @@ def test_inside_rivers_progressive_validation():
         return AlertFilter(
             # 64-32: the one-layer default scores the windowed stuck faults at 0.72 here (a
             # finding of the learning changes, in the session's note)
-            streammem.MemAE(device="cpu", hidden_sizes=(64, 32)),
+            streammem.MemAE(device="cpu", network=streammem.Network(hidden_sizes=(64, 32))),
             ConformalCalibrator(alpha=0.05, window_size=4_000),
         )
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from streammem.detectors.base import MemoryDetector
 from streammem.features.encoder import FeatureEncoder
 from streammem.learning.schedule import Schedule
 from streammem.nn.models import AENet
+from streammem.nn.network import Network
 
 __all__ = ["AE"]
 
@@ -17,8 +16,7 @@ class AE(MemoryDetector):
 
     Parameters
     ----------
-    schedule, device, seed, num_threads, backbone, \
-    input_shape, hidden_sizes, latent_size, activation, output_activation, batch_norm, encoder
+    schedule, device, seed, num_threads, network, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -44,13 +42,7 @@ class AE(MemoryDetector):
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
-        backbone: str = "mlp",
-        input_shape: Sequence[int] | None = None,
-        hidden_sizes: Sequence[int] = (64,),
-        latent_size: int | None = None,
-        activation: str = "leaky_relu",
-        output_activation: str = "linear",
-        batch_norm: bool | None = None,
+        network: Network = Network(),  # noqa: B008 (frozen: one shared default is safe)
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
@@ -58,15 +50,9 @@ class AE(MemoryDetector):
             device=device,
             seed=seed,
             num_threads=num_threads,
-            backbone=backbone,
-            input_shape=input_shape,
-            hidden_sizes=hidden_sizes,
-            latent_size=latent_size,
-            activation=activation,
-            output_activation=output_activation,
-            batch_norm=batch_norm,
+            network=network,
             encoder=encoder,
         )
 
     def _build_net(self, input_shape: tuple[int, ...]) -> AENet:
-        return AENet(input_shape, self.backbone, **self._backbone_kwargs())
+        return AENet(input_shape, self.network_.backbone, **self._network_kwargs())

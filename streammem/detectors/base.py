@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import math
 import os
 from collections.abc import Hashable, Iterator, Mapping, Sequence
@@ -46,7 +47,7 @@ import torch
 from river import base as river_base
 from threadpoolctl import ThreadpoolController
 
-from streammem.checks import check_choice, check_integer
+from streammem.checks import check_integer
 from streammem.explain import fold
 from streammem.features.encoder import EncodedBatch, FeatureEncoder, to_frame_or_array
 from streammem.features.replay import ReplayWindow
@@ -55,12 +56,12 @@ from streammem.learning.inference import numpy_reconstructor
 from streammem.learning.schedule import Schedule
 from streammem.learning.training import Trainer, make_trainer
 from streammem.nn.models import ReconstructionModel
+from streammem.nn.network import Network, fold_network_params
 from streammem.persistence import CheckpointError, save, stateful
 from streammem.reprs import describe
 
 __all__ = ["MemoryDetector"]
 
-_DEFAULT_IMAGE_SHAPES = {"conv28": (1, 28, 28), "conv32": (3, 32, 32)}
 _SCORE_CHUNK = 4096
 _MEMORY_SEED_ROWS = 256
 
@@ -79,10 +80,6 @@ def _in_chunks(compute: Any, batch: np.ndarray, empty: np.ndarray) -> np.ndarray
         compute(batch[start : start + _SCORE_CHUNK]) for start in range(0, len(batch), _SCORE_CHUNK)
     ]
     return np.concatenate(parts) if parts else empty
-
-
-_BACKBONES = ("mlp", "conv28", "conv32")
-_OUTPUT_ACTIVATIONS = ("linear", "sigmoid", "tanh", "block")
 
 
 def _check_device(device: Any) -> None:
@@ -125,24 +122,9 @@ class MemoryDetector(river_base.AnomalyDetector):
         RNG is left alone.
     num_threads
         Torch CPU threads while this detector computes (``None``: torch's own setting).
-    backbone
-        ``"mlp"``, ``"conv28"`` (1x28x28 images) or ``"conv32"`` (3x32x32 images).
-    input_shape
-        Shape of one record for the model; by default the encoded width (or the conv image).
-    hidden_sizes
-        MLP widths, encoder side (the decoder mirrors them).
-    latent_size
-        MLP bottleneck width; ``None``: about a third of the encoded width, even, between 2
-        and 16, so that narrow records cannot pass through unchanged.
-    activation
-        MLP hidden activation, ``"leaky_relu"`` or ``"tanh"``.
-    output_activation
-        ``"linear"``, ``"sigmoid"``, ``"tanh"``, or ``"block"`` (mlp only: the last layer is a
-        full Linear-BatchNorm-activation block, as in the Memorizer paper).
-    batch_norm
-        Batch norm after each hidden layer; ``None``: off for ``"mlp"`` (its batch statistics
-        cost fit on streams: R² 0.85 against 0.99 on correlated sensors, see the committed
-        ablations), on for the conv backbones (the papers' nets).
+    network
+        The encoder / decoder around the memory: backbone, widths, activations, batch norm
+        (:class:`~streammem.Network`; its defaults: one hidden layer of 64, MLP).
     encoder
         How records become vectors; by default a :class:`~streammem.features.encoder.FeatureEncoder`
         that scales numbers robustly (``mlp``) or passes pixels through (conv backbones).
@@ -160,26 +142,14 @@ class MemoryDetector(river_base.AnomalyDetector):
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
-        backbone: str = "mlp",
-        input_shape: Sequence[int] | None = None,
-        hidden_sizes: Sequence[int] = (64,),
-        latent_size: int | None = None,
-        activation: str = "leaky_relu",
-        output_activation: str = "linear",
-        batch_norm: bool | None = None,
+        network: Network = Network(),  # noqa: B008 (frozen: one shared default is safe)
         encoder: FeatureEncoder | None = None,
     ) -> None:
         self.schedule = schedule
         self.device = device
         self.seed = seed
         self.num_threads = num_threads
-        self.backbone = backbone
-        self.input_shape = input_shape
-        self.hidden_sizes = hidden_sizes
-        self.latent_size = latent_size
-        self.activation = activation
-        self.output_activation = output_activation
-        self.batch_norm = batch_norm
+        self.network = network
         self.encoder = encoder
 
     def __repr__(self) -> str:
@@ -187,13 +157,9 @@ class MemoryDetector(river_base.AnomalyDetector):
 
     def _repr_notes(self) -> dict[str, str]:
         """What each argument left ``None`` stands for (for the repr)."""
-        fitted = "input_shape_" in self.__dict__
         return {
             "schedule": repr(self._default_schedule),
             "num_threads": "torch's own setting",
-            "input_shape": f"{self.input_shape_}" if fitted else "the encoded width",
-            "latent_size": f"{self._latent_width()}" if fitted else "a third of the width, 2-16",
-            "batch_norm": "off for the mlp backbone, on for conv",
             "encoder": f"FeatureEncoder(scaling={self.new_encoder().scaling!r})",
         }
 
@@ -201,24 +167,19 @@ class MemoryDetector(river_base.AnomalyDetector):
     def _build_net(self, input_shape: tuple[int, ...]) -> ReconstructionModel:
         raise NotImplementedError
 
-    def _backbone_kwargs(self) -> dict[str, Any]:
-        batch_norm = self.batch_norm if self.batch_norm is not None else self.backbone != "mlp"
-        if self.backbone != "mlp":
-            return {"output_activation": self.output_activation, "batch_norm": batch_norm}
-        return {
-            "hidden_sizes": tuple(self.hidden_sizes),
-            "latent_size": self._latent_width(),
-            "activation": self.activation,
-            "output_activation": self.output_activation,
-            "batch_norm": batch_norm,
-        }
+    def _network_kwargs(self) -> dict[str, Any]:
+        """The net's arguments beside the backbone's name (:meth:`Network.model_kwargs`)."""
+        return self.network_.model_kwargs(self._latent_width())
 
     def _latent_width(self) -> int:
-        if self.latent_size is not None:
-            return self.latent_size
-        return 2 * min(8, max(1, math.prod(self.input_shape_) // 6))  # even: RFTM halves it
+        return self.network_.default_latent_size(self.input_shape_)
 
     # ------------------------------------------------------------------ set-up
+    @property
+    def network_(self) -> Network:
+        """The network in force (``network``; MemGAN's follows its ``input_shape``)."""
+        return self.network
+
     @property
     def schedule_(self) -> Schedule:
         """The schedule in force (``schedule``, else the class's default)."""
@@ -231,6 +192,10 @@ class MemoryDetector(river_base.AnomalyDetector):
             raise ValueError(
                 f"schedule must be a streammem.Schedule or None, got {type(self.schedule).__name__}"
             )
+        if not isinstance(self.network_, Network):
+            raise ValueError(
+                f"network must be a streammem.Network, got {type(self.network_).__name__}"
+            )
         if self.encoder is not None and not isinstance(self.encoder, FeatureEncoder):
             raise ValueError(
                 f"encoder must be a streammem.FeatureEncoder or None, got "
@@ -239,39 +204,11 @@ class MemoryDetector(river_base.AnomalyDetector):
         _check_device(self.device)
         check_integer("seed", self.seed, 0)
         check_integer("num_threads", self.num_threads, 1, optional=True)
-        check_choice("backbone", self.backbone, _BACKBONES)
-        check_choice("activation", self.activation, ("leaky_relu", "tanh"))
-        check_choice("output_activation", self.output_activation, _OUTPUT_ACTIVATIONS)
-        check_choice("batch_norm", self.batch_norm, (None, True, False))
-        if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(
-            self.hidden_sizes, Sequence
-        ):
-            raise ValueError(
-                f"hidden_sizes must be a sequence of integers >= 1, got {self.hidden_sizes!r}"
-            )
-        for size in self.hidden_sizes:
-            check_integer("hidden_sizes[...]", size, 1)
-        if self.input_shape is not None:
-            for size in self.input_shape:
-                check_integer("input_shape[...]", size, 1)
-        if self.backbone != "mlp" and self.activation != "leaky_relu":
-            raise ValueError(
-                f"activation={self.activation!r} applies to the 'mlp' backbone only; "
-                f"{self.backbone!r} has fixed activations"
-            )
-        if self.backbone != "mlp" and self.output_activation == "block":
-            raise ValueError("output_activation='block' applies to the 'mlp' backbone only")
-        if self.latent_size is not None and (
-            isinstance(self.latent_size, bool) or self.latent_size < 1
-        ):
-            raise ValueError(
-                f"latent_size must be an integer >= 1 or None, got {self.latent_size!r}"
-            )
 
     def new_encoder(self) -> FeatureEncoder:
         if self.encoder is not None:
             return self.encoder.clone()
-        return FeatureEncoder(scaling="robust" if self.backbone == "mlp" else None)
+        return FeatureEncoder(scaling="robust" if self.network_.is_mlp else None)
 
     @property
     def has_schema(self) -> bool:
@@ -301,13 +238,7 @@ class MemoryDetector(river_base.AnomalyDetector):
         return self.new_encoder()
 
     def model_input_shape(self, width: int) -> tuple[int, ...]:
-        shape = self.input_shape or _DEFAULT_IMAGE_SHAPES.get(self.backbone) or (width,)
-        if math.prod(shape) != width:
-            raise ValueError(
-                f"input_shape {tuple(shape)} holds {math.prod(shape)} values but records encode "
-                f"to {width}"
-            )
-        return tuple(shape)
+        return self.network_.input_shape_for(width)
 
     def _init_model(self, width: int) -> None:
         self.device_ = resolve_device(self.device)
@@ -840,7 +771,9 @@ class MemoryDetector(river_base.AnomalyDetector):
         and ``streammem.load`` find the class from the state)."""
         if state.get("class") != cls.__name__:
             raise CheckpointError(f"the state is of {state.get('class')!r}, not {cls.__name__!r}")
-        detector = cls(**_decode_params(state["params"]))
+        # Checkpoints from before Network hold its settings beside the detector's own.
+        accepted = tuple(inspect.signature(cls).parameters)
+        detector = cls(**fold_network_params(_decode_params(state["params"]), accepted))
         detector._load_state(state)
         return detector
 
@@ -871,6 +804,11 @@ def _encode_params(params: dict[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         if isinstance(value, Schedule):
             value = {"schedule": dataclasses.asdict(value)}
+        elif isinstance(value, Network):
+            fields = dataclasses.asdict(value)
+            value = {
+                "network": {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+            }
         elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type):
             value = {"estimator": value[0].__name__, "params": _encode_params(value[1])}
         elif isinstance(value, tuple):
@@ -886,7 +824,9 @@ def _decode_params(params: Mapping[str, Any]) -> dict[str, Any]:
             value = FeatureEncoder(**_decode_params(value["params"]))
         elif isinstance(value, dict) and "schedule" in value:
             value = Schedule(**value["schedule"])
-        elif isinstance(value, list) and name in ("hidden_sizes", "input_shape"):
+        elif isinstance(value, dict) and "network" in value:
+            value = Network(**value["network"])
+        elif isinstance(value, list) and name == "input_shape":  # MemGAN's
             value = tuple(value)
         out[name] = value
     return out

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from streammem.checks import check_choice, check_integer, check_number
 from streammem.detectors.base import MemoryDetector
 from streammem.features.encoder import FeatureEncoder
 from streammem.learning.schedule import Schedule
 from streammem.nn.models import MemAENet
+from streammem.nn.network import Network
 
 __all__ = ["MemAE"]
 
@@ -40,8 +39,7 @@ class MemAE(MemoryDetector):
         their read pass it unchanged; only codes further out are pulled back towards it (see
         :class:`~streammem.nn.memory.TrustRegion`). ``None``: the paper's read alone, which
         quantises continuous data (measured: R² 0.6 against 0.96 on correlated sensors).
-    schedule, device, seed, num_threads, backbone, \
-    input_shape, hidden_sizes, latent_size, activation, output_activation, batch_norm, encoder
+    schedule, device, seed, num_threads, network, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -74,13 +72,7 @@ class MemAE(MemoryDetector):
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
-        backbone: str = "mlp",
-        input_shape: Sequence[int] | None = None,
-        hidden_sizes: Sequence[int] = (64,),
-        latent_size: int | None = None,
-        activation: str = "leaky_relu",
-        output_activation: str = "linear",
-        batch_norm: bool | None = None,
+        network: Network = Network(),  # noqa: B008 (frozen: one shared default is safe)
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
@@ -88,13 +80,7 @@ class MemAE(MemoryDetector):
             device=device,
             seed=seed,
             num_threads=num_threads,
-            backbone=backbone,
-            input_shape=input_shape,
-            hidden_sizes=hidden_sizes,
-            latent_size=latent_size,
-            activation=activation,
-            output_activation=output_activation,
-            batch_norm=batch_norm,
+            network=network,
             encoder=encoder,
         )
         self.radius_quantile = radius_quantile
@@ -123,7 +109,7 @@ class MemAE(MemoryDetector):
     def _build_net(self, input_shape: tuple[int, ...]) -> MemAENet:
         return MemAENet(
             input_shape,
-            self.backbone,
+            self.network_.backbone,
             num_slots=self.num_slots,
             shrink_threshold=self.shrink_threshold,
             similarity=self.similarity,
@@ -131,5 +117,5 @@ class MemAE(MemoryDetector):
             per_position=self.per_position,
             temperature=self.temperature,
             radius_quantile=self.radius_quantile,
-            **self._backbone_kwargs(),
+            **self._network_kwargs(),
         )

@@ -10,6 +10,7 @@ from streammem.detectors.base import MemoryDetector
 from streammem.features.encoder import FeatureEncoder
 from streammem.learning.schedule import Schedule
 from streammem.nn.memgan import MemGANNet
+from streammem.nn.network import Network
 
 __all__ = ["MemGAN"]
 
@@ -55,6 +56,8 @@ class MemGAN(MemoryDetector):
     _default_schedule: ClassVar[Schedule] = Schedule(batch_size=64, learning_rate=1e-4, trim=0.0)
 
     def check_params(self) -> None:
+        for size in self.input_shape:  # before network_, which reads it
+            check_integer("input_shape[...]", size, 1)
         super().check_params()
         for name in ("num_units", "unit_dim", "width"):
             check_integer(name, getattr(self, name), 1)
@@ -81,13 +84,18 @@ class MemGAN(MemoryDetector):
             device=device,
             seed=seed,
             num_threads=num_threads,
-            backbone="conv32" if tuple(input_shape)[1:] == (32, 32) else "conv28",
-            input_shape=input_shape,
             encoder=encoder,
         )
+        self.input_shape = input_shape
         self.num_units = num_units
         self.unit_dim = unit_dim
         self.width = width
+
+    @property
+    def network_(self) -> Network:
+        """MemGAN's nets are its own; the conv backbone of its image size stands for them."""
+        shape = tuple(self.input_shape)
+        return Network(backbone="conv32" if shape[1:] == (32, 32) else "conv28", input_shape=shape)
 
     def _build_net(self, input_shape: tuple[int, ...]) -> MemGANNet:
         return MemGANNet(input_shape, self.num_units, self.unit_dim, self.width)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from streammem.checks import check_choice, check_integer, check_number
 from streammem.detectors.base import MemoryDetector
 from streammem.features.encoder import FeatureEncoder
 from streammem.learning.schedule import Schedule
 from streammem.nn.memory import REINTEGRATIONS
 from streammem.nn.models import RFTMNet
+from streammem.nn.network import Network
 
 __all__ = ["RFTM"]
 
@@ -38,8 +37,7 @@ class RFTM(MemoryDetector):
         their read pass it unchanged; only codes further out are pulled back towards it (see
         :class:`~streammem.nn.memory.TrustRegion`). ``None``: the paper's read alone, which
         quantises continuous data (measured: R² 0.6 against 0.96 on correlated sensors).
-    schedule, device, seed, num_threads, backbone, \
-    input_shape, hidden_sizes, latent_size, activation, output_activation, batch_norm, encoder
+    schedule, device, seed, num_threads, network, encoder
         Shared by every detector; see :class:`~streammem.detectors.base.MemoryDetector`.
 
     Examples
@@ -71,13 +69,7 @@ class RFTM(MemoryDetector):
         device: str = "auto",
         seed: int = 42,
         num_threads: int | None = 1,
-        backbone: str = "mlp",
-        input_shape: Sequence[int] | None = None,
-        hidden_sizes: Sequence[int] = (64,),
-        latent_size: int | None = None,
-        activation: str = "leaky_relu",
-        output_activation: str = "linear",
-        batch_norm: bool | None = None,
+        network: Network = Network(),  # noqa: B008 (frozen: one shared default is safe)
         encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__(
@@ -85,13 +77,7 @@ class RFTM(MemoryDetector):
             device=device,
             seed=seed,
             num_threads=num_threads,
-            backbone=backbone,
-            input_shape=input_shape,
-            hidden_sizes=hidden_sizes,
-            latent_size=latent_size,
-            activation=activation,
-            output_activation=output_activation,
-            batch_norm=batch_norm,
+            network=network,
             encoder=encoder,
         )
         self.radius_quantile = radius_quantile
@@ -103,7 +89,8 @@ class RFTM(MemoryDetector):
 
     def _latent_width(self) -> int:
         # each of the two memories reads half of the bottleneck: give each at least two dims
-        return self.latent_size if self.latent_size is not None else max(4, super()._latent_width())
+        chosen = self.network_.latent_size
+        return chosen if chosen is not None else max(4, super()._latent_width())
 
     def check_params(self) -> None:
         super().check_params()
@@ -115,20 +102,21 @@ class RFTM(MemoryDetector):
         check_number("forget", self.forget, 0.0, 1.0, high_open=True)
         check_choice("decomposition", self.decomposition, ("split", "projection"))
         check_choice("reintegration", self.reintegration, REINTEGRATIONS)
-        if self.latent_size is not None and self.latent_size % 2:
+        latent_size = self.network_.latent_size
+        if latent_size is not None and latent_size % 2:
             raise ValueError(
-                f"latent_size must be even for RFTM's twin memory, got {self.latent_size}"
+                f"network.latent_size must be even for RFTM's twin memory, got {latent_size}"
             )
 
     def _build_net(self, input_shape: tuple[int, ...]) -> RFTMNet:
         return RFTMNet(
             input_shape,
-            self.backbone,
+            self.network_.backbone,
             num_slots=self.num_slots,
             rounds=self.rounds,
             forget=self.forget,
             decomposition=self.decomposition,
             reintegration=self.reintegration,
             radius_quantile=self.radius_quantile,
-            **self._backbone_kwargs(),
+            **self._network_kwargs(),
         )

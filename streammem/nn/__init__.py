@@ -13,6 +13,7 @@ from streammem.nn.models import (
     ReconstructionModel,
     RFTMNet,
 )
+from streammem.nn.network import Network
 
 __all__ = [
     "AENet",
@@ -24,6 +25,7 @@ __all__ = [
     "MemorizerNet",
     "MemoryReadout",
     "ModelOutput",
+    "Network",
     "RFTMNet",
     "ReconstructionModel",
     "TwinMemory",

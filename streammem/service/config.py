@@ -14,6 +14,7 @@ import inspect
 import re
 import reprlib
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +39,7 @@ from pydantic import (
 )
 
 import streammem
+from streammem.nn.network import fold_network_params
 
 __all__ = [
     "FILE_KINDS",
@@ -111,44 +113,65 @@ class ModelConfig(_Section):
     @model_validator(mode="after")
     def _buildable(self) -> ModelConfig:
         """The params are the detector's arguments, and it accepts their values."""
-        signature = inspect.signature(getattr(streammem, self.name))
-        # The encoder is made from `schema`, never given here.
-        accepted = [name for name in signature.parameters if name != "encoder"]
-        for key in self.params:
+        accepted = self._accepted()
+        try:
+            folded = fold_network_params(self.params, accepted)
+        except ValueError as err:
+            raise _Located(f"params.{err}") from err
+        if legacy := sorted(set(self.params) - set(folded)):
+            warnings.warn(
+                f"model.params: {legacy} belong under model.params.network now (read as such)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        for key in folded:
             if key not in accepted:
                 raise _Located(
                     f"params.{key}: not a parameter of {self.name}; allowed keys are {accepted}"
                 )
-        _check_schedule(self.params.get("schedule"))
+        for key, value_class in _VALUE_PARAMS.items():
+            _check_value(key, value_class, self.params.get(key))
         try:
             self.build().check_params()
         except (TypeError, ValueError) as err:
             raise _Located(f"params: {err}") from err
         return self
 
+    def _accepted(self) -> list[str]:
+        # The encoder is made from `schema`, never given here.
+        signature = inspect.signature(getattr(streammem, self.name))
+        return [name for name in signature.parameters if name != "encoder"]
+
     def build(self, defaults: Mapping[str, Any] | None = None) -> Any:
-        """The configured detector, unfitted (``params.schedule`` as a :class:`Schedule`);
-        ``defaults``: settings the params override (the series recipe's)."""
-        params = {**(defaults or {}), **self.params}
-        if isinstance(params.get("schedule"), Mapping):
-            params["schedule"] = streammem.Schedule(**params["schedule"])
+        """The configured detector, unfitted (``params.schedule`` as a :class:`Schedule`,
+        ``params.network`` as a :class:`Network`); ``defaults``: settings the params override
+        (the series recipe's)."""
+        params = fold_network_params({**(defaults or {}), **self.params}, self._accepted())
+        for key, value_class in _VALUE_PARAMS.items():
+            if isinstance(params.get(key), Mapping):
+                params[key] = value_class(**params[key])
         return getattr(streammem, self.name)(**params)
 
 
-def _check_schedule(schedule: Any) -> None:
-    """``model.params.schedule`` is a mapping of :class:`streammem.Schedule` fields."""
-    if schedule is None:
+#: Detector arguments that are value objects, written in YAML as a mapping of their fields.
+_VALUE_PARAMS: dict[str, type] = {"schedule": streammem.Schedule, "network": streammem.Network}
+
+
+def _check_value(key: str, value_class: type, value: Any) -> None:
+    """``model.params.<key>`` is a mapping of ``value_class``'s fields."""
+    if value is None:
         return
-    if not isinstance(schedule, Mapping):
+    name = value_class.__name__
+    if not isinstance(value, Mapping):
         raise _Located(
-            f"params.schedule: expected a mapping of Schedule fields, got {type(schedule).__name__}"
+            f"params.{key}: expected a mapping of {name} fields, got {type(value).__name__}"
         )
-    fields = [f.name for f in dataclasses.fields(streammem.Schedule)]
-    for key in schedule:
-        if key not in fields:
-            raise _Located(f"params.schedule.{key}: unknown key; allowed keys are {fields}")
+    fields = [f.name for f in dataclasses.fields(value_class)]
+    for field in value:
+        if field not in fields:
+            raise _Located(f"params.{key}.{field}: unknown key; allowed keys are {fields}")
     try:
-        streammem.Schedule(**schedule)
+        value_class(**value)
     except (TypeError, ValueError) as err:
         raise _Located(f"params.{err}") from err
 

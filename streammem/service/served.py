@@ -61,7 +61,7 @@ class Served:
 
     @property
     def reads_fields(self) -> bool:
-        return self.detector.backbone == "mlp"  # the conv backbones read images
+        return self.detector.network_.is_mlp  # the conv backbones read images
 
     # ------------------------------------------------------------------ passed through
     def with_schema(
