@@ -100,6 +100,13 @@ def test_network_settings_written_the_old_way_still_build_with_a_warning():
     assert detector.num_slots == 10
 
 
+def test_old_network_settings_go_over_a_network_mapping_given_beside_them():
+    params = {"network": {"latent_size": 4}, "hidden_sizes": [8]}
+    with pytest.warns(DeprecationWarning, match="belong under model.params.network"):
+        config = ModelConfig(name="MemAE", params=params)
+    assert config.build().network == streammem.Network(hidden_sizes=(8,), latent_size=4)
+
+
 def parquet_job(tmp_path: Path, **sections: dict) -> Path:
     """A job on a Parquet file of ``temp``, ``load``, ``site`` and an ``id`` passed through."""
     table = pa.table({"temp": [20.0, 21.0], "load": [1.0, 2.0], "site": ["a", "b"], "id": [0, 1]})

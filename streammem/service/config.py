@@ -113,24 +113,24 @@ class ModelConfig(_Section):
     @model_validator(mode="after")
     def _buildable(self) -> ModelConfig:
         """The params are the detector's arguments, and it accepts their values."""
-        accepted = self._accepted()
+        for key, value_class in _VALUE_PARAMS.items():
+            _check_value(key, value_class, self.params.get(key))
         try:
-            folded = fold_network_params(self.params, accepted)
+            params = self._params()
         except ValueError as err:
             raise _Located(f"params.{err}") from err
-        if legacy := sorted(set(self.params) - set(folded)):
+        if legacy := sorted(set(self.params) - set(params)):
             warnings.warn(
                 f"model.params: {legacy} belong under model.params.network now (read as such)",
                 DeprecationWarning,
                 stacklevel=2,
             )
-        for key in folded:
+        accepted = self._accepted()
+        for key in params:
             if key not in accepted:
                 raise _Located(
                     f"params.{key}: not a parameter of {self.name}; allowed keys are {accepted}"
                 )
-        for key, value_class in _VALUE_PARAMS.items():
-            _check_value(key, value_class, self.params.get(key))
         try:
             self.build().check_params()
         except (TypeError, ValueError) as err:
@@ -142,15 +142,20 @@ class ModelConfig(_Section):
         signature = inspect.signature(getattr(streammem, self.name))
         return [name for name in signature.parameters if name != "encoder"]
 
+    def _params(self, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The detector's arguments: value objects made from their mappings, then the network's
+        settings written the old way (beside the others) read into ``network``."""
+        params = {**(defaults or {}), **self.params}
+        for key, value_class in _VALUE_PARAMS.items():
+            if isinstance(params.get(key), Mapping):
+                params[key] = value_class(**params[key])
+        return fold_network_params(params, self._accepted())
+
     def build(self, defaults: Mapping[str, Any] | None = None) -> Any:
         """The configured detector, unfitted (``params.schedule`` as a :class:`Schedule`,
         ``params.network`` as a :class:`Network`); ``defaults``: settings the params override
         (the series recipe's)."""
-        params = fold_network_params({**(defaults or {}), **self.params}, self._accepted())
-        for key, value_class in _VALUE_PARAMS.items():
-            if isinstance(params.get(key), Mapping):
-                params[key] = value_class(**params[key])
-        return getattr(streammem, self.name)(**params)
+        return getattr(streammem, self.name)(**self._params(defaults))
 
 
 #: Detector arguments that are value objects, written in YAML as a mapping of their fields.
