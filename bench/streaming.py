@@ -41,8 +41,11 @@ def _estimator_class(name: str) -> type:
     return getattr(importlib.import_module(f"streammem.detectors.{name.lower()}"), name)
 
 
-def estimator_params(cell: Cell) -> tuple[dict[str, Any], list[str]]:
-    """Constructor kwargs for the cell's estimator and the model kwargs it cannot take."""
+def estimator_params(
+    cell: Cell, input_shape: tuple[int, ...] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Constructor kwargs for the cell's estimator (with ``input_shape``, for records of that
+    shape) and the model kwargs it cannot take."""
     cls = _estimator_class(cell.spec.estimator or "")
     accepted = tuple(inspect.signature(cls).parameters)
     model_kwargs = dict(cell.spec.kwargs)
@@ -50,6 +53,8 @@ def estimator_params(cell: Cell) -> tuple[dict[str, Any], list[str]]:
         model_kwargs = _MLP_DEFAULTS | model_kwargs
     if "temperature" in accepted:  # the papers' addressing, not the streaming default
         model_kwargs = {"temperature": 1.0} | model_kwargs
+    if input_shape is not None:
+        model_kwargs["input_shape"] = input_shape
     # The offline nets take the network's settings one by one; the estimators as a Network.
     folded = fold_network_params(model_kwargs, accepted)
     dropped = sorted(k for k in folded if k not in accepted)
@@ -61,10 +66,7 @@ def build_estimator(cell: Cell, input_shape: tuple[int, ...], device: str) -> An
     """The public estimator configured like the offline cell."""
     from streammem import FeatureEncoder, Schedule
 
-    kwargs, _ = estimator_params(cell)
-    estimator_class = _estimator_class(cell.spec.estimator or "")
-    accepted = tuple(inspect.signature(estimator_class).parameters)
-    kwargs = fold_network_params({**kwargs, "input_shape": input_shape}, accepted)
+    kwargs, _ = estimator_params(cell, input_shape)
     config = train_config(cell.protocol, cell.spec)
     schedule = Schedule(
         budget=cell.steps_per_batch(),
@@ -75,7 +77,7 @@ def build_estimator(cell: Cell, input_shape: tuple[int, ...], device: str) -> An
         min_records=config.batch_size,
         trim=0.0,
     )
-    return estimator_class(
+    return _estimator_class(cell.spec.estimator or "")(
         **kwargs,
         schedule=schedule,
         seed=cell.seed,

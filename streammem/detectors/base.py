@@ -805,10 +805,7 @@ def _encode_params(params: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, Schedule):
             value = {"schedule": dataclasses.asdict(value)}
         elif isinstance(value, Network):
-            fields = dataclasses.asdict(value)
-            value = {
-                "network": {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
-            }
+            value = {"network": _encode_params(dataclasses.asdict(value))}
         elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type):
             value = {"estimator": value[0].__name__, "params": _encode_params(value[1])}
         elif isinstance(value, tuple):
